@@ -1,0 +1,119 @@
+"""Pieces every config shares: argument parsing, data paths and the paper's defaults."""
+
+import os
+
+import ml_collections
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get('LANDMARK_DATA', os.path.join(REPO, '..', 'shared', 'data'))
+HGU133A_STUDIES = ('bladderbatch', 'GSE781', 'chowdary', 'nakayama', 'borovecki')
+
+
+def data_path(*parts):
+  """Absolute path of a file under ../shared/data (or $LANDMARK_DATA)."""
+  return os.path.normpath(os.path.join(SHARED_DATA, *parts))
+
+
+def parse_arg(arg, **defaults):
+  """Parses big_vision-style 'key=value,flag' strings into a ConfigDict of defaults.
+
+  Values are cast to the type of their default; a bare key sets a bool to True.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, _, value = item.partition('=')
+    if key not in defaults:
+      raise ValueError(f'Unknown config argument {key!r}; known: {sorted(defaults)}')
+    kind = type(defaults[key])
+    if kind is bool:
+      parsed[key] = value.lower() not in ('0', 'false', 'no') if value else True
+    else:
+      parsed[key] = kind(value)
+  return parsed
+
+
+def hgu133a_studies():
+  """The five real HG-U133A studies shipped in ../shared/data/hgu133a."""
+  return tuple(data_path('hgu133a', f'{name}.tsv.gz') for name in HGU133A_STUDIES)
+
+
+def base_config():
+  """The paper's method with its published defaults (method.md); configs override parts."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.studies = hgu133a_studies()   # files; format picked from the extension
+  config.data.samples_table = data_path('hgu133a', 'samples.tsv')  # sample, study, label
+  config.data.annotation = data_path('annotation', 'gpl96_probes.tsv')
+  config.data.l1000_landmarks = data_path('annotation', 'l1000_landmarks.tsv')
+  config.data.dgex_landmarks = data_path('annotation', 'dgex_landmark_genes.tsv')
+  config.data.dgex_targets = data_path('annotation', 'dgex_target_genes.tsv')
+  config.data.go_gmt = data_path('genesets', 'go_mf.gmt')
+  config.data.max_samples = 0              # 0 = all; otherwise the first N (dry runs)
+
+  config.preprocess = ml_collections.ConfigDict()
+  config.preprocess.log2 = 'auto'          # 'auto' (max > linear_threshold), 'always', 'never'
+  config.preprocess.linear_threshold = 100.0
+  config.preprocess.log2_floor = 1.0       # linear values below the floor are raised to it
+  config.preprocess.nan_policy = 'error'   # 'error' or 'impute' (per-feature mean)
+  config.preprocess.quantile_normalize = True
+  config.preprocess.drop_control_probes = True   # AFFX-* hybridisation controls are not genes
+  config.preprocess.feature_list = ''      # optional TSV of probes/genes to keep ('' = all)
+  config.preprocess.dedup = True
+  config.preprocess.dedup_clusters = 100
+  config.preprocess.dedup_threshold = 1.0  # Euclidean distance in log2 units (D-GEX)
+  config.preprocess.split = 'random'       # 'random' or 'leave_study_out'
+  config.preprocess.holdout_study = ''     # for split='leave_study_out'
+  config.preprocess.val_fraction = 0.1
+  config.preprocess.test_fraction = 0.1
+
+  config.model = ml_collections.ConfigDict()
+  config.model.hidden = (500,)             # encoder widths before the bottleneck; decoder mirrors
+  config.model.bottleneck = 100
+  config.model.activation = 'sigmoid'
+  config.model.dropout = 0.1
+  config.model.scale = 'minmax'            # per-gene [0, 1] scaling fitted on the train split
+
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 100
+  config.train.batch_size = 256
+  config.train.learning_rate = 1e-3        # Adam with Keras defaults
+  config.train.b1 = 0.9
+  config.train.b2 = 0.999
+  config.train.eps = 1e-7
+  config.train.l2 = 1e-6                   # alpha * sum ||W||^2 added to the MAE loss
+  config.train.checkpoint_every_epochs = 10
+  config.train.keep_checkpoints = 2
+  config.train.log_every_epochs = 1
+
+  config.deeplift = ml_collections.ConfigDict()
+  config.deeplift.reference = 'train_mean' # 'train_mean', 'zeros', or a path to a .npy
+  config.deeplift.aggregate = 'abs'        # mean |C| ('abs') or signed mean ('signed')
+  config.deeplift.samples = 'train'        # which split is scored
+  config.deeplift.max_chunk_mb = 1024.0    # memory bound on one chunk's contributions
+  config.deeplift.top_k = 943
+  config.deeplift.n_export = 16
+
+  config.dgex = ml_collections.ConfigDict()
+  config.dgex.hidden = (3000,)
+  config.dgex.dropout = 0.1
+  config.dgex.learning_rate = 3e-4
+  config.dgex.momentum = 0.5
+  config.dgex.lr_decay = 0.9               # multiply lr when the training MAE rises
+  config.dgex.lr_floor = 1e-5
+  config.dgex.batch_size = 200
+  config.dgex.epochs = 200
+  config.dgex.std_epsilon = 1e-3
+
+  config.evaluate = ml_collections.ConfigDict()
+  config.evaluate.permutation_alpha = 0.01
+  config.evaluate.block_size = 2048        # genes per block in the permutation test
+  config.evaluate.models = ('linear', 'dgex')
+  config.evaluate.ridge = 0.0
+  config.evaluate.knn_neighbors = 10
+  config.evaluate.random_sets = 20
+  config.evaluate.go_min_size = 10
+  config.evaluate.go_max_size = 500
+  config.evaluate.go_fdr = 0.05
+  return config

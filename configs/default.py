@@ -1,0 +1,22 @@
+"""The paper at full scale: D-GEX's GEO compendium (129,158 x 22,268 HG-U133A profiles).
+
+Needs `bgedv2_QNORM.gctx` from the D-GEX authors (GCTX, 11.5 GB; read in chunks):
+
+  python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx --workdir=runs/paper
+  python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx,bottleneck=50 \
+      --workdir=runs/paper_b50
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, gctx='bgedv2_QNORM.gctx', bottleneck=100, seed=0)
+  config = common.base_config()
+  config.seed = arg.seed
+  config.data.studies = (arg.gctx,)
+  config.data.samples_table = ''
+  config.preprocess.log2 = 'never'         # the compendium is log2 and quantile-normalised
+  config.model.bottleneck = arg.bottleneck
+  config.dgex.hidden = (9000, 9000, 9000)  # D-GEX's best model
+  return config

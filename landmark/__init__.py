@@ -1,0 +1,1 @@
+"""landmark: find the genes from which a transcriptome can be inferred (Kong et al. 2021)."""

@@ -1,0 +1,399 @@
+"""Readers for expression compendia: GEO/TSV tables, CMap GCT/GCTX, D-GEX .npy, AnnData .h5ad.
+
+Every reader returns a `Compendium` (samples x features, float32) and fails with a
+one-line `DataError` that names the file and the problem.
+"""
+
+import dataclasses
+import gzip
+import os
+
+from absl import logging
+import h5py
+import numpy as np
+import pandas as pd
+
+GCTX_MATRIX = '0/DATA/0/matrix'
+GCTX_ROW_META = '0/META/ROW'   # features (CMap's rid)
+GCTX_COL_META = '0/META/COL'   # samples (CMap's cid)
+HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+
+
+class DataError(ValueError):
+  """Bad input data; the message is one line naming the file and the problem."""
+
+  def __init__(self, source, problem):
+    super().__init__(f'{source}: {problem}')
+
+
+@dataclasses.dataclass
+class Compendium:
+  """Expression profiles: `values[i, j]` is sample i's value of feature j."""
+
+  values: np.ndarray      # float32, (n_samples, n_features)
+  features: np.ndarray    # str feature IDs (probes, or gene symbols after collapsing)
+  samples: np.ndarray     # str sample IDs
+  meta: pd.DataFrame      # one row per sample, index = sample ID; has a 'study' column
+  source: str = ''        # file(s) it came from, for error messages
+
+  def __post_init__(self):
+    self.values = np.asarray(self.values, dtype=np.float32)
+    self.features = np.asarray(self.features, dtype=str)
+    self.samples = np.asarray(self.samples, dtype=str)
+    if self.values.shape != (len(self.samples), len(self.features)):
+      raise DataError(self.source, f'matrix shape {self.values.shape} does not match '
+                      f'{len(self.samples)} samples x {len(self.features)} features')
+
+  @property
+  def shape(self):
+    return self.values.shape
+
+  def take_samples(self, index):
+    """The compendium restricted to the samples at `index` (ints or a bool mask)."""
+    index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+    return dataclasses.replace(self, values=self.values[index], samples=self.samples[index],
+                               meta=self.meta.iloc[index])
+
+  def take_features(self, index):
+    """The compendium restricted to the features at `index` (ints or a bool mask)."""
+    index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+    return dataclasses.replace(self, values=self.values[:, index], features=self.features[index])
+
+  def select_features(self, ids):
+    """The compendium restricted to `ids` (in that order); all must be present."""
+    position = {f: i for i, f in enumerate(self.features)}
+    missing = [f for f in ids if f not in position]
+    if missing:
+      raise DataError(self.source, f'{len(missing)} requested features are absent, e.g. {missing[:3]}')
+    return self.take_features([position[f] for f in ids])
+
+
+def _check_file(path):
+  if not os.path.exists(path):
+    raise DataError(path, 'file not found')
+  if os.path.getsize(path) == 0:
+    raise DataError(path, 'file is empty')
+
+
+def _check_unique(source, ids, what):
+  ids = pd.Index(ids)
+  if ids.has_duplicates:
+    dup = ids[ids.duplicated()].unique()
+    raise DataError(source, f'{len(dup)} duplicate {what} IDs, e.g. {list(dup[:3])}')
+
+
+def _numeric(source, frame):
+  """Converts a string/object frame to float32, naming the first non-numeric cell."""
+  numeric = frame.apply(pd.to_numeric, errors='coerce')
+  bad = numeric.isna() & frame.notna() & ~frame.astype(str).isin(['', 'nan', 'NaN', 'NA', 'null'])
+  if bad.values.any():
+    row, col = np.argwhere(bad.values)[0]
+    raise DataError(source, f'{int(bad.values.sum())} non-numeric cells, first at row '
+                    f'{frame.index[row]!r}, column {frame.columns[col]!r}: {frame.iat[row, col]!r}')
+  return numeric.to_numpy(np.float32)
+
+
+def _study_name(path):
+  name = os.path.basename(path)
+  for ext in ('.gz', '.tsv', '.txt', '.csv', '.gctx', '.gct', '.npy', '.h5ad'):
+    name = name[:-len(ext)] if name.endswith(ext) else name
+  return name.replace('_series_matrix', '')
+
+
+def _meta(samples, study, extra=None):
+  meta = pd.DataFrame(index=pd.Index(samples, name='sample'))
+  if extra is not None:
+    meta = meta.join(extra)
+  meta['study'] = study
+  return meta
+
+
+def read_table(path, study=None):
+  """Reads a features x samples table (GEO series matrix, TSV or CSV, optionally gzipped).
+
+  The first column holds feature IDs; GEO's `!` metadata lines are skipped.
+  """
+  _check_file(path)
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rt') as f:
+    first = f.readline()
+  sep = ',' if ('.csv' in os.path.basename(path) and '\t' not in first) else '\t'
+  try:
+    frame = pd.read_csv(path, sep=sep, comment='!', index_col=0, dtype=str, skip_blank_lines=True)
+  except pd.errors.EmptyDataError:
+    raise DataError(path, 'file is empty') from None
+  if frame.shape[0] == 0 or frame.shape[1] == 0:
+    raise DataError(path, f'no data: {frame.shape[0]} rows x {frame.shape[1]} sample columns')
+  header = pd.read_csv(path, sep=sep, comment='!', header=None, nrows=1, dtype=str).iloc[0, 1:]
+  frame.index = frame.index.astype(str)
+  frame.columns = header.astype(str).to_numpy()
+  _check_unique(path, frame.index, 'feature')
+  _check_unique(path, frame.columns, 'sample')
+  values = _numeric(path, frame).T
+  return Compendium(values, frame.index, frame.columns,
+                    _meta(frame.columns, study or _study_name(path)), source=path)
+
+
+def read_gct(path, study=None):
+  """Reads CMap GCT 1.2 or 1.3 text files (rows = features, columns = samples)."""
+  _check_file(path)
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rt') as f:
+    version = f.readline().strip()
+    dims = f.readline().split('\t')
+  if version not in ('#1.2', '#1.3'):
+    raise DataError(path, f'not a GCT 1.2/1.3 file (first line {version!r})')
+  n_rows, n_cols = int(dims[0]), int(dims[1])
+  n_row_meta = int(dims[2]) if version == '#1.3' else 1
+  n_col_meta = int(dims[3]) if version == '#1.3' else 0
+  frame = pd.read_csv(path, sep='\t', skiprows=2, index_col=0, dtype=str)
+  frame.index = frame.index.astype(str)
+  frame.columns = pd.read_csv(path, sep='\t', skiprows=2, header=None, nrows=1, dtype=str).iloc[0, 1:]
+  col_meta = frame.iloc[:n_col_meta, n_row_meta:].T
+  col_meta.columns = frame.index[:n_col_meta]
+  body = frame.iloc[n_col_meta:, n_row_meta:]
+  if body.shape != (n_rows, n_cols):
+    raise DataError(path, f'header says {n_rows} x {n_cols}, body has {body.shape[0]} x {body.shape[1]}')
+  _check_unique(path, body.index, 'feature')
+  _check_unique(path, body.columns, 'sample')
+  return Compendium(_numeric(path, body).T, body.index, body.columns,
+                    _meta(body.columns, study or _study_name(path), col_meta), source=path)
+
+
+def _decode(array):
+  return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array])
+
+
+class GctxReader:
+  """Chunked access to a CMap GCTX (HDF5) file; the matrix is never read whole.
+
+  CMap stores `/0/DATA/0/matrix` with one row per sample (`/0/META/COL/id`) and one
+  column per feature (`/0/META/ROW/id`).
+  """
+
+  def __init__(self, path):
+    _check_file(path)
+    self.path = path
+    try:
+      self._file = h5py.File(path, 'r')
+    except OSError as e:
+      raise DataError(path, f'not an HDF5/GCTX file ({e})') from None
+    if GCTX_MATRIX not in self._file:
+      raise DataError(path, f'no {GCTX_MATRIX} dataset: not a GCTX file')
+    self.matrix = self._file[GCTX_MATRIX]
+    self.features = _decode(self._file[GCTX_ROW_META]['id'][:])
+    self.samples = _decode(self._file[GCTX_COL_META]['id'][:])
+    expected = (len(self.samples), len(self.features))
+    if self.matrix.shape != expected:
+      raise DataError(path, f'matrix is {self.matrix.shape} but META says {expected[0]} samples '
+                      f'x {expected[1]} features')
+    if 0 in expected:
+      raise DataError(path, 'file holds no samples or no features')
+    _check_unique(path, self.features, 'feature')
+    _check_unique(path, self.samples, 'sample')
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def close(self):
+    self._file.close()
+
+  def __len__(self):
+    return len(self.samples)
+
+  def sample_meta(self):
+    """Column (sample) metadata as a DataFrame indexed by sample ID."""
+    group = self._file[GCTX_COL_META]
+    columns = {k: _decode(group[k][:]) if group[k].dtype.kind in 'SOU' else group[k][:]
+               for k in group if k != 'id' and group[k].ndim == 1}
+    return pd.DataFrame(columns, index=pd.Index(self.samples, name='sample'))
+
+  def read(self, start, stop, feature_index=None):
+    """Samples [start, stop) as float32, optionally only the features at `feature_index`."""
+    block = self.matrix[start:stop]
+    if feature_index is not None:
+      block = block[:, feature_index]
+    return np.asarray(block, dtype=np.float32)
+
+  def iter_chunks(self, chunk_size, feature_index=None):
+    """Yields (start, values) chunks of consecutive samples."""
+    for start in range(0, len(self), chunk_size):
+      yield start, self.read(start, min(start + chunk_size, len(self)), feature_index)
+
+
+def read_gctx(path, study=None, max_samples=0, chunk_size=4096):
+  """Reads a whole GCTX (or its first `max_samples`) into memory, chunk by chunk."""
+  with GctxReader(path) as reader:
+    n = min(len(reader), max_samples) if max_samples else len(reader)
+    values = np.empty((n, len(reader.features)), np.float32)
+    for start in range(0, n, chunk_size):
+      stop = min(start + chunk_size, n)
+      values[start:stop] = reader.read(start, stop)
+    meta = reader.sample_meta().iloc[:n]
+    return Compendium(values, reader.features, reader.samples[:n],
+                      _meta(reader.samples[:n], study or _study_name(path), meta), source=path)
+
+
+def write_gctx(path, compendium, chunk_samples=1024):
+  """Writes a compendium as a CMap-layout GCTX (samples are rows of the HDF5 matrix)."""
+  from landmark import fileio
+  with fileio.atomic_path(path) as tmp:
+    with h5py.File(tmp, 'w') as f:
+      f.attrs['version'] = 'GCTX1.0'
+      chunks = (min(chunk_samples, max(1, compendium.shape[0])), compendium.shape[1])
+      f.create_dataset(GCTX_MATRIX, data=compendium.values, chunks=chunks)
+      f.create_dataset(f'{GCTX_ROW_META}/id', data=compendium.features.astype('S'))
+      f.create_dataset(f'{GCTX_COL_META}/id', data=compendium.samples.astype('S'))
+      for column in compendium.meta.columns:
+        f.create_dataset(f'{GCTX_COL_META}/{column}',
+                         data=compendium.meta[column].astype(str).to_numpy().astype('S'))
+
+
+def read_dgex_npy(path, features, study=None):
+  """Reads D-GEX's .npy layout: genes x samples float64, landmark genes first.
+
+  The file has no IDs: `features` names its rows in order (e.g. D-GEX's landmark then
+  target genes, 943 + 9,520).
+  """
+  _check_file(path)
+  try:
+    array = np.load(path, mmap_mode='r')
+  except ValueError as e:
+    raise DataError(path, f'not a .npy array ({e})') from None
+  if array.ndim != 2:
+    raise DataError(path, f'expected a 2-D genes x samples array, got shape {array.shape}')
+  if array.shape[0] != len(features):
+    hint = ' (transposed? rows must be genes)' if array.shape[1] == len(features) else ''
+    raise DataError(path, f'{array.shape[0]} rows but {len(features)} feature IDs given{hint}')
+  samples = [f'{_study_name(path)}_{i}' for i in range(array.shape[1])]
+  return Compendium(np.asarray(array.T, dtype=np.float32), features, samples,
+                    _meta(samples, study or _study_name(path)), source=path)
+
+
+def _h5ad_index(group, path):
+  key = group.attrs.get('_index', '_index')
+  if key not in group:
+    raise DataError(path, f'{group.name} has no index dataset {key!r}')
+  return _decode(group[key][:])
+
+
+def read_h5ad(path, study=None):
+  """Reads an AnnData .h5ad (obs = samples, var = features; dense or CSR/CSC `X`)."""
+  _check_file(path)
+  try:
+    f = h5py.File(path, 'r')
+  except OSError as e:
+    raise DataError(path, f'not an HDF5/h5ad file ({e})') from None
+  with f:
+    if 'X' not in f or 'obs' not in f or 'var' not in f:
+      raise DataError(path, 'an h5ad file needs X, obs and var')
+    samples, features = _h5ad_index(f['obs'], path), _h5ad_index(f['var'], path)
+    x = f['X']
+    if isinstance(x, h5py.Dataset):
+      values = x[:]
+    else:
+      import scipy.sparse
+      kind = x.attrs.get('encoding-type', 'csr_matrix')
+      matrix_type = scipy.sparse.csr_matrix if kind == 'csr_matrix' else scipy.sparse.csc_matrix
+      values = matrix_type((x['data'][:], x['indices'][:], x['indptr'][:]),
+                           shape=tuple(x.attrs['shape'])).toarray()
+  _check_unique(path, features, 'feature')
+  _check_unique(path, samples, 'sample')
+  return Compendium(values, features, samples, _meta(samples, study or _study_name(path)),
+                    source=path)
+
+
+def sniff_format(path):
+  """'gctx', 'h5ad', 'gct' or 'table', from the file's content rather than its name.
+
+  Real files lie about their format: CMap ships GCT text under a .gctx name.
+  """
+  _check_file(path)
+  with open(path, 'rb') as f:
+    head = f.read(8)
+  if head == HDF5_SIGNATURE:
+    with h5py.File(path, 'r') as f:
+      return 'gctx' if GCTX_MATRIX in f else 'h5ad'
+  opener = gzip.open if head[:2] == b'\x1f\x8b' else open
+  with opener(path, 'rb') as f:
+    first = f.read(4)
+  return 'gct' if first in (b'#1.2', b'#1.3') else 'table'
+
+
+def read_any(path, study=None):
+  """Reads one study with the reader its content calls for."""
+  kind = sniff_format(path)
+  expected = {'gctx': '.gctx', 'h5ad': '.h5ad', 'gct': '.gct'}.get(kind)
+  if expected and not path.removesuffix('.gz').endswith(expected):
+    logging.warning('%s holds %s data despite its name; reading it as such', path, kind.upper())
+  reader = {'gctx': read_gctx, 'h5ad': read_h5ad, 'gct': read_gct, 'table': read_table}[kind]
+  return reader(path, study)
+
+
+def check_orientation(compendium, known_features):
+  """Fails clearly when a file's feature IDs are unknown or it looks transposed."""
+  known = set(known_features)
+  n_features = sum(f in known for f in compendium.features)
+  if n_features:
+    return
+  n_samples = sum(s in known for s in compendium.samples)
+  if n_samples:
+    raise DataError(compendium.source, f'looks transposed: {n_samples} sample IDs are known '
+                    'feature IDs (expected features in rows, samples in columns)')
+  raise DataError(compendium.source, f'none of its {len(compendium.features)} feature IDs '
+                  f'(e.g. {list(compendium.features[:3])}) is a known ID')
+
+
+def combine(compendia):
+  """Joins studies on their shared features (in the first study's order)."""
+  shared = set(compendia[0].features)
+  for c in compendia[1:]:
+    shared &= set(c.features)
+  sources = ', '.join(c.source for c in compendia)
+  if not shared:
+    raise DataError(sources, 'the studies share no features')
+  features = [f for f in compendia[0].features if f in shared]
+  dropped = {c.source: len(c.features) - len(features) for c in compendia if len(c.features) != len(features)}
+  if dropped:
+    logging.info('Combining on %d shared features; dropped %s', len(features), dropped)
+  parts = [c.select_features(features) for c in compendia]
+  samples = np.concatenate([p.samples for p in parts])
+  _check_unique(sources, samples, 'sample')
+  return Compendium(np.concatenate([p.values for p in parts]), features, samples,
+                    pd.concat([p.meta for p in parts]), source=sources)
+
+
+def attach_sample_table(compendium, path):
+  """Adds the columns of a sample table (sample, study, label, ...) to the metadata."""
+  _check_file(path)
+  table = pd.read_csv(path, sep='\t', dtype=str).set_index('sample')
+  meta = compendium.meta.drop(columns=[c for c in table.columns if c in compendium.meta])
+  meta = meta.join(table)
+  meta['study'] = meta['study'].fillna(compendium.meta['study'])
+  return dataclasses.replace(compendium, meta=meta)
+
+
+def read_probe_ids(path):
+  """The known probe IDs of a platform annotation table (column `probe`)."""
+  _check_file(path)
+  return pd.read_csv(path, sep='\t', usecols=['probe'], dtype=str)['probe'].to_numpy()
+
+
+def load_compendium(data_config):
+  """Reads, checks and combines the studies a config names."""
+  known = read_probe_ids(data_config.annotation)
+  studies = []
+  for path in data_config.studies:
+    study = read_any(path)
+    check_orientation(study, known)
+    logging.info('Read %s: %d samples x %d features', path, *study.shape)
+    studies.append(study)
+  compendium = combine(studies) if len(studies) > 1 else studies[0]
+  if data_config.samples_table:
+    compendium = attach_sample_table(compendium, data_config.samples_table)
+  if data_config.max_samples:
+    compendium = compendium.take_samples(np.arange(min(data_config.max_samples, compendium.shape[0])))
+  return compendium

@@ -1,0 +1,205 @@
+"""Readers on the real files in ../shared/data and on files of the same layouts."""
+
+import gzip
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import common
+from landmark import data
+from landmark import fileio
+
+STUDY_SIZES = {'bladderbatch': 57, 'GSE781': 17, 'chowdary': 104, 'nakayama': 105, 'borovecki': 31}
+
+
+def test_real_studies_combine_into_314_profiles(real_compendium):
+  assert real_compendium.shape == (314, 22283)
+  assert real_compendium.values.dtype == np.float32
+  assert real_compendium.meta['study'].value_counts().to_dict() == STUDY_SIZES
+  assert list(real_compendium.meta.index) == list(real_compendium.samples)
+  assert real_compendium.meta.loc['GSM71019', 'label'] == 'Normal'
+  l1000 = pd.read_csv(common.data_path('annotation', 'l1000_landmarks.tsv'), sep='\t', dtype=str)
+  assert np.isin(l1000['probe'], real_compendium.features).sum() == 978
+
+
+def test_real_study_scales_differ(real_compendium):
+  by_study = pd.Series(real_compendium.values.max(axis=1)).groupby(
+      real_compendium.meta['study'].to_numpy()).max()
+  assert by_study['bladderbatch'] < 20          # RMA, log2 already
+  assert (by_study.drop('bladderbatch') > 1000).all()   # MAS5, linear
+
+
+def test_real_cmap_file_is_read_by_content():
+  """CMap's A375 plate is GCT 1.3 text under a .gctx name: content decides the reader."""
+  path = common.data_path('l1000', 'A375_plate_n377x978.gctx')
+  assert data.sniff_format(path) == 'gct'
+  plate = data.read_any(path)
+  assert plate.shape == (377, 978)
+  assert abs(np.median(plate.values)) < 0.1     # robust z-scores, centred per probe
+  assert np.isfinite(plate.values).all() and plate.values.std() > 0.5
+  assert plate.meta.shape[1] > 30               # 37 column-metadata fields + study
+  l1000 = pd.read_csv(common.data_path('annotation', 'l1000_landmarks.tsv'), sep='\t', dtype=str)
+  assert set(plate.features) == set(l1000['probe'])   # the 978 landmark probes
+
+
+def test_real_plate_as_gctx_in_chunks(tmp_path):
+  plate = data.read_any(common.data_path('l1000', 'A375_plate_n377x978.gctx'))
+  path = str(tmp_path / 'plate.gctx')
+  data.write_gctx(path, plate, chunk_samples=64)
+  assert data.sniff_format(path) == 'gctx'
+  with data.GctxReader(path) as reader:
+    chunks = np.concatenate([values for _, values in reader.iter_chunks(100)])
+    assert reader.sample_meta().shape[1] == plate.meta.shape[1]
+  np.testing.assert_array_equal(chunks, plate.values)
+  np.testing.assert_array_equal(data.read_any(path).samples, plate.samples)
+
+
+def test_gctx_round_trip_and_feature_subset(real_compendium, tmp_path):
+  small = real_compendium.take_samples(np.arange(40)).take_features(np.arange(300))
+  path = str(tmp_path / 'small.gctx')
+  data.write_gctx(path, small, chunk_samples=7)
+  back = data.read_gctx(path, study='x')
+  np.testing.assert_array_equal(back.values, small.values)
+  np.testing.assert_array_equal(back.features, small.features)
+  assert back.meta.loc[small.samples[0], 'label'] == small.meta['label'].iloc[0]
+  with data.GctxReader(path) as reader:
+    np.testing.assert_array_equal(reader.read(5, 17, [3, 1, 200]), small.values[5:17][:, [3, 1, 200]])
+  assert data.read_gctx(path, max_samples=9).shape == (9, 300)
+
+
+def _write_gct(path, frame, version, col_meta=None):
+  with open(path, 'w') as f:
+    if version == '1.2':
+      f.write(f'#1.2\n{frame.shape[0]}\t{frame.shape[1]}\n')
+      f.write('\t'.join(['Name', 'Description', *frame.columns]) + '\n')
+      for probe, row in frame.iterrows():
+        f.write('\t'.join([probe, 'na', *map(str, row)]) + '\n')
+    else:
+      f.write(f'#1.3\n{frame.shape[0]}\t{frame.shape[1]}\t1\t{len(col_meta)}\n')
+      f.write('\t'.join(['id', 'gene', *frame.columns]) + '\n')
+      for name, values in col_meta.items():
+        f.write('\t'.join([name, 'na', *values]) + '\n')
+      for probe, row in frame.iterrows():
+        f.write('\t'.join([probe, 'g', *map(str, row)]) + '\n')
+
+
+@pytest.mark.parametrize('version', ['1.2', '1.3'])
+def test_gct(real_compendium, tmp_path, version):
+  small = real_compendium.take_samples(np.arange(60, 72)).take_features(np.arange(50))
+  frame = pd.DataFrame(small.values.T, index=small.features, columns=small.samples)
+  path = str(tmp_path / 'x.gct')
+  _write_gct(path, frame, version, {'label': list(small.meta['label'].fillna('').astype(str))})
+  back = data.read_gct(path)
+  np.testing.assert_allclose(back.values, small.values, rtol=1e-6)
+  np.testing.assert_array_equal(back.samples, small.samples)
+  if version == '1.3':
+    assert list(back.meta['label'].fillna('')) == list(small.meta['label'].fillna(''))
+
+
+def test_dgex_npy_layout(real_compendium, tmp_path):
+  small = real_compendium.take_samples(np.arange(10)).take_features(np.arange(30))
+  path = str(tmp_path / 'bgedv2_test.npy')
+  np.save(path, small.values.T.astype(np.float64))
+  back = data.read_dgex_npy(path, small.features)
+  np.testing.assert_array_equal(back.values, small.values)
+  with pytest.raises(data.DataError, match='transposed'):
+    data.read_dgex_npy(path, small.features[:10])
+
+
+@pytest.mark.parametrize('sparse', [False, True])
+def test_h5ad(real_compendium, tmp_path, sparse):
+  import scipy.sparse
+  small = real_compendium.take_samples(np.arange(8)).take_features(np.arange(20))
+  values = np.where(small.values > 500, small.values, 0)   # real MAS5 values, sparsified
+  path = str(tmp_path / 'x.h5ad')
+  with h5py.File(path, 'w') as f:
+    if sparse:
+      csr = scipy.sparse.csr_matrix(values)
+      group = f.create_group('X')
+      group.attrs['encoding-type'] = 'csr_matrix'
+      group.attrs['shape'] = values.shape
+      for key in ('data', 'indices', 'indptr'):
+        group.create_dataset(key, data=getattr(csr, key))
+    else:
+      f.create_dataset('X', data=values)
+    for name, ids in (('obs', small.samples), ('var', small.features)):
+      group = f.create_group(name)
+      group.attrs['_index'] = '_index'
+      group.create_dataset('_index', data=ids.astype('S'))
+  back = data.read_h5ad(path)
+  np.testing.assert_array_equal(back.values, values)
+  np.testing.assert_array_equal(back.features, small.features)
+
+
+def _one_line_error(excinfo, path):
+  message = str(excinfo.value)
+  assert '\n' not in message and str(path) in message
+  return message
+
+
+def test_bad_input_missing_and_empty(tmp_path):
+  with pytest.raises(data.DataError, match='not found') as e:
+    data.read_any(str(tmp_path / 'nope.tsv'))
+  _one_line_error(e, tmp_path / 'nope.tsv')
+  empty = tmp_path / 'empty.tsv'
+  empty.write_text('')
+  with pytest.raises(data.DataError, match='empty') as e:
+    data.read_any(str(empty))
+  _one_line_error(e, empty)
+  header_only = tmp_path / 'header.tsv'
+  header_only.write_text('probe\tS1\tS2\n')
+  with pytest.raises(data.DataError, match='no data'):
+    data.read_any(str(header_only))
+
+
+def test_bad_input_non_numeric_and_duplicates(tmp_path):
+  bad = tmp_path / 'bad.tsv'
+  bad.write_text('probe\tS1\tS2\n1007_s_at\t1.0\t2.0\n1053_at\t3.0\toops\n')
+  with pytest.raises(data.DataError, match="non-numeric.*'1053_at'.*'S2'.*oops") as e:
+    data.read_any(str(bad))
+  _one_line_error(e, bad)
+  dup = tmp_path / 'dup.tsv'
+  dup.write_text('probe\tS1\tS2\n1007_s_at\t1.0\t2.0\n1007_s_at\t3.0\t4.0\n')
+  with pytest.raises(data.DataError, match='duplicate feature'):
+    data.read_any(str(dup))
+  dup_samples = tmp_path / 'dups.csv'
+  dup_samples.write_text('probe,S1,S1\n1007_s_at,1.0,2.0\n')
+  with pytest.raises(data.DataError, match='duplicate sample'):
+    data.read_any(str(dup_samples))
+
+
+def test_bad_input_transposed_and_unknown_ids(real_compendium, tmp_path):
+  known = real_compendium.features
+  small = real_compendium.take_samples(np.arange(5)).take_features(np.arange(40))
+  transposed = tmp_path / 'transposed.tsv.gz'
+  with gzip.open(transposed, 'wt') as f:
+    pd.DataFrame(small.values, index=small.samples, columns=small.features).to_csv(f, sep='\t')
+  with pytest.raises(data.DataError, match='transposed') as e:
+    data.check_orientation(data.read_any(str(transposed)), known)
+  _one_line_error(e, transposed)
+  unknown = tmp_path / 'unknown.tsv'
+  unknown.write_text('probe\tS1\nGENE_X\t1.0\nGENE_Y\t2.0\n')
+  with pytest.raises(data.DataError, match='known ID'):
+    data.check_orientation(data.read_any(str(unknown)), known)
+
+
+def test_bad_input_studies_share_no_features(tmp_path):
+  a, b = tmp_path / 'a.tsv', tmp_path / 'b.tsv'
+  a.write_text('probe\tS1\n1007_s_at\t1.0\n')
+  b.write_text('probe\tS2\n1053_at\t1.0\n')
+  with pytest.raises(data.DataError, match='share no features'):
+    data.combine([data.read_any(str(a)), data.read_any(str(b))])
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+  path = tmp_path / 'result.tsv'
+  fileio.write_text(path, 'old')
+  with pytest.raises(RuntimeError):
+    with fileio.atomic_path(path) as tmp:
+      with open(tmp, 'w') as f:
+        f.write('half')
+      raise RuntimeError('crash mid-write')
+  assert path.read_text() == 'old'
+  assert [p.name for p in tmp_path.iterdir()] == ['result.tsv']
