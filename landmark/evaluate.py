@@ -1,0 +1,375 @@
+"""The paper's evaluation (method.md §5) on numpy arrays: per-gene errors, the permutation
+test, paired comparison of two landmark sets, GO enrichment and sample-level clustering.
+
+Arrays of expression are (samples, genes): metrics are computed per gene (column) over
+samples. Nothing here trains a model; the inputs are predictions or per-gene metrics.
+"""
+
+import matplotlib
+
+matplotlib.use('Agg')
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.cluster import hierarchy
+from sklearn import decomposition
+from sklearn import metrics as sk_metrics
+
+from landmark import fileio
+
+COLUMN_CHUNK = 1024   # genes standardised at once: bounds float64 temporaries on big matrices
+
+
+def _check_pair(y_true, y_pred):
+  y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+  if y_true.ndim != 2 or y_true.shape != y_pred.shape:
+    raise ValueError(f'y_true and y_pred must be (samples, genes) of one shape, '
+                     f'got {y_true.shape} and {y_pred.shape}')
+  if y_true.shape[0] < 2:
+    raise ValueError(f'need at least 2 samples per gene, got {y_true.shape[0]}')
+  return y_true, y_pred
+
+
+def _column_chunks(n_columns):
+  return (slice(start, start + COLUMN_CHUNK) for start in range(0, n_columns, COLUMN_CHUNK))
+
+
+def _standardise(x):
+  """Columns centred and scaled to unit norm (float64), so PCC(a, b) = a_std · b_std.
+
+  A constant column (max == min, tested exactly) becomes all zeros: its PCC with anything
+  is then 0.0 instead of NaN.
+  """
+  x = np.asarray(x, dtype=np.float64)
+  centred = x - x.mean(axis=0)
+  norm = np.sqrt(np.sum(centred**2, axis=0))
+  constant = np.ptp(x, axis=0) == 0
+  return np.where(constant, 0.0, centred / np.where(constant, 1.0, norm))
+
+
+def per_gene_mae(y_true, y_pred):
+  """MAE_j = mean over samples of |g_j - ĝ_j| for every gene j, accumulated in float64."""
+  y_true, y_pred = _check_pair(y_true, y_pred)
+  mae = np.empty(y_true.shape[1])
+  for chunk in _column_chunks(y_true.shape[1]):
+    mae[chunk] = np.mean(np.abs(y_true[:, chunk].astype(np.float64) - y_pred[:, chunk]), axis=0)
+  return mae
+
+
+def per_gene_pcc(y_true, y_pred):
+  """PCC_j = Pearson r(g_j, ĝ_j) over samples for every gene j, in float64.
+
+  Where either column has zero variance (constant over samples) r is undefined; it is
+  returned as 0.0 (no linear association) so that means and tests stay NaN-free.
+  """
+  y_true, y_pred = _check_pair(y_true, y_pred)
+  pcc = np.empty(y_true.shape[1])
+  for chunk in _column_chunks(y_true.shape[1]):
+    pcc[chunk] = np.sum(_standardise(y_true[:, chunk]) * _standardise(y_pred[:, chunk]), axis=0)
+  return np.clip(pcc, -1.0, 1.0)
+
+
+def _standardise_float32(x):
+  out = np.empty(x.shape, dtype=np.float32)
+  for chunk in _column_chunks(x.shape[1]):
+    out[:, chunk] = _standardise(x[:, chunk])
+  return out
+
+
+@jax.jit
+def _exceedance_counts(pred_block, true_std, start):
+  """#{k != j: PCC(ĝ_j, g_k) >= PCC(ĝ_j, g_j)} for predicted genes j = start + column.
+
+  pred_block (samples, block) and true_std (samples, genes) hold standardised columns, so
+  one matmul gives the block's correlations with every true gene. PCC_j is read from the
+  same matmul, so the comparison with its own reference is exact (the -1 drops k = j).
+  Padding columns past the last gene come back as garbage and are dropped by the caller.
+  """
+  corr = jnp.matmul(pred_block.T, true_std, precision=jax.lax.Precision.HIGHEST)
+  own = jnp.minimum(start + jnp.arange(pred_block.shape[1]), true_std.shape[1] - 1)
+  own_corr = jnp.take_along_axis(corr, own[:, None], axis=1)
+  return jnp.sum(corr >= own_corr, axis=1) - 1
+
+
+def permutation_test(y_true, y_pred, block_size=2048):
+  """Permutation p-value per gene: is ĝ_j closer to g_j than to the other true genes?
+
+  The reference distribution of gene j is {PCC(ĝ_j, g_k): k != j} over all other genes
+  (columns) of y_true, and p_j = (1 + #{k != j: PCC(ĝ_j, g_k) >= PCC_j}) / (1 + #k), so the
+  smallest p is 1 / n_genes. A gene passes when p_j < alpha (`permutation_pass`).
+
+  Columns are standardised once (float64, stored as float32); each block of `block_size`
+  predicted genes is correlated with all true genes in one jitted float32 matmul at highest
+  precision, so memory is O(block_size x genes), never a dense genes x genes matrix.
+  Constant columns correlate 0.0 with everything (see `per_gene_pcc`).
+  """
+  y_true, y_pred = _check_pair(y_true, y_pred)
+  n_genes = y_true.shape[1]
+  if n_genes < 2:
+    raise ValueError('the permutation test needs at least 2 genes')
+  block_size = min(block_size, n_genes)
+  true_std = jnp.asarray(_standardise_float32(y_true))
+  counts = np.empty(n_genes, dtype=np.int64)
+  for start in range(0, n_genes, block_size):
+    stop = min(start + block_size, n_genes)
+    block = np.zeros((y_pred.shape[0], block_size), dtype=np.float32)
+    block[:, :stop - start] = _standardise(y_pred[:, start:stop])
+    counts[start:stop] = np.asarray(_exceedance_counts(block, true_std, start))[:stop - start]
+  return (1.0 + counts) / n_genes
+
+
+def permutation_pass(p_values, alpha=0.01):
+  """Genes that pass the permutation test: p < alpha (the paper's alpha is 0.01)."""
+  return np.asarray(p_values) < alpha
+
+
+def paired_comparison(metric_a, metric_b, lower_is_better):
+  """Paired comparison of one per-gene metric between landmark sets A and B (same genes).
+
+  Returns means, mean difference (A - B), the paired t-test (scipy.stats.ttest_rel) and
+  Wilcoxon signed-rank test (scipy.stats.wilcoxon, zero differences dropped), and the
+  number of genes where A is better, B is better, or they tie. Identical vectors give a
+  NaN t statistic and p (scipy's answer).
+  """
+  metric_a = np.asarray(metric_a, dtype=np.float64)
+  metric_b = np.asarray(metric_b, dtype=np.float64)
+  if metric_a.ndim != 1 or metric_a.shape != metric_b.shape:
+    raise ValueError(f'metric vectors must be 1-D of one length, got {metric_a.shape} '
+                     f'and {metric_b.shape}')
+  difference = metric_a - metric_b
+  a_better = difference < 0 if lower_is_better else difference > 0
+  b_better = difference > 0 if lower_is_better else difference < 0
+  t_test = stats.ttest_rel(metric_a, metric_b)
+  wilcoxon = stats.wilcoxon(metric_a, metric_b)
+  return {
+      'n_genes': metric_a.size,
+      'mean_a': metric_a.mean(),
+      'mean_b': metric_b.mean(),
+      'mean_difference': difference.mean(),
+      't_statistic': float(t_test.statistic),
+      't_p_value': float(t_test.pvalue),
+      'wilcoxon_statistic': float(wilcoxon.statistic),
+      'wilcoxon_p_value': float(wilcoxon.pvalue),
+      'a_wins': int(a_better.sum()),
+      'b_wins': int(b_better.sum()),
+      'ties': int((difference == 0).sum()),
+  }
+
+
+def gene_metrics(y_true, y_pred, targets, block_size=2048):
+  """Per-target table (index target): mae, pcc and the permutation-test p_value."""
+  return pd.DataFrame({
+      'mae': per_gene_mae(y_true, y_pred),
+      'pcc': per_gene_pcc(y_true, y_pred),
+      'p_value': permutation_test(y_true, y_pred, block_size=block_size),
+  }, index=pd.Index(np.asarray(targets, dtype=str), name='target'))
+
+
+def _common_targets(metrics_a, metrics_b):
+  common = metrics_a.index.intersection(metrics_b.index, sort=False)
+  if common.empty:
+    raise ValueError('the two landmark sets share no target genes')
+  return metrics_a.loc[common], metrics_b.loc[common]
+
+
+def compare_landmark_sets(metrics_a, metrics_b, names=('A', 'B'), alpha=0.01):
+  """Compares two landmark sets on their common targets (the genes in neither set).
+
+  metrics_a / metrics_b: `gene_metrics` tables, each over the targets of its own set;
+  they are restricted to the targets both share. Returns (summary, failing):
+  summary has one row per metric (mae, pcc) with both sets' mean/min/max, both paired tests,
+  win counts and how many targets fail the permutation test (p >= alpha) with each set;
+  failing lists those targets (set, target, pcc, p_value).
+  """
+  metrics_a, metrics_b = _common_targets(metrics_a, metrics_b)
+  failing_a = metrics_a[~permutation_pass(metrics_a['p_value'], alpha)]
+  failing_b = metrics_b[~permutation_pass(metrics_b['p_value'], alpha)]
+  rows = []
+  for metric, lower_is_better in (('mae', True), ('pcc', False)):
+    row = {'metric': metric, 'set_a': names[0], 'set_b': names[1]}
+    row.update(paired_comparison(metrics_a[metric], metrics_b[metric], lower_is_better))
+    row.update({'min_a': metrics_a[metric].min(), 'max_a': metrics_a[metric].max(),
+                'min_b': metrics_b[metric].min(), 'max_b': metrics_b[metric].max(),
+                'permutation_fail_a': len(failing_a), 'permutation_fail_b': len(failing_b)})
+    rows.append(row)
+  failing = pd.concat([failing_a.assign(set=names[0]), failing_b.assign(set=names[1])])
+  failing = failing.rename_axis('target').reset_index()[['set', 'target', 'pcc', 'p_value']]
+  return pd.DataFrame(rows), failing.reset_index(drop=True)
+
+
+def calibrated_gap(metric_a, metric_b, random_metrics, statistic=np.mean):
+  """The gap statistic(A) - statistic(B) against the same gap between random gene sets.
+
+  random_metrics: per-gene metric vectors of random landmark sets of the same size as A
+  and B, evaluated by the caller the same way. The null distribution is the gap over all
+  ordered pairs (i, j), i != j, of random sets: the difference two uninformed sets show by
+  chance. Returns gap, null mean and sd, z = (gap - null mean) / null sd, and the two-sided
+  empirical p = (1 + #{|null gap| >= |gap|}) / (1 + #pairs); the pairs share sets, so p
+  and z are only as good as the number of random sets behind them.
+  """
+  if len(random_metrics) < 3:
+    raise ValueError(f'need at least 3 random sets for a null, got {len(random_metrics)}')
+  gap = statistic(np.asarray(metric_a)) - statistic(np.asarray(metric_b))
+  random_stats = np.array([statistic(np.asarray(m)) for m in random_metrics], dtype=np.float64)
+  null = (random_stats[:, None] - random_stats[None, :])[~np.eye(len(random_stats), dtype=bool)]
+  null_sd = null.std(ddof=1)
+  return {
+      'gap': float(gap),
+      'null_mean': float(null.mean()),
+      'null_sd': float(null_sd),
+      'z': float((gap - null.mean()) / null_sd),
+      'p_value': float((1 + np.sum(np.abs(null) >= abs(gap))) / (1 + null.size)),
+      'n_random_sets': len(random_stats),
+  }
+
+
+def _draw_density(ax, values, xlabel):
+  """Gaussian KDE of each named vector; a degenerate vector (constant) is a vertical line."""
+  for name, vector in values.items():
+    vector = np.asarray(vector, dtype=np.float64)
+    vector = vector[np.isfinite(vector)]
+    if vector.size < 2 or np.ptp(vector) == 0:
+      ax.axvline(vector[0] if vector.size else 0.0, label=f'{name} (constant)')
+      continue
+    grid = np.linspace(vector.min(), vector.max(), 512)
+    ax.plot(grid, stats.gaussian_kde(vector)(grid), label=f'{name} (mean {vector.mean():.4f})')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel('density')
+  ax.legend()
+
+
+def plot_density(path, values, xlabel):
+  """Fig. 2a-style density of per-gene values (MAE or PCC), one curve per named vector."""
+  figure, ax = plt.subplots(figsize=(6, 4))
+  _draw_density(ax, values, xlabel)
+  fileio.save_figure(path, figure)
+
+
+def plot_comparison(path, metrics_a, metrics_b, names=('A', 'B')):
+  """Fig. 3: densities of per-gene MAE and PCC for sets A and B on their common targets,
+  and per-gene scatters of A against B with the diagonal (below it: A has the lower value)."""
+  metrics_a, metrics_b = _common_targets(metrics_a, metrics_b)
+  figure, axes = plt.subplots(2, 2, figsize=(10, 9))
+  for column, (metric, label) in enumerate((('mae', 'per-gene MAE'), ('pcc', 'per-gene PCC'))):
+    a, b = metrics_a[metric].to_numpy(), metrics_b[metric].to_numpy()
+    _draw_density(axes[0, column], {names[0]: a, names[1]: b}, label)
+    scatter = axes[1, column]
+    scatter.scatter(b, a, s=4, alpha=0.4)
+    low, high = min(a.min(), b.min()), max(a.max(), b.max())
+    scatter.plot([low, high], [low, high], color='black', linewidth=1)
+    scatter.set_xlabel(f'{label}, {names[1]}')
+    scatter.set_ylabel(f'{label}, {names[0]}')
+    scatter.set_title(f'{len(a)} common targets')
+  fileio.save_figure(path, figure)
+
+
+def read_gmt(path):
+  """GMT gene sets: {term ID: (term name, set of gene symbols)}."""
+  gene_sets = {}
+  with open(path) as f:
+    for line_number, line in enumerate(f, 1):
+      fields = line.rstrip('\n').split('\t')
+      if len(fields) < 2:
+        raise ValueError(f'{path}:{line_number}: a GMT line needs a term ID and a name')
+      gene_sets[fields[0]] = (fields[1], set(filter(None, fields[2:])))
+  return gene_sets
+
+
+def go_enrichment(selected_genes, universe_genes, gene_sets, min_size=10, max_size=500):
+  """Over-representation of `selected_genes` in each gene set (clusterProfiler's enricher).
+
+  As clusterProfiler does: the universe N is the universe genes annotated to at least one
+  set; the selection n and every set are restricted to it; sets whose restricted size K is
+  outside [min_size, max_size], or that contain no selected gene, are not tested. The
+  p-value is the hypergeometric upper tail P(X >= k) = hypergeom.sf(k - 1, N, K, n), and
+  p_adjusted is Benjamini-Hochberg over the tested sets. Sorted by p_value.
+  """
+  annotated = set().union(*(genes for _, genes in gene_sets.values()))
+  universe = set(universe_genes) & annotated
+  selected = set(selected_genes) & universe
+  rows = []
+  for term, (name, genes) in gene_sets.items():
+    members = genes & universe
+    overlap = sorted(members & selected)
+    if min_size <= len(members) <= max_size and overlap:
+      rows.append((term, name, len(members), len(overlap), '/'.join(overlap)))
+  table = pd.DataFrame(rows, columns=['term', 'name', 'set_size', 'overlap', 'genes'])
+  table = table.astype({'set_size': np.int64, 'overlap': np.int64})
+  n_universe, n_selected = len(universe), len(selected)
+  table['expected'] = table['set_size'] * n_selected / n_universe
+  table['p_value'] = stats.hypergeom.sf(table['overlap'] - 1, n_universe, table['set_size'],
+                                        n_selected)
+  table['p_adjusted'] = stats.false_discovery_control(table['p_value'])
+  columns = ['term', 'name', 'set_size', 'overlap', 'expected', 'p_value', 'p_adjusted', 'genes']
+  return table[columns].sort_values(['p_value', 'term'], kind='stable').reset_index(drop=True)
+
+
+def plot_enrichment(path, table, fdr=0.05, top=20):
+  """Bar chart of -log10 adjusted p for the `top` terms with p_adjusted < fdr."""
+  significant = table[table['p_adjusted'] < fdr].nsmallest(top, 'p_adjusted')
+  figure, ax = plt.subplots(figsize=(8, 1.5 + 0.3 * len(significant)))
+  if significant.empty:
+    ax.text(0.5, 0.5, f'no significant terms (BH-adjusted p < {fdr})', ha='center', va='center')
+    ax.set_axis_off()
+  else:
+    ax.barh(significant['name'][::-1], -np.log10(significant['p_adjusted'][::-1]))
+    ax.axvline(-np.log10(fdr), color='black', linestyle='--', linewidth=1)
+    ax.set_xlabel('-log10 BH-adjusted p')
+    ax.set_title(f'{int((table["p_adjusted"] < fdr).sum())} of {len(table)} terms significant')
+  fileio.save_figure(path, figure)
+
+
+def cluster_scores(features, labels, n_clusters=None):
+  """Hierarchical clustering of samples (average linkage, correlation distance) cut into
+  `n_clusters` (default: the number of label classes), scored against the labels by the
+  adjusted Rand index and normalised mutual information. Rows are samples; a constant row
+  has no correlation distance and is an error."""
+  features = np.asarray(features, dtype=np.float64)
+  labels = np.asarray(labels)
+  if features.shape[0] != labels.shape[0]:
+    raise ValueError(f'{features.shape[0]} samples but {labels.shape[0]} labels')
+  if np.any(np.ptp(features, axis=1) == 0):
+    raise ValueError('a constant sample has no correlation distance')
+  n_clusters = n_clusters or len(np.unique(labels))
+  tree = hierarchy.linkage(features, method='average', metric='correlation')
+  clusters = hierarchy.fcluster(tree, t=n_clusters, criterion='maxclust')
+  return {'ari': sk_metrics.adjusted_rand_score(labels, clusters),
+          'nmi': sk_metrics.normalized_mutual_info_score(labels, clusters)}
+
+
+def pca_features(x, n_components):
+  """Samples projected on their first `n_components` principal components (sklearn PCA)."""
+  return decomposition.PCA(n_components=n_components).fit_transform(np.asarray(x, np.float64))
+
+
+def compare_representations(representations, labels):
+  """ARI/NMI of `cluster_scores` for each named (samples, dims) representation."""
+  rows = [{'representation': name, 'dims': np.shape(features)[1],
+           **cluster_scores(features, labels)} for name, features in representations.items()]
+  return pd.DataFrame(rows)
+
+
+def plot_representations(path, representations, labels):
+  """One panel per representation: its samples on their first two principal components,
+  coloured by label, with the clustering's ARI/NMI in the title."""
+  labels = np.asarray(labels)
+  classes = np.unique(labels)
+  figure, axes = plt.subplots(1, len(representations), figsize=(4.5 * len(representations), 4),
+                              squeeze=False)
+  for ax, (name, features) in zip(axes[0], representations.items()):
+    scores = cluster_scores(features, labels)
+    coordinates = pca_features(features, min(2, *np.shape(features)))
+    if coordinates.shape[1] == 1:
+      coordinates = np.column_stack([coordinates[:, 0], np.zeros(len(coordinates))])
+    for label in classes:
+      rows = labels == label
+      ax.scatter(coordinates[rows, 0], coordinates[rows, 1], s=8, label=str(label))
+    ax.set_title(f'{name}: ARI {scores["ari"]:.3f}, NMI {scores["nmi"]:.3f}')
+    ax.set_xlabel('PC1')
+    ax.set_ylabel('PC2')
+  axes[0, -1].legend()
+  fileio.save_figure(path, figure)

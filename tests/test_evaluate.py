@@ -1,0 +1,267 @@
+"""Evaluation against scipy/numpy references, planted signals and the real GO / L1000 files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from configs import common
+from landmark import evaluate
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def assert_png(path):
+  with open(path, 'rb') as f:
+    assert f.read(8) == PNG_SIGNATURE
+  assert path.stat().st_size > 1000
+
+
+def brute_force_p_values(y_true, y_pred):
+  """The permutation test written out densely in float64 with np.corrcoef."""
+  n_genes = y_true.shape[1]
+  corr = np.corrcoef(y_pred.T, y_true.T)[:n_genes, n_genes:]   # corr[j, k] = r(ĝ_j, g_k)
+  own = np.diag(corr)
+  others = ~np.eye(n_genes, dtype=bool)
+  return np.array([(1 + np.sum(corr[j, others[j]] >= own[j])) / n_genes for j in range(n_genes)])
+
+
+def test_per_gene_mae_and_pcc_match_numpy_and_scipy():
+  rng = np.random.default_rng(0)
+  y_true = rng.normal(size=(25, 7)).astype(np.float32)
+  y_pred = (0.6 * y_true + rng.normal(size=(25, 7))).astype(np.float32)
+  y_true[:, 2] = 3.5     # constant truth
+  y_pred[:, 5] = -1.0    # constant prediction
+  mae = evaluate.per_gene_mae(y_true, y_pred)
+  np.testing.assert_allclose(mae, np.abs(y_true.astype(np.float64) - y_pred).mean(axis=0),
+                             rtol=1e-12)
+  pcc = evaluate.per_gene_pcc(y_true, y_pred)
+  for j in (0, 1, 3, 4, 6):
+    np.testing.assert_allclose(pcc[j], stats.pearsonr(y_true[:, j], y_pred[:, j]).statistic,
+                               atol=1e-6)
+  assert pcc[2] == 0.0 and pcc[5] == 0.0
+  assert np.isfinite(pcc).all()
+
+
+def test_per_gene_metrics_reject_mismatched_shapes():
+  with pytest.raises(ValueError, match='one shape'):
+    evaluate.per_gene_mae(np.zeros((4, 3)), np.zeros((4, 2)))
+
+
+def test_near_perfect_predictions_of_independent_genes_all_pass():
+  rng = np.random.default_rng(1)
+  n_genes = 150
+  y_true = rng.normal(size=(60, n_genes))
+  y_pred = y_true + 0.01 * rng.normal(size=y_true.shape)
+  noise_gene = 17
+  y_pred[:, noise_gene] = rng.normal(size=60)
+  p = evaluate.permutation_test(y_true, y_pred, block_size=64)
+  others = np.arange(n_genes) != noise_gene
+  np.testing.assert_array_equal(p[others], 1.0 / n_genes)    # beats all 149 other genes
+  assert evaluate.permutation_pass(p[others], alpha=0.01).all()
+  assert p[noise_gene] > 0.05 and not evaluate.permutation_pass(p[noise_gene], alpha=0.01)
+
+
+@pytest.mark.parametrize('block_size', [3, 13, 100])
+def test_blockwise_permutation_test_equals_dense_computation(block_size):
+  rng = np.random.default_rng(2)
+  shared = rng.normal(size=(40, 2))
+  y_true = 2 * shared @ rng.normal(size=(2, 13)) + rng.normal(size=(40, 13))  # correlated genes
+  y_pred = 0.1 * y_true + rng.normal(size=y_true.shape)                       # weak predictions
+  p = evaluate.permutation_test(y_true, y_pred, block_size=block_size)
+  np.testing.assert_array_equal(p, brute_force_p_values(y_true, y_pred))
+  assert len(np.unique(p)) > 3     # a non-trivial spread of p-values, not all 1/13
+
+
+def test_constant_prediction_ties_with_every_gene():
+  rng = np.random.default_rng(3)
+  y_true = rng.normal(size=(30, 9))
+  y_pred = y_true.copy()
+  y_pred[:, 4] = 2.0
+  p = evaluate.permutation_test(y_true, y_pred, block_size=4)
+  assert p[4] == 1.0
+  np.testing.assert_array_equal(np.delete(p, 4), 1 / 9)
+
+
+def test_paired_comparison_matches_scipy_and_counts_wins():
+  a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+  b = np.array([2.0, 2.0, 1.0, 5.0, 3.0, 6.5])
+  result = evaluate.paired_comparison(a, b, lower_is_better=True)
+  t_test, wilcoxon = stats.ttest_rel(a, b), stats.wilcoxon(a, b)
+  assert result['t_statistic'] == pytest.approx(t_test.statistic)
+  assert result['t_p_value'] == pytest.approx(t_test.pvalue)
+  assert result['wilcoxon_statistic'] == pytest.approx(wilcoxon.statistic)
+  assert result['wilcoxon_p_value'] == pytest.approx(wilcoxon.pvalue)
+  assert result['mean_difference'] == pytest.approx(np.mean(a - b))
+  assert (result['a_wins'], result['b_wins'], result['ties']) == (3, 2, 1)
+  higher = evaluate.paired_comparison(a, b, lower_is_better=False)
+  assert (higher['a_wins'], higher['b_wins'], higher['ties']) == (2, 3, 1)
+
+
+def metrics_table(targets, mae, pcc, p_value):
+  return pd.DataFrame({'mae': mae, 'pcc': pcc, 'p_value': p_value},
+                      index=pd.Index(targets, name='target'))
+
+
+def test_compare_landmark_sets_uses_common_targets():
+  rng = np.random.default_rng(4)
+  genes = [f'G{i}' for i in range(40)]
+  # A's targets are G0..G34, B's are G5..G39: common targets G5..G34.
+  a = metrics_table(genes[:35], rng.uniform(0.1, 0.5, 35), rng.uniform(0.3, 1, 35),
+                    np.full(35, 0.001))
+  b = metrics_table(genes[5:], rng.uniform(0.1, 0.6, 35), rng.uniform(0.2, 1, 35),
+                    np.full(35, 0.001))
+  b.loc[['G10', 'G12'], 'p_value'] = 0.5
+  a.loc['G2', 'p_value'] = 0.5       # not a common target: ignored
+  summary, failing = evaluate.compare_landmark_sets(a, b, names=('D1000', 'L1000'))
+  common = genes[5:35]
+  for metric, lower_is_better in (('mae', True), ('pcc', False)):
+    row = summary.set_index('metric').loc[metric]
+    expected = evaluate.paired_comparison(a.loc[common, metric], b.loc[common, metric],
+                                          lower_is_better)
+    assert row['n_genes'] == 30
+    for key, value in expected.items():
+      assert row[key] == pytest.approx(value)
+    assert row['min_b'] == b.loc[common, metric].min()
+    assert (row['permutation_fail_a'], row['permutation_fail_b']) == (0, 2)
+  assert failing['set'].tolist() == ['L1000', 'L1000']
+  assert failing['target'].tolist() == ['G10', 'G12']
+
+
+def test_gene_metrics_table_agrees_with_the_functions():
+  rng = np.random.default_rng(5)
+  y_true = rng.normal(size=(20, 6))
+  y_pred = y_true + rng.normal(size=y_true.shape)
+  table = evaluate.gene_metrics(y_true, y_pred, [f'T{i}' for i in range(6)], block_size=4)
+  assert table.index.tolist() == [f'T{i}' for i in range(6)]
+  np.testing.assert_array_equal(table['pcc'], evaluate.per_gene_pcc(y_true, y_pred))
+  np.testing.assert_array_equal(table['p_value'], evaluate.permutation_test(y_true, y_pred))
+
+
+def test_calibrated_gap_separates_planted_signal_from_noise():
+  rng = np.random.default_rng(6)
+  random_sets = [rng.normal(0.5, 0.1, 500) for _ in range(20)]
+  informative = rng.normal(0.45, 0.1, 500)     # 0.05 lower MAE, ~8 null sds
+  planted = evaluate.calibrated_gap(informative, rng.normal(0.5, 0.1, 500), random_sets)
+  assert planted['gap'] < 0 and planted['z'] < -4
+  assert planted['p_value'] == pytest.approx(1 / (1 + 20 * 19))
+  assert planted['null_mean'] == pytest.approx(0.0, abs=1e-12)   # ordered pairs: symmetric
+  # Two more random sets, 30 times over: z behaves like a standard score.
+  chance = np.array([
+      evaluate.calibrated_gap(rng.normal(0.5, 0.1, 500), rng.normal(0.5, 0.1, 500),
+                              random_sets)['z'] for _ in range(30)])
+  assert np.abs(chance).max() < 4 and np.mean(np.abs(chance) < 2) >= 0.7
+  assert abs(chance.mean()) < 0.75
+
+
+@pytest.fixture
+def small_gmt(tmp_path):
+  lines = [
+      ['T1', 'ten after restriction'] + [f'G{i}' for i in range(1, 11)] + ['X1', 'X2'],
+      ['T2', 'too small'] + ['G1', 'G2'],
+      ['T3', 'too large'] + [f'G{i}' for i in range(1, 16)],
+      ['T4', 'six'] + [f'G{i}' for i in range(20, 26)],
+      ['T5', 'no selected gene'] + [f'G{i}' for i in range(30, 35)],
+      ['T6', 'eight'] + [f'G{i}' for i in range(5, 13)],
+  ]
+  path = tmp_path / 'small.gmt'
+  path.write_text(''.join('\t'.join(line) + '\n' for line in lines))
+  return path
+
+
+def test_read_gmt(small_gmt):
+  gene_sets = evaluate.read_gmt(small_gmt)
+  assert list(gene_sets) == ['T1', 'T2', 'T3', 'T4', 'T5', 'T6']
+  assert gene_sets['T2'] == ('too small', {'G1', 'G2'})
+
+
+def test_go_enrichment_matches_hypergeometric_and_hand_bh(small_gmt):
+  gene_sets = evaluate.read_gmt(small_gmt)
+  universe = [f'G{i}' for i in range(1, 41)] + ['Z1']   # Z1 and G16..: in no term
+  selected = [f'G{i}' for i in range(1, 7)] + ['G20', 'Q9', 'Z1']
+  table = evaluate.go_enrichment(selected, universe, gene_sets, min_size=3, max_size=12)
+  # Annotated universe: G1..G15, G20..G25, G30..G34 = 26 genes; selection in it: 7 genes.
+  n_universe, n_selected = 26, 7
+  expected = {'T1': (10, ['G1', 'G2', 'G3', 'G4', 'G5', 'G6']), 'T4': (6, ['G20']),
+              'T6': (8, ['G5', 'G6'])}
+  assert sorted(table['term']) == sorted(expected)
+  for term, (size, overlap) in expected.items():
+    row = table.set_index('term').loc[term]
+    assert row['set_size'] == size and row['overlap'] == len(overlap)
+    assert row['genes'] == '/'.join(overlap)
+    assert row['expected'] == pytest.approx(size * n_selected / n_universe)
+    assert row['p_value'] == pytest.approx(
+        stats.hypergeom.sf(len(overlap) - 1, n_universe, size, n_selected))
+  p = table['p_value'].to_numpy()
+  assert (np.diff(p) >= 0).all()
+  m = len(p)
+  by_hand = np.minimum.accumulate((p * m / np.arange(1, m + 1))[::-1])[::-1]
+  np.testing.assert_allclose(table['p_adjusted'], np.minimum(by_hand, 1.0))
+  nothing = evaluate.go_enrichment(['Q9', 'Z1'], universe, gene_sets, min_size=3, max_size=12)
+  assert nothing.empty and nothing.columns.tolist() == table.columns.tolist()
+
+
+def test_go_enrichment_of_real_l1000_landmarks():
+  gene_sets = evaluate.read_gmt(common.data_path('genesets', 'go_mf.gmt'))
+  landmarks = pd.read_csv(common.data_path('annotation', 'l1000_landmarks.tsv'), sep='\t')
+  probes = pd.read_csv(common.data_path('annotation', 'gpl96_probes.tsv'), sep='\t')
+  universe = {s.strip() for entry in probes['symbol'].dropna() for s in entry.split('///')}
+  table = evaluate.go_enrichment(landmarks['symbol'], universe, gene_sets)
+  assert 300 < len(table) < 2000      # GO MF: 4,964 terms; the paper tested 1,645
+  assert table['p_value'].between(0, 1).all() and table['p_adjusted'].between(0, 1).all()
+  assert (table['p_adjusted'] >= table['p_value'] - 1e-15).all()
+  assert table['p_value'].is_monotonic_increasing
+  assert table['set_size'].between(10, 500).all() and (table['overlap'] >= 1).all()
+  assert (table['overlap'] <= table['set_size']).all()
+  # Landmarks were chosen to span biology, so some function is over-represented.
+  assert (table['p_adjusted'] < 0.05).any()
+
+
+def planted_clusters(rng, n_per_class=20, n_features=50, noise=0.2):
+  centroids = rng.normal(size=(3, n_features))
+  labels = np.repeat(['normal', 'ADC', 'SCC'], n_per_class)
+  index = np.repeat(np.arange(3), n_per_class)
+  return centroids[index] + noise * rng.normal(size=(len(labels), n_features)), labels
+
+
+def test_clustering_recovers_planted_clusters_and_not_random_labels():
+  rng = np.random.default_rng(7)
+  features, labels = planted_clusters(rng)
+  scores = evaluate.cluster_scores(features, labels)
+  assert scores['ari'] == pytest.approx(1.0) and scores['nmi'] == pytest.approx(1.0)
+  random_labels = rng.permutation(labels)
+  assert abs(evaluate.cluster_scores(features, random_labels)['ari']) < 0.1
+
+
+def test_compare_representations(tmp_path):
+  rng = np.random.default_rng(8)
+  features, labels = planted_clusters(rng)
+  representations = {'raw': features, 'pca': evaluate.pca_features(features, 5),
+                     'noise': rng.normal(size=(len(labels), 5))}
+  table = evaluate.compare_representations(representations, labels)
+  assert table['representation'].tolist() == ['raw', 'pca', 'noise']
+  assert table['dims'].tolist() == [50, 5, 5]
+  scores = table.set_index('representation')
+  assert scores.loc['raw', 'ari'] == pytest.approx(1.0)
+  assert scores.loc['noise', 'ari'] < 0.5
+  evaluate.plot_representations(tmp_path / 'representations.png', representations, labels)
+  assert_png(tmp_path / 'representations.png')
+
+
+def test_plots_write_png(tmp_path, small_gmt):
+  rng = np.random.default_rng(9)
+  evaluate.plot_density(tmp_path / 'density.png',
+                        {'AE': rng.gamma(2, 0.1, 300), 'constant': np.full(10, 0.2)}, 'MAE')
+  assert_png(tmp_path / 'density.png')
+  genes = [f'G{i}' for i in range(50)]
+  a = metrics_table(genes, rng.uniform(0.1, 0.5, 50), rng.uniform(0, 1, 50), np.full(50, 0.01))
+  b = metrics_table(genes, rng.uniform(0.1, 0.6, 50), rng.uniform(0, 1, 50), np.full(50, 0.01))
+  evaluate.plot_comparison(tmp_path / 'comparison.png', a, b, names=('D1000', 'L1000'))
+  assert_png(tmp_path / 'comparison.png')
+  table = evaluate.go_enrichment([f'G{i}' for i in range(1, 11)], [f'G{i}' for i in range(1, 41)],
+                                 evaluate.read_gmt(small_gmt), min_size=3, max_size=12)
+  assert (table['p_adjusted'] < 0.05).any()
+  evaluate.plot_enrichment(tmp_path / 'enrichment.png', table)
+  assert_png(tmp_path / 'enrichment.png')
+  evaluate.plot_enrichment(tmp_path / 'none.png', table.assign(p_adjusted=1.0))
+  assert_png(tmp_path / 'none.png')
