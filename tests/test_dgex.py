@@ -1,0 +1,208 @@
+"""Target-gene inference: D-GEX against planted signals, baselines against numpy."""
+
+from flax import nnx
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pandas as pd
+import pytest
+
+from configs import common
+from landmark import dgex
+
+
+def small_config(**overrides):
+  config = common.base_config().dgex
+  config.update(hidden=(64, 32), learning_rate=0.3, epochs=40, batch_size=10, dropout=0.1,
+                lr_floor=0.2)
+  config.update(overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def noisy_data():
+  """Weak signal + strong noise on 40 training samples: D-GEX overfits and its lr decays."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(60, 10)).astype(np.float32)
+  y = (0.5 * x[:, :5] + rng.normal(size=(60, 5))).astype(np.float32)
+  return x[:40], y[:40], x[40:], y[40:]
+
+
+@pytest.fixture(scope='module')
+def noisy_fit(noisy_data):
+  return dgex.fit_dgex(small_config(), *noisy_data, seed=3)
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_standardizer_round_trip():
+  rng = np.random.default_rng(0)
+  values = rng.normal(5.0, [0.0, 1.0, 3.0], size=(50, 3))
+  scaler = dgex.Standardizer.fit(values, epsilon=1e-3)
+  z = scaler.transform(values)
+  np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
+  np.testing.assert_allclose(z.std(axis=0), values.std(axis=0) / (values.std(axis=0) + 1e-3))
+  np.testing.assert_allclose(scaler.inverse_transform(z), values)
+
+
+@pytest.mark.parametrize('dtype, rtol', [(np.float32, 1e-5), (np.float64, 1e-10)])
+def test_linear_equals_lstsq_with_intercept(dtype, rtol):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(80, 6))
+  y = x @ rng.normal(size=(6, 4)) + 3.0 + rng.normal(size=(80, 4))
+  with jax.enable_x64(dtype == np.float64):
+    model = dgex.fit_linear(x.astype(dtype), y.astype(dtype))
+    assert model.weights.dtype == dtype
+    predictions = model.predict(x.astype(dtype))
+  design = np.column_stack([x, np.ones(len(x))])
+  coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
+  np.testing.assert_allclose(model.weights, coefficients[:-1], rtol=rtol, atol=rtol)
+  np.testing.assert_allclose(model.intercept, coefficients[-1], rtol=rtol, atol=rtol)
+  np.testing.assert_allclose(predictions, design @ coefficients, rtol=rtol, atol=10 * rtol)
+
+
+def test_ridge_equals_closed_form():
+  rng = np.random.default_rng(1)
+  x = rng.normal(2.0, 1.0, size=(30, 8))
+  y = rng.normal(size=(30, 3))
+  ridge = 5.0
+  with jax.enable_x64(True):
+    model = dgex.fit_linear(x, y, ridge=ridge)
+  centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
+  weights = np.linalg.solve(centred_x.T @ centred_x + ridge * np.eye(8), centred_x.T @ centred_y)
+  np.testing.assert_allclose(model.weights, weights, rtol=1e-10)
+  np.testing.assert_allclose(model.intercept, y.mean(axis=0) - x.mean(axis=0) @ weights,
+                             rtol=1e-10)
+  unregularised = dgex.fit_linear(x, y)
+  assert np.linalg.norm(model.weights) < np.linalg.norm(unregularised.weights)
+
+
+def test_knn_equals_brute_force():
+  rng = np.random.default_rng(2)
+  x_train, y_train = rng.normal(size=(40, 5)), rng.normal(size=(40, 3))
+  queries = rng.normal(size=(17, 5))
+  model = dgex.fit_knn(x_train.astype(np.float32), y_train.astype(np.float32), k=4)
+  model.block_size = 5                        # several blocks, the last one padded
+  distances = np.linalg.norm(queries[:, None, :] - x_train[None], axis=-1)
+  nearest = np.argsort(distances, axis=1)[:, :4]
+  np.testing.assert_allclose(model.predict(queries), y_train[nearest].mean(axis=1), rtol=1e-5)
+  with pytest.raises(ValueError, match='k <= 40'):
+    dgex.fit_knn(x_train, y_train, k=41)
+
+
+def test_initial_weight_ranges():
+  model = dgex.DGEX(300, (200, 100), 50, 0.1, rngs=nnx.Rngs(0))
+  for layer, (fan_in, fan_out) in zip(model.hidden, ((300, 200), (200, 100))):
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    kernel = np.asarray(layer.kernel[...])
+    assert 0.95 * limit < np.abs(kernel).max() <= limit
+    assert not np.asarray(layer.bias[...]).any()
+  output = np.abs(np.asarray(model.output.kernel[...]))
+  assert 0.95e-4 < output.max() <= 1e-4
+  assert not np.asarray(model.output.bias[...]).any()
+
+
+def test_dgex_beats_linear_on_planted_nonlinear_map():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(600, 20)).astype(np.float32)
+  projections = rng.normal(size=(20, 5)) * 2.0 / np.sqrt(20)
+  y = np.sin(x @ projections) @ rng.normal(size=(5, 50)) + 0.05 * rng.normal(size=(600, 50))
+  y = y.astype(np.float32)
+  train, val, test = slice(0, 400), slice(400, 500), slice(500, 600)
+  config = small_config(hidden=(128,), learning_rate=0.2, epochs=150, batch_size=50,
+                        dropout=0.0, lr_floor=1e-5)
+  model = dgex.fit_dgex(config, x[train], y[train], x[val], y[val])
+  dgex_mae = np.abs(model.predict(x[test]) - y[test]).mean()
+  linear_mae = np.abs(dgex.fit_linear(x[train], y[train]).predict(x[test]) - y[test]).mean()
+  assert dgex_mae < 0.5 * linear_mae
+
+
+def test_next_learning_rate_rule():
+  assert dgex.next_learning_rate(1e-3, 0.5, 0.4, 0.9, 1e-5) == pytest.approx(9e-4)
+  assert dgex.next_learning_rate(1e-3, 0.4, 0.5, 0.9, 1e-5) == 1e-3
+  assert dgex.next_learning_rate(1e-3, 0.4, 0.4, 0.9, 1e-5) == 1e-3   # equal is no rise
+  assert dgex.next_learning_rate(1e-3, 0.4, np.inf, 0.9, 1e-5) == 1e-3  # first epoch
+  assert dgex.next_learning_rate(1.05e-5, 0.5, 0.4, 0.9, 1e-5) == 1e-5
+
+
+def test_fit_history_follows_decay_rule(noisy_fit):
+  history = noisy_fit.history
+  train_mae, learning_rate = history['train_mae'], history['learning_rate']
+  assert learning_rate[0] == np.float32(0.3)
+  rises = train_mae[1:-1] > train_mae[:-2]
+  expected = np.where(rises, np.maximum(learning_rate[1:-1] * 0.9, 0.2), learning_rate[1:-1])
+  np.testing.assert_allclose(learning_rate[2:], expected, rtol=1e-6)
+  assert rises.any() and learning_rate.min() == np.float32(0.2)   # decays, then the floor
+
+
+def test_best_validation_epoch_is_kept(noisy_data, noisy_fit):
+  history = noisy_fit.history
+  assert noisy_fit.best_epoch == np.argmin(history['val_mae'])
+  assert noisy_fit.best_epoch < len(history['val_mae']) - 1 - 5   # overfits: not the last
+  _, _, x_val, y_val = noisy_data
+  val_mae = np.abs(noisy_fit.predict(x_val) - y_val).mean()        # in original units
+  np.testing.assert_allclose(val_mae, history['val_mae'].min(), rtol=1e-5)
+  # Training is deterministic, so a fit stopped at the best epoch ends on those parameters.
+  truncated = dgex.fit_dgex(small_config(epochs=noisy_fit.best_epoch + 1), *noisy_data, seed=3)
+  assert_trees_equal(truncated.params, noisy_fit.params)
+
+
+class InterruptingWriter:
+  """Records written steps; raises after step `stop_after` (a crash mid-training)."""
+
+  def __init__(self, stop_after=None):
+    self.stop_after = stop_after
+    self.steps = []
+
+  def write_scalars(self, step, scalars):
+    assert set(scalars) == {'dgex/train_mae', 'dgex/val_mae', 'dgex/learning_rate'}
+    self.steps.append(step)
+    if step == self.stop_after:
+      raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path):
+  config = small_config(epochs=12)
+  uninterrupted = dgex.fit_dgex(config, *noisy_data, seed=5)
+
+  def manager():
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
+    return ocp.CheckpointManager(tmp_path / 'ckpt', options=options)
+
+  with pytest.raises(KeyboardInterrupt):
+    dgex.fit_dgex(config, *noisy_data, seed=5, writer=InterruptingWriter(stop_after=5),
+                  checkpoint_manager=manager())
+  first_manager = manager()
+  assert first_manager.latest_step() == 5 and len(first_manager.all_steps()) == 2
+  writer = InterruptingWriter()
+  resumed = dgex.fit_dgex(config, *noisy_data, seed=5, writer=writer,
+                          checkpoint_manager=first_manager)
+  assert writer.steps == list(range(6, 13))
+  assert_trees_equal(resumed.params, uninterrupted.params)
+  assert resumed.best_epoch == uninterrupted.best_epoch
+  assert_trees_equal(resumed.history, uninterrupted.history)
+
+
+def test_real_smoke_run(real_config):
+  """Linear, KNN and D-GEX on the 17 real GSE781 samples: finite predictions, right shapes."""
+  study = pd.read_csv(common.data_path('hgu133a', 'GSE781.tsv.gz'), sep='\t', index_col='probe')
+  log2 = np.log2(np.maximum(study.to_numpy(np.float32), 1.0)).T   # MAS5 -> log2, floor 1
+  column = {probe: index for index, probe in enumerate(study.index)}
+  landmarks = pd.read_csv(real_config.data.dgex_landmarks, sep='\t')['probes']
+  landmarks = [column[probe] for probe in landmarks if probe in column]
+  targets = pd.read_csv(real_config.data.dgex_targets, sep='\t')['probes'].str.split(',').str[0]
+  targets = [column[probe] for probe in targets if probe in column][:200]
+  assert len(landmarks) > 900 and len(targets) == 200
+  x, y = log2[:, landmarks], log2[:, targets]
+  config = common.base_config()
+  config.dgex.update(hidden=(64,), epochs=3)
+  config.evaluate.knn_neighbors = 3
+  for kind in ('linear', 'knn', 'dgex'):
+    model = dgex.fit_inference_model(kind, config, x[:12], y[:12], x[12:], y[12:])
+    predictions = model.predict(x[12:])
+    assert predictions.shape == (5, 200) and np.isfinite(predictions).all()
+    assert 0 < predictions.mean() < 16                               # log2 units
+  with pytest.raises(ValueError, match='Unknown inference model'):
+    dgex.fit_inference_model('svm', config, x[:12], y[:12], x[12:], y[12:])
