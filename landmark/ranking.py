@@ -1,0 +1,144 @@
+"""From per-feature importance scores to a gene ranking, the landmark set, and its L1000 overlap.
+
+A probe annotated with several genes ('A /// B') counts for each of them; a gene's score is
+the maximum over its probes (method.md section 3). Probes without a gene symbol are dropped.
+"""
+
+import os
+
+from absl import logging
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from landmark import fileio
+
+ANNOTATION_COLUMNS = ('probe', 'genbank', 'symbol', 'entrez', 'title')
+L1000_COLUMNS = ('probe', 'entrez', 'symbol', 'title')
+RANKING_COLUMNS = ('rank', 'symbol', 'entrez', 'probes', 'score')
+SEPARATOR = '///'
+
+
+def _read_tsv(path, columns, what):
+  """A TSV of strings ('' where empty) with the given columns; one-line errors name the file."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f'{path}: {what} not found')
+  try:
+    table = pd.read_csv(path, sep='\t', dtype=str, keep_default_na=False)
+  except pd.errors.EmptyDataError:
+    raise ValueError(f'{path}: {what} is empty') from None
+  missing = [column for column in columns if column not in table.columns]
+  if missing:
+    raise ValueError(f'{path}: {what} lacks column(s) {missing}; has {list(table.columns)}')
+  if table.empty:
+    raise ValueError(f'{path}: {what} has no rows')
+  table = table[list(columns)].apply(lambda column: column.str.strip())
+  table.attrs['source'] = path
+  return table
+
+
+def _split(field):
+  return [item.strip() for item in field.split(SEPARATOR) if item.strip()]
+
+
+def read_probe_annotation(path):
+  """The GPL96 probe table: probe, genbank, symbol, entrez, title ('' where missing)."""
+  return _read_tsv(path, ANNOTATION_COLUMNS, 'probe annotation')
+
+
+def _probe_genes(annotation):
+  """(probe, symbol) pairs, one per gene of each probe; probes without a symbol drop out."""
+  pairs = annotation[['probe']].assign(symbol=annotation.symbol.map(_split)).explode('symbol')
+  return pairs.dropna(subset=['symbol']).reset_index(drop=True)
+
+
+def _gene_entrez(annotation):
+  """Symbol -> Entrez ID(s), from single-gene probes only.
+
+  In multi-gene probes the symbol and Entrez lists are sorted separately, so they do not
+  pair up; genes seen only there get no Entrez ID.
+  """
+  single = annotation[annotation.symbol.map(lambda field: len(_split(field)) == 1)]
+  ids = single.assign(entrez=single.entrez.map(_split)).explode('entrez').dropna()
+  return ids.groupby('symbol', sort=False).entrez.agg(lambda x: f' {SEPARATOR} '.join(dict.fromkeys(x)))
+
+
+def rank_genes(probe_scores, probes, annotation):
+  """Every annotated gene ranked by its best probe's score (rank 1 = highest score).
+
+  `probes` are the scored feature IDs: HG-U133A probe IDs, or gene symbols when the data
+  were collapsed to genes (the `probes` column then lists the annotation's probes of that
+  gene). Ties are broken by symbol. Columns: rank, symbol, entrez, probes, score.
+  """
+  scores = np.asarray(probe_scores, dtype=np.float64)
+  features = np.asarray(probes, dtype=str)
+  source = annotation.attrs.get('source', 'probe annotation')
+  if scores.shape != features.shape:
+    raise ValueError(f'{scores.shape} scores for {features.shape} feature IDs')
+  if not np.all(np.isfinite(scores)):
+    raise ValueError(f'{np.sum(~np.isfinite(scores))} scores are not finite')
+  pairs = _probe_genes(annotation)
+  scored = pd.DataFrame({'feature': features, 'score': scores})
+  if scored.feature.isin(annotation.probe).any():
+    hits = scored.merge(pairs, left_on='feature', right_on='probe')
+    hits = hits.sort_values(['score', 'probe'], ascending=[False, True])
+    genes = hits.groupby('symbol').agg(score=('score', 'max'), probes=('probe', ','.join))
+    unmatched = ~scored.feature.isin(hits.probe)
+  elif scored.feature.isin(pairs.symbol).any():
+    genes = scored.groupby('feature').agg(score=('score', 'max'))
+    genes['probes'] = genes.index.map(pairs.groupby('symbol').probe.agg(','.join)).fillna('')
+    unmatched = ~scored.feature.isin(pairs.symbol)
+  else:
+    raise ValueError(f'{source}: none of the {len(features)} feature IDs (e.g. '
+                     f'{", ".join(features[:3])}) is a probe or gene symbol there')
+  if unmatched.any():
+    logging.info('rank_genes: %d of %d features have no gene symbol in %s',
+                 unmatched.sum(), len(features), source)
+  genes.index.name = 'symbol'
+  genes = genes.reset_index().sort_values(['score', 'symbol'], ascending=[False, True])
+  genes['entrez'] = genes.symbol.map(_gene_entrez(annotation)).fillna('')
+  genes['rank'] = np.arange(1, len(genes) + 1)
+  return genes[list(RANKING_COLUMNS)].reset_index(drop=True)
+
+
+def select_landmarks(ranking, k=943):
+  """The symbols of the k best-ranked genes."""
+  if k > len(ranking):
+    raise ValueError(f'Cannot select {k} landmarks from {len(ranking)} ranked genes')
+  return ranking.sort_values('rank').symbol.head(k).tolist()
+
+
+def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
+  """How many landmarks are L1000 landmarks, and whether that is more than chance.
+
+  An L1000 gene is matched to a ranked gene by symbol, or else by Entrez ID (symbols were
+  renamed between annotation releases). The universe is the ranked genes; p is the
+  hypergeometric probability of an overlap at least this large for a random landmark set.
+  """
+  table = _read_tsv(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
+  by_entrez = {entrez: symbol for symbol, field in zip(ranking.symbol, ranking.entrez)
+               for entrez in _split(field)}
+  universe = set(ranking.symbol)
+  l1000 = {symbol if symbol in universe else by_entrez.get(entrez)
+           for symbol, entrez in zip(table.symbol, table.entrez)} - {None}
+  landmarks = set(landmark_symbols)
+  if not landmarks <= universe:
+    raise ValueError(f'{len(landmarks - universe)} landmark symbols are not in the ranking')
+  overlap = sorted(landmarks & l1000)
+  n_universe, n_l1000, n_landmarks = len(universe), len(l1000), len(landmarks)
+  return {
+      'count': len(overlap),
+      'symbols': overlap,
+      'n_landmarks': n_landmarks,
+      'n_l1000': len(table),
+      'n_l1000_in_universe': n_l1000,
+      'n_universe': n_universe,
+      'expected': n_landmarks * n_l1000 / n_universe,
+      'p_value': float(stats.hypergeom.sf(len(overlap) - 1, n_universe, n_l1000, n_landmarks)),
+  }
+
+
+def write_landmarks(path, ranking):
+  """Writes the full gene ranking as TSV (the paper's Additional file 1)."""
+  fileio.write_table(path, ranking, index=False)
