@@ -50,7 +50,7 @@ def base_config():
   config.data.dgex_landmarks = data_path('annotation', 'dgex_landmark_genes.tsv')
   config.data.dgex_targets = data_path('annotation', 'dgex_target_genes.tsv')
   config.data.go_gmt = data_path('genesets', 'go_mf.gmt')
-  config.data.max_samples = 0              # 0 = all; otherwise the first N (dry runs)
+  config.data.max_samples = 0              # 0 = all; otherwise a fixed random subset of N
 
   config.preprocess = ml_collections.ConfigDict()
   config.preprocess.log2 = 'auto'          # 'auto' (max > linear_threshold), 'always', 'never'
@@ -63,6 +63,7 @@ def base_config():
   config.preprocess.dedup = True
   config.preprocess.dedup_clusters = 100
   config.preprocess.dedup_threshold = 1.0  # Euclidean distance in log2 units (D-GEX)
+  config.preprocess.study_correction = 'none'   # 'none' (the paper), 'center', 'combat'
   config.preprocess.split = 'random'       # 'random' or 'leave_study_out'
   config.preprocess.holdout_study = ''     # for split='leave_study_out'
   config.preprocess.val_fraction = 0.1
@@ -112,7 +113,8 @@ def base_config():
   config.evaluate.models = ('linear', 'dgex')
   config.evaluate.ridge = 0.0
   config.evaluate.knn_neighbors = 10
-  config.evaluate.random_sets = 20
+  config.evaluate.random_sets = 20        # random panels of equal size: the noise floor
+  config.evaluate.random_sets_nonlinear = 3   # as many for D-GEX/KNN (each is a full fit)
   config.evaluate.go_min_size = 10
   config.evaluate.go_max_size = 500
   config.evaluate.go_fdr = 0.05

@@ -394,6 +394,7 @@ def load_compendium(data_config):
   compendium = combine(studies) if len(studies) > 1 else studies[0]
   if data_config.samples_table:
     compendium = attach_sample_table(compendium, data_config.samples_table)
-  if data_config.max_samples:
-    compendium = compendium.take_samples(np.arange(min(data_config.max_samples, compendium.shape[0])))
+  if 0 < data_config.max_samples < compendium.shape[0]:
+    subset = np.random.default_rng(0).choice(compendium.shape[0], data_config.max_samples, replace=False)
+    compendium = compendium.take_samples(np.sort(subset))
   return compendium

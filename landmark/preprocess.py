@@ -1,7 +1,8 @@
 """From raw studies to train/validation/test splits (method.md §1).
 
 log2 of linear-scale studies -> missing values -> feature selection -> near-duplicate
-removal -> split -> joint quantile normalisation fitted on the training split.
+removal -> split -> joint quantile normalisation and optional study correction, both
+fitted on the training split.
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
+from landmark import correction as correction_lib
 from landmark import data as data_lib
 from landmark import fileio
 
@@ -179,8 +181,9 @@ def split_compendium(compendium, config, seed):
 def prepare(compendium, config, seed, workdir=None):
   """Runs the preprocessing of `config.preprocess` and returns normalised Splits.
 
-  The quantile reference is fitted on the training split only and saved to
-  `<workdir>/quantile_reference.npy` so new samples and platforms can be mapped later.
+  The quantile reference and the study correction are fitted on the training split only
+  and saved to the workdir (`quantile_reference.npy`, `study_correction.npz`) so new
+  samples, studies and platforms can be mapped later.
   """
   pre = config.preprocess
   compendium = to_log2(handle_missing(compendium, pre.nan_policy), pre.log2, pre.linear_threshold,
@@ -200,6 +203,13 @@ def prepare(compendium, config, seed, workdir=None):
       normalizer.save(f'{workdir}/quantile_reference.npy')
     splits = Splits(*(dataclasses.replace(c, values=normalizer.transform(c.values))
                       for _, c in splits.items()))
+  if pre.study_correction != 'none':
+    correction = correction_lib.StudyCorrection(pre.study_correction).fit(
+        splits.train.values, splits.train.meta['study'].to_numpy())
+    if workdir:
+      correction.save(f'{workdir}/study_correction.npz')
+    splits = Splits(*(dataclasses.replace(c, values=correction.transform(
+        c.values, c.meta['study'].to_numpy())) for _, c in splits.items()))
   logging.info('Splits: %s', {name: c.shape for name, c in splits.items()})
   return splits
 

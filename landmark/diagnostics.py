@@ -1,0 +1,119 @@
+"""What every run states about study effects.
+
+On a compendium of a few very different studies, an AutoEncoder can reconstruct profiles
+well by learning little more than which study each came from, and DeepLIFT then ranks
+study-separating genes first. These figures make that visible: the share of each gene's
+variance that study explains (eta^2), and the AE's error beside baselines that know only
+the study.
+"""
+
+import numpy as np
+import pandas as pd
+
+SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
+
+
+def _study_blocks(values, studies):
+  studies = np.asarray(studies, dtype=str)
+  return {name: np.asarray(values[studies == name], dtype=np.float64)
+          for name in np.unique(studies)}
+
+
+def study_eta_squared(values, studies):
+  """Per-gene share of variance explained by study: one-way ANOVA eta^2 = SS_between / SS_total.
+
+  values: (samples, genes); studies: one label per sample. Genes constant over all samples
+  (max == min) have no variance to explain and get 0.
+  """
+  blocks = _study_blocks(values, studies)
+  n_total = sum(len(b) for b in blocks.values())
+  grand_mean = sum(b.sum(axis=0) for b in blocks.values()) / n_total
+  within = sum(np.sum((b - b.mean(axis=0))**2, axis=0) for b in blocks.values())
+  between = sum(len(b) * (b.mean(axis=0) - grand_mean)**2 for b in blocks.values())
+  constant = np.ptp(np.asarray(values), axis=0) == 0
+  return np.where(constant, 0.0, between / np.where(constant, 1.0, within + between))
+
+
+def trivial_baselines(train_values, train_studies, test_values, test_studies):
+  """Reconstruction MAE on the test samples of two predictors that ignore the profile.
+
+  MAE is the per-gene mean over test samples of |x - prediction|, averaged over genes, in
+  the units of the values given (pass the AE's scaled values to compare with its loss).
+    global_mean: every sample predicted by the training mean profile.
+    study_mean:  every sample predicted by its study's training mean profile. A test study
+                 absent from training is predicted by its own mean over the test samples:
+                 an oracle computed from the test study itself, i.e. what knowing the
+                 study buys. Those studies are listed in `oracle_studies`.
+  """
+  test_values = np.asarray(test_values, dtype=np.float64)
+  test_studies = np.asarray(test_studies, dtype=str)
+  train = _study_blocks(train_values, train_studies)
+  test = _study_blocks(test_values, test_studies)
+  global_mean = sum(b.sum(axis=0) for b in train.values()) / sum(len(b) for b in train.values())
+  study_mean = np.empty_like(test_values)
+  for name, block in test.items():
+    study_mean[test_studies == name] = (train[name] if name in train else block).mean(axis=0)
+  return {
+      'global_mean': float(np.mean(np.abs(test_values - global_mean))),
+      'study_mean': float(np.mean(np.abs(test_values - study_mean))),
+      'oracle_studies': sorted(name for name in test if name not in train),
+  }
+
+
+def ae_vs_baselines(ae_mae, baselines):
+  """The AE's reconstruction MAE beside `trivial_baselines`, with a plain verdict.
+
+  The AE learned more than study identity when its MAE is more than `SIMILAR` (10%) below
+  the per-study mean profile's; within 10% it explains little beyond the study.
+  """
+  study, overall = baselines['study_mean'], baselines['global_mean']
+  gain_over_study = 1.0 - ae_mae / study
+  head = f'AE MAE {ae_mae:.3g} vs per-study mean {study:.3g} (global mean {overall:.3g})'
+  if gain_over_study > SIMILAR:
+    verdict = f'{head}: the AE beats study identity by {gain_over_study:.0%}'
+  elif gain_over_study >= -SIMILAR:
+    verdict = f'{head}: the AE explains little beyond which study a profile came from'
+  else:
+    verdict = (f'{head}: the AE is {-gain_over_study:.0%} worse than the per-study mean; '
+               'it has not even learned study identity')
+  if baselines['oracle_studies']:
+    verdict += (f" (per-study mean of unseen {', '.join(baselines['oracle_studies'])} is an "
+                'oracle taken from the test study itself)')
+  return {
+      'ae_mae': float(ae_mae),
+      'global_mean_mae': float(overall),
+      'study_mean_mae': float(study),
+      'gain_over_global': float(1.0 - ae_mae / overall),
+      'gain_over_study': float(gain_over_study),
+      'beyond_study': bool(gain_over_study > SIMILAR),
+      'verdict': verdict,
+  }
+
+
+def panel_study_effects(values, studies, genes, panels):
+  """How much each panel's genes are "which study": one row per panel.
+
+  values: (samples, genes) with columns named by `genes`; panels: {name: gene symbols}.
+  Columns: genes (of the panel found in `genes`), median_eta2 (median study eta^2 of those
+  genes) and mean_expression (their mean over samples and genes). The first row, 'all
+  genes', is the reference; panels named `random_*` (`panels.reference_panels`) are also
+  summarised in a last row 'random' whose *_sd columns give the sd across them.
+  """
+  eta2 = study_eta_squared(values, studies)
+  position = {g: i for i, g in enumerate(np.asarray(genes, dtype=str))}
+  rows = [{'panel': 'all genes', 'genes': len(position), 'median_eta2': np.median(eta2),
+           'mean_expression': float(np.mean(values, dtype=np.float64))}]
+  for name, panel in panels.items():
+    columns = [position[g] for g in panel if g in position]
+    rows.append({'panel': name, 'genes': len(columns), 'median_eta2': np.median(eta2[columns]),
+                 'mean_expression': float(np.mean(values[:, columns], dtype=np.float64))})
+  table = pd.DataFrame(rows, columns=['panel', 'genes', 'median_eta2', 'median_eta2_sd',
+                                      'mean_expression', 'mean_expression_sd'])
+  random = table[table['panel'].str.startswith('random_')]
+  if len(random):
+    table.loc[len(table)] = {
+        'panel': 'random', 'genes': random['genes'].mean(),
+        'median_eta2': random['median_eta2'].mean(), 'median_eta2_sd': random['median_eta2'].std(),
+        'mean_expression': random['mean_expression'].mean(),
+        'mean_expression_sd': random['mean_expression'].std()}
+  return table
