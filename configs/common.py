@@ -99,6 +99,7 @@ def base_config():
   config.dgex = ml_collections.ConfigDict()
   config.dgex.hidden = (3000,)
   config.dgex.dropout = 0.1
+  config.dgex.optimizer = 'sgd'            # D-GEX's SGD with momentum; 'adam' for small data
   config.dgex.learning_rate = 3e-4
   config.dgex.momentum = 0.5
   config.dgex.lr_decay = 0.9               # multiply lr when the training MAE rises

@@ -11,11 +11,17 @@ from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, epochs=100, dgex_epochs=100, seed=0)
+  arg = common.parse_arg(arg, epochs=100, dgex_epochs=40, seed=0)
   config = common.base_config()
   config.seed = arg.seed
   config.train.epochs = arg.epochs
   config.train.batch_size = 32             # 252 training profiles: 8 steps an epoch
+  # D-GEX's SGD (lr 3e-4, batch 200) barely moves in the ~1,000 steps 252 profiles allow:
+  # validation MAE fell from 0.799 to 0.796 in 200 epochs. Adam at 1e-4 converges smoothly
+  # (Adam at 1e-3 overfit after 7 epochs), judged on the validation curve of an L1000 fit.
   config.dgex.hidden = (1000,)
+  config.dgex.optimizer = 'adam'
+  config.dgex.learning_rate = 1e-4
+  config.dgex.batch_size = 32
   config.dgex.epochs = arg.dgex_epochs
   return config

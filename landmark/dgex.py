@@ -150,6 +150,20 @@ class DGEXModel:
     return self.y_scaler.inverse_transform(predictions)
 
 
+def build_optimizer(config_dgex):
+  """D-GEX's SGD with momentum, or Adam for small compendia where SGD takes too few steps.
+
+  The learning rate is an injected hyperparameter so the decay rule changes it without
+  recompiling the step.
+  """
+  if config_dgex.optimizer == 'sgd':
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=config_dgex.learning_rate,
+                                               momentum=config_dgex.momentum)
+  if config_dgex.optimizer == 'adam':
+    return optax.inject_hyperparams(optax.adam)(learning_rate=config_dgex.learning_rate)
+  raise ValueError(f"dgex.optimizer must be 'sgd' or 'adam', got {config_dgex.optimizer!r}")
+
+
 def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
              checkpoint_manager=None, train_monitor=5000):
   """Trains D-GEX; returns the parameters of the epoch with the lowest validation MAE.
@@ -174,8 +188,7 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
   model = DGEX(x_train.shape[1], tuple(config_dgex.hidden), y_train.shape[1],
                config_dgex.dropout, rngs=nnx.Rngs(params=init_key))
   graphdef, params = nnx.split(model)
-  optimizer = optax.inject_hyperparams(optax.sgd)(
-      learning_rate=config_dgex.learning_rate, momentum=config_dgex.momentum)
+  optimizer = build_optimizer(config_dgex)
   state = {
       'params': params,
       'opt_state': optimizer.init(params),
