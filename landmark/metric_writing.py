@@ -1,0 +1,67 @@
+"""TensorBoard event files without TensorFlow: tensorboardX to write, tensorboard to read.
+
+(`flax.metrics.tensorboard` and `clu.metric_writers` import TensorFlow, which this project
+does not install.)
+"""
+
+import numbers
+import os
+import time
+
+from tensorboard.backend.event_processing import event_accumulator
+import tensorboardX
+
+
+class MetricWriter:
+  """Scalars, figures and hyperparameters of one run, written to `logdir`.
+
+  A run resumed at step s passes `purge_step=s`: TensorBoard (and `read_scalars`) then drop
+  the events a crashed predecessor wrote at steps >= s, so every step has one value.
+  Event file names end in the creation time in ns: tensorboardX names files by the second
+  only, so a writer opened in the same second as its predecessor would overwrite its file.
+  """
+
+  def __init__(self, logdir, purge_step=None):
+    self._writer = tensorboardX.SummaryWriter(
+        os.fspath(logdir), purge_step=purge_step, filename_suffix=f'.{time.time_ns()}')
+
+  def write_scalars(self, step, scalars):
+    """Writes a dict of tag -> number at `step`."""
+    for tag, value in scalars.items():
+      self._writer.add_scalar(tag, float(value), global_step=step)
+
+  def write_figure(self, step, tag, figure):
+    """Renders a matplotlib figure as an image summary (and closes it)."""
+    self._writer.add_figure(tag, figure, global_step=step, close=True)
+
+  def write_hparams(self, hparams, metrics):
+    """Records a run's hyperparameters with its final metrics for the HParams dashboard.
+
+    Values that are not numbers, strings or bools (e.g. layer-width tuples) are stored as
+    strings. Metric tags must differ from scalar tags, e.g. 'hparams/eval_mae'.
+    """
+    hparams = {key: value if isinstance(value, (numbers.Number, str, bool)) else str(value)
+               for key, value in hparams.items()}
+    self._writer.add_hparams(hparams, {tag: float(value) for tag, value in metrics.items()},
+                             name='hparams')
+
+  def flush(self):
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    self.close()
+
+
+def read_scalars(logdir):
+  """All scalars in the event files of `logdir`: {tag: [(step, value), ...]} by step."""
+  accumulator = event_accumulator.EventAccumulator(
+      str(logdir), size_guidance={event_accumulator.SCALARS: 0})
+  accumulator.Reload()
+  return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+          for tag in accumulator.Tags()[event_accumulator.SCALARS]}

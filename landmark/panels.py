@@ -1,0 +1,152 @@
+"""Landmark panels and how well each infers the rest of the transcriptome (method.md §4-5).
+
+A panel is a list of gene symbols. Every panel is judged the same way: an inference model
+(linear regression, D-GEX, KNN) is trained on the training split to predict target genes
+from the panel's genes, and scored per target gene on the held-out test split.
+"""
+
+import dataclasses
+
+from absl import logging
+import numpy as np
+import pandas as pd
+
+from landmark import dgex
+from landmark import evaluate
+from landmark import fileio
+from landmark import preprocess
+
+
+@dataclasses.dataclass
+class GeneSplits:
+  """Gene-level (probe-collapsed) train/val/test matrices on one gene universe."""
+
+  genes: np.ndarray
+  train: np.ndarray
+  val: np.ndarray
+  test: np.ndarray
+
+  def columns(self, symbols):
+    position = {g: i for i, g in enumerate(self.genes)}
+    return np.array([position[s] for s in symbols])
+
+
+def gene_splits(splits, annotation, universe):
+  """Collapses probe-level Splits to the genes of `universe` present in the data."""
+  collapsed = [preprocess.collapse_to_genes(c, annotation, universe) for _, c in splits.items()]
+  genes = collapsed[0].features
+  return GeneSplits(genes, *(c.values for c in collapsed))
+
+
+def read_symbols(path, column='symbol'):
+  """Gene symbols from a TSV with a `symbol` column (D-GEX and L1000 lists)."""
+  return pd.read_csv(path, sep='\t', dtype=str)[column].dropna().to_numpy()
+
+
+def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
+  """The panels every run compares, all of size k inside the gene universe.
+
+  `deeplift`: the top-k ranked genes; `l1000`: L1000's landmarks; `variance`: the k most
+  variable training genes; `random_i`: seeded uniform draws (the noise floor).
+  """
+  universe = set(data.genes)
+  l1000 = [g for g in l1000_symbols if g in universe]
+  k = min(k, len(l1000))
+  panels = {'deeplift': [g for g in ranked_symbols if g in universe][:k], 'l1000': l1000[:k]}
+  panels['variance'] = list(data.genes[np.argsort(-data.train.var(axis=0), kind='stable')[:k]])
+  rng = np.random.default_rng(seed)
+  for i in range(n_random):
+    panels[f'random_{i}'] = list(rng.choice(data.genes, size=k, replace=False))
+  return panels
+
+
+def common_targets(data, panels):
+  """Genes in none of the non-random panels: the targets every panel is judged on."""
+  fixed = set().union(*(set(p) for name, p in panels.items() if not name.startswith('random_')))
+  return [g for g in data.genes if g not in fixed]
+
+
+def evaluate_panel(kind, config, data, panel, targets, seed, block_size):
+  """Per-target MAE, PCC and permutation p-value (indexed by target) of `kind` inferring `targets` from `panel`."""
+  targets = [t for t in targets if t not in set(panel)]
+  x, y = data.columns(panel), data.columns(targets)
+  model = dgex.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
+                                   data.val[:, x], data.val[:, y], seed=seed)
+  predicted = np.asarray(model.predict(data.test[:, x]))
+  return evaluate.gene_metrics(data.test[:, y], predicted, targets, block_size)
+
+
+def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed):
+  """Per-gene metrics of every (model kind, panel); random panels capped per kind.
+
+  Random panels are scored on the common targets minus their own genes: the mean over
+  that random subset of the targets estimates the mean over all of them without bias.
+  """
+  results = {}
+  for kind in kinds:
+    for name, panel in panels.items():
+      if name.startswith('random_') and int(name.split('_')[1]) >= n_random_by_kind[kind]:
+        continue
+      logging.info('Inferring %d targets from panel %s with %s', len(targets), name, kind)
+      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed,
+                                           config.evaluate.block_size)
+  return results
+
+
+def summarize(results, alpha):
+  """One row per (model, panel): MAE and PCC, permutation-test failures, z against random.
+
+  `*_z_random` is how many standard deviations of the random panels' means a panel's mean
+  lies from theirs (positive = higher); empty where a model has fewer than 3 random panels.
+  """
+  rows = []
+  for (kind, name), frame in results.items():
+    rows.append({'model': kind, 'panel': name, 'targets': len(frame),
+                 'mae_mean': frame['mae'].mean(), 'mae_median': frame['mae'].median(),
+                 'pcc_mean': frame['pcc'].mean(), 'pcc_median': frame['pcc'].median(),
+                 'perm_fail': int((frame['p_value'] >= alpha).sum())})
+  summary = pd.DataFrame(rows)
+  for kind, group in summary.groupby('model'):
+    random = group[group['panel'].str.startswith('random_')]
+    if len(random) < 3:
+      continue
+    for metric in ('mae_mean', 'pcc_mean'):
+      z = (group[metric] - random[metric].mean()) / random[metric].std(ddof=1)
+      summary.loc[group.index, metric.replace('_mean', '_z_random')] = z
+  return summary
+
+
+FIXED_PAIRS = (('deeplift', 'l1000'), ('deeplift', 'variance'), ('l1000', 'variance'))
+
+
+def compare_panels(results, kinds, alpha, workdir):
+  """Paired tests and noise-calibrated gaps between the fixed panels, per model kind.
+
+  Each gap is set beside the same gap between random panels of equal size (z-score and
+  empirical p from `evaluate.calibrated_gap`). Writes the paper's Fig. 3 for DeepLIFT vs
+  L1000 as `fig3_<model>.png` and the permutation-test failures as `perm_failures_<model>.tsv`.
+  """
+  rows = []
+  for kind in kinds:
+    randoms = [frame for (k, name), frame in results.items()
+               if k == kind and name.startswith('random_')]
+    for a, b in FIXED_PAIRS:
+      summary, failing = evaluate.compare_landmark_sets(results[kind, a], results[kind, b],
+                                                        (a, b), alpha)
+      common = results[kind, a].index.intersection(results[kind, b].index, sort=False)
+      for _, row in summary.iterrows():
+        row, metric = {'model': kind, **row.to_dict()}, row['metric']
+        if len(randoms) >= 3:
+          gap = evaluate.calibrated_gap(results[kind, a].loc[common, metric],
+                                        results[kind, b].loc[common, metric],
+                                        [r[metric].to_numpy() for r in randoms])
+          row.update({'gap': gap['gap'], 'null_mean': gap['null_mean'], 'null_sd': gap['null_sd'],
+                      'null_z': gap['z'], 'null_p_value': gap['p_value'],
+                      'n_random_panels': gap['n_random_sets']})
+        rows.append(row)
+      if (a, b) == FIXED_PAIRS[0]:
+        evaluate.plot_comparison(f'{workdir}/fig3_{kind}.png', results[kind, a],
+                                 results[kind, b], (a, b))
+        fileio.write_table(f'{workdir}/perm_failures_{kind}.tsv', failing, index=False)
+  return pd.DataFrame(rows)
+

@@ -1,0 +1,102 @@
+"""The run's Markdown report: what came out, beside the paper's figures and the noise floor."""
+
+import json
+import os
+
+import pandas as pd
+
+from landmark import fileio
+
+PAPER_AE = {'mean_mae': 0.2222, 'mean_pcc': 0.7627, 'pass_fraction': 21696 / 22268}
+
+
+def _table(frame, floatfmt='.4g'):
+  """A DataFrame as a Markdown table (no tabulate dependency)."""
+  def cell(value):
+    if isinstance(value, float):
+      return format(value, floatfmt)
+    return str(value)
+  lines = ['| ' + ' | '.join(map(str, frame.columns)) + ' |',
+           '|' + '---|' * len(frame.columns)]
+  lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in frame.itertuples(index=False)]
+  return '\n'.join(lines)
+
+
+def _verdict(row):
+  """One sentence on a DeepLIFT-vs-L1000 gap, judged against the random-panel null."""
+  better = 'lower' if row['metric'] == 'mae' else 'higher'
+  z = row.get('null_z')
+  noise = ('no random-panel null (too few random panels)' if pd.isna(z) else
+           f"random-panel gaps have sd {row['null_sd']:.4f}, so z = {z:+.2f}, "
+           f"empirical p = {row['null_p_value']:.3g}")
+  return (f"- {row['model']}, per-gene {row['metric'].upper()} ({better} is better): "
+          f"{row['set_a']} {row['mean_a']:.4f} vs {row['set_b']} {row['mean_b']:.4f} on "
+          f"{row['n_genes']} common targets; paired t p = {row['t_p_value']:.3g}, Wilcoxon p = "
+          f"{row['wilcoxon_p_value']:.3g}; {row['set_a']} wins {row['a_wins']} genes, "
+          f"{row['set_b']} {row['b_wins']}; {noise}.")
+
+
+def write_report(config, workdir, quality, ranking, panels, go_tables, clustering):
+  """Writes `<workdir>/report.md` linking every figure of the run."""
+  with open(os.path.join(workdir, 'data_summary.json')) as f:
+    data_summary = json.load(f)
+  with open(os.path.join(workdir, 'l1000_overlap.json')) as f:
+    overlap = json.load(f)
+  k = config.deeplift.top_k
+  pass_fraction = quality['n_pass'] / quality['n_features']
+  comparisons = panels['comparisons']
+  split_sizes = ', '.join(f"{name} {split['samples']} profiles" for name, split in data_summary.items())
+  lines = [
+      '# landmark run report', '',
+      f"Data: {split_sizes}; "
+      f"{data_summary['train']['features']} probes; studies {data_summary['train']['studies']}.", '',
+      '## AutoEncoder reconstruction (held-out test split, original units)', '',
+      _table(pd.DataFrame([
+          {'': 'this run', 'mean per-gene MAE': quality['mean_mae'],
+           'mean per-gene PCC': quality['mean_pcc'], 'pass permutation test': f'{pass_fraction:.1%}'},
+          {'': 'paper (11,100 GEO profiles)', 'mean per-gene MAE': PAPER_AE['mean_mae'],
+           'mean per-gene PCC': PAPER_AE['mean_pcc'],
+           'pass permutation test': f"{PAPER_AE['pass_fraction']:.1%}"}])), '',
+      f"Against trivial baselines on the same profiles: {quality['baselines']['verdict']}.", '',
+      '![per-gene MAE and PCC](ae_density.png)', '',
+      '## DeepLIFT landmarks', '',
+      f"`landmarks.tsv` ranks all {len(ranking)} genes. The top {k} share {overlap['count']} "
+      f"genes with L1000's 978 landmarks (expected by chance {overlap['expected']:.1f}, "
+      f"hypergeometric p = {overlap['p_value']:.3g}; the paper's list shared 129).", '',
+      'Top 20: ' + ', '.join(ranking['symbol'].head(20)), '',
+      '## Inferring target genes from a panel', '',
+      f"Panels of {panels['panel_size']} genes inside D-GEX's gene universe "
+      f"({panels['n_genes']} genes present): DeepLIFT's top genes, L1000's landmarks, the most "
+      f"variable genes, and {config.evaluate.random_sets} random panels (the noise floor). "
+      f"Models trained on the training split, scored on the {data_summary['test']['samples']} "
+      f"held-out profiles over {panels['n_targets']} common target genes. `*_z_random`: "
+      'distance from the random panels in their standard deviations.', '',
+      _table(panels['summary'][~panels['summary']['panel'].str.startswith('random_')]), '',
+      'Random panels: ' + ', '.join(
+          f"{kind} mean PCC {g['pcc_mean'].mean():.4f} ± {g['pcc_mean'].std():.4f}, "
+          f"mean MAE {g['mae_mean'].mean():.4f} ± {g['mae_mean'].std():.4f} ({len(g)} panels)"
+          for kind, g in panels['summary'][panels['summary']['panel'].str.startswith('random_')]
+          .groupby('model')), '',
+      'How much of each panel\'s genes\' variance is explained by study (median η², training '
+      f'split, after study correction `{config.preprocess.study_correction}`), and its mean '
+      'expression:', '',
+      _table(panels['study_effects'][~panels['study_effects']['panel'].str.startswith('random_')]),
+      '',
+      '### DeepLIFT vs L1000', '',
+      *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == 'deeplift') &
+                                                (comparisons['set_b'] == 'l1000')].iterrows()], '',
+      'All pairs: `panel_comparisons.tsv`; per-gene metrics: `panel_gene_metrics.tsv`.', '',
+      *[f'![Fig. 3, {kind}](fig3_{kind}.png)' for kind in config.evaluate.models], '',
+      '## GO molecular-function enrichment', '',
+      *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
+        f"terms significant (BH < {config.evaluate.go_fdr}); top: "
+        f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '',
+      '![GO enrichment of the DeepLIFT landmarks](go_deeplift.png)', '',
+      '## Clustering labelled samples', '',
+      'Hierarchical clustering (average linkage, correlation distance) of each labelled study, '
+      'scored against its labels:', '',
+      _table(clustering), '',
+      *[f'![clustering]({name})' for name in sorted(os.listdir(workdir))
+        if name.startswith('clustering_') and name.endswith('.png')], '',
+  ]
+  fileio.write_text(os.path.join(workdir, 'report.md'), '\n'.join(lines))

@@ -1,0 +1,267 @@
+"""Trains the paper's AutoEncoder (method.md section 2) and evaluates its reconstructions.
+
+`train_autoencoder` is resumable: it checkpoints every `config.train.checkpoint_every_epochs`
+epochs and at the end, continues from the latest checkpoint in `<workdir>/checkpoints`, and
+ends with exactly the parameters of an uninterrupted run, because every random draw is a
+function of (seed, epoch, step), not of how many draws came before.
+
+Batches: every epoch visits all samples once in a permutation drawn from (seed, epoch). The
+last, partial batch is kept, padded to the full batch size with masked rows, so every step
+has the same shapes (one compilation) and the loss of that batch is the mean over its real
+rows, as in Keras.
+"""
+
+import datetime
+import functools
+import os
+import time
+
+from absl import logging
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from landmark import checkpointing
+from landmark import evaluate
+from landmark import fileio
+from landmark import metric_writing
+from landmark import models
+
+# Tags of the per-epoch TensorBoard scalars; also the keys of the returned history.
+TRAIN_LOSS = 'train/loss'
+EVAL_MAE = 'eval/mae'
+EVAL_PCC = 'eval/pcc'
+LEARNING_RATE = 'train/learning_rate'
+SAMPLES_PER_SEC = 'train/samples_per_sec'
+
+
+def build_model(config, n_features, key):
+  """The AutoEncoder of `config.model` with parameters and dropout stream drawn from `key`."""
+  init_key, dropout_key = jax.random.split(key)
+  return models.AutoEncoder(
+      n_features, tuple(config.model.hidden), config.model.bottleneck,
+      config.model.activation, config.model.dropout,
+      rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
+
+
+def build_optimizer(config):
+  """Adam with the hyperparameters of `config.train`, kept in its state (to log and resume)."""
+  return optax.inject_hyperparams(optax.adam)(
+      learning_rate=config.train.learning_rate, b1=config.train.b1, b2=config.train.b2,
+      eps=config.train.eps)
+
+
+def loss_fn(model, x, mask, l2, rngs=None):
+  """MAE over the unmasked rows of `x` plus l2 * (sum of squared Dense kernels), Keras style."""
+  error = jnp.mean(jnp.abs(model(x, rngs=rngs) - x), axis=1)
+  mae = jnp.sum(error * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return mae + l2 * sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def epoch_batches(key, n_samples, batch_size, epoch):
+  """Sample indices (steps, batch_size) and row mask of one epoch, from (key, epoch)."""
+  steps = -(-n_samples // batch_size)
+  order = jax.random.permutation(jax.random.fold_in(key, epoch), n_samples)
+  padded = jnp.zeros(steps * batch_size, order.dtype).at[:n_samples].set(order)
+  mask = jnp.arange(steps * batch_size) < n_samples
+  return padded.reshape(steps, batch_size), mask.reshape(steps, batch_size).astype(jnp.float32)
+
+
+def make_train_step(graphdef, rest, optimizer, l2):
+  """The pure step (params, opt_state, x, mask, dropout_key) -> (params, opt_state, loss)."""
+
+  def train_step(params, opt_state, x, mask, dropout_key):
+    def batch_loss(params):
+      model = nnx.merge(graphdef, params, rest)
+      return loss_fn(model, x, mask, l2, nnx.Rngs(dropout=dropout_key))
+
+    loss, grads = jax.value_and_grad(batch_loss)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  return train_step
+
+
+def make_train_epoch(train_step, batch_size):
+  """A jitted epoch (params, opt_state, data, epoch, shuffle_key, dropout_key) -> updated, loss.
+
+  One dispatch runs the whole epoch: `lax.scan` of `train_step` over the batches of
+  `epoch_batches`, each gathered from the device-resident `data`; global step s draws its
+  dropout masks from fold_in(dropout_key, s). Parameters and optimizer state are donated
+  (updated in place) and the step's temporaries are allocated once per epoch. Returns the
+  epoch's training loss: the mean over samples of the per-batch losses.
+  """
+
+  def train_epoch(params, opt_state, data, epoch, shuffle_key, dropout_key):
+    indices, mask = epoch_batches(shuffle_key, data.shape[0], batch_size, epoch)
+
+    def body(carry, batch):
+      params, opt_state, step = carry
+      index, batch_mask = batch
+      params, opt_state, loss = train_step(params, opt_state, data[index], batch_mask,
+                                           jax.random.fold_in(dropout_key, step))
+      return (params, opt_state, step + 1), loss
+
+    first_step = (epoch - 1) * indices.shape[0]
+    (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, first_step),
+                                                  (indices, mask))
+    return params, opt_state, losses @ mask.sum(axis=1) / data.shape[0]
+
+  return jax.jit(train_epoch, donate_argnums=(0, 1), compiler_options=_compiler_options())
+
+
+def _compiler_options():
+  """XLA:CPU options for the training epoch; measured with experiments/benchmark.py.
+
+  - Region-based copy insertion lets the scanned step update the donated kernels in place;
+    without it XLA:CPU copies both 22,268 x 500 kernels every step.
+  - YNNPACK only for dots: its reductions over the batch axis (the output bias gradient,
+    256 x 22,268 -> 22,268) take ~30x longer than XLA's own loops.
+  Other backends need neither.
+  """
+  if jax.default_backend() != 'cpu':
+    return None
+  return {'xla_cpu_copy_insertion_use_region_analysis': True,
+          'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef, state, x):
+  return nnx.merge(graphdef, state)(x)
+
+
+def reconstruct(model, x, batch_size=1024):
+  """Dropout-free reconstruction of scaled `x` in fixed-size batches (the last padded)."""
+  graphdef, state = nnx.split(nnx.view(model, deterministic=True))
+  x = jnp.asarray(x, jnp.float32)
+  batch_size = min(batch_size, len(x))
+  outputs = []
+  for start in range(0, len(x), batch_size):
+    batch = x[start:start + batch_size]
+    padding = batch_size - len(batch)
+    outputs.append(_apply(graphdef, state, jnp.pad(batch, ((0, padding), (0, 0))))[:len(batch)])
+  return jnp.concatenate(outputs)
+
+
+@jax.jit
+def _heldout_summary(reconstruction, x, minimum, span):
+  """Mean per-gene MAE and PCC of a scaled reconstruction against `x`, in x's units.
+
+  The per-epoch summary, on device so that the held-out set never leaves it; the same
+  values as the means of evaluate.per_gene_mae / per_gene_pcc (a gene constant in either
+  has PCC 0), which `evaluate_reconstruction` reports per gene.
+  """
+  prediction = reconstruction * span + minimum
+  centred_x = x - x.mean(axis=0)
+  centred_p = prediction - prediction.mean(axis=0)
+  norms = jnp.sum(centred_x ** 2, axis=0) * jnp.sum(centred_p ** 2, axis=0)
+  pcc = jnp.where(norms > 0, jnp.sum(centred_x * centred_p, axis=0) / jnp.sqrt(norms), 0.0)
+  return jnp.mean(jnp.abs(prediction - x)), jnp.mean(pcc)
+
+
+def train_autoencoder(config, workdir, train_x, eval_x):
+  """Trains (or resumes, or reloads) the AutoEncoder on `train_x`; returns (model, scaler, history).
+
+  `train_x` and `eval_x` are float32 (samples x features) in the data's original units;
+  `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. The scaler is
+  fitted on `train_x` and saved to `<workdir>/scaler.npz`. `history` maps the tags above
+  (and 'epoch') to per-epoch lists. The returned model is in eval mode.
+  """
+  if config.model.scale != 'minmax':
+    raise ValueError(f'Unknown config.model.scale {config.model.scale!r}; only "minmax".')
+  scaler = models.MinMaxScaler().fit(train_x)
+  scaler.save(os.path.join(workdir, 'scaler.npz'))
+
+  key = jax.random.key(config.seed)
+  model = build_model(config, train_x.shape[1], jax.random.fold_in(key, 0))
+  optimizer = build_optimizer(config)
+  train_graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
+  eval_graphdef = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)[0]
+  params = nnx.to_pure_dict(params)
+  state = {'params': params, 'opt_state': optimizer.init(params),
+           'rng': jax.random.key_data(key)}
+
+  manager = checkpointing.make_manager(
+      os.path.join(workdir, 'checkpoints'), save_every=config.train.checkpoint_every_epochs,
+      keep=config.train.keep_checkpoints)
+  start_epoch, history = 0, {'epoch': []}
+  restored = checkpointing.restore(manager, checkpointing.abstract(state))
+  if restored:
+    start_epoch, state, metadata = restored
+    history = metadata['history']
+    logging.info('Restored the checkpoint of epoch %d from %s.', start_epoch, workdir)
+
+  epochs = config.train.epochs
+  if start_epoch < epochs:
+    train_epoch = make_train_epoch(
+        make_train_step(train_graphdef, rest, optimizer, config.train.l2),
+        config.train.batch_size)
+    data = jnp.asarray(scaler.transform(train_x))
+    if eval_x is not None and len(eval_x):
+      heldout = (jnp.asarray(scaler.transform(eval_x)), jnp.asarray(eval_x, jnp.float32),
+                 jnp.asarray(scaler.minimum), jnp.asarray(scaler.span))
+    else:
+      heldout = None
+    key = jax.random.wrap_key_data(state['rng'])
+    shuffle_key, dropout_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+    writer = metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard'),
+                                         purge_step=start_epoch + 1)
+    epoch_seconds = []
+    for epoch in range(start_epoch + 1, epochs + 1):
+      started = time.perf_counter()
+      params, opt_state, loss = train_epoch(state['params'], state['opt_state'], data, epoch,
+                                            shuffle_key, dropout_key)
+      state = {'params': params, 'opt_state': opt_state, 'rng': state['rng']}
+      metrics = jax.device_get({TRAIN_LOSS: loss,
+                                LEARNING_RATE: opt_state.hyperparams['learning_rate']})
+      epoch_seconds.append(time.perf_counter() - started)
+      metrics = {tag: float(value) for tag, value in metrics.items()}
+      metrics[SAMPLES_PER_SEC] = len(data) / epoch_seconds[-1]
+      if heldout and (epoch % config.train.log_every_epochs == 0 or epoch == epochs):
+        model = nnx.merge(eval_graphdef, params, rest)
+        summary = _heldout_summary(reconstruct(model, heldout[0], config.train.batch_size),
+                                   *heldout[1:])
+        metrics[EVAL_MAE], metrics[EVAL_PCC] = map(float, jax.device_get(summary))
+      writer.write_scalars(epoch, metrics)
+      history['epoch'].append(epoch)
+      for tag, value in metrics.items():
+        history.setdefault(tag, []).append(value)
+      _log_epoch(epoch, epochs, metrics, np.median(epoch_seconds) * (epochs - epoch))
+      checkpointing.save(manager, epoch, state, {'history': history}, force=epoch == epochs)
+    writer.close()
+  manager.close()
+  return nnx.merge(eval_graphdef, state['params'], rest), scaler, history
+
+
+def _log_epoch(epoch, epochs, metrics, eta_seconds):
+  heldout = (f'  eval MAE {metrics[EVAL_MAE]:.4f} PCC {metrics[EVAL_PCC]:.4f}'
+             if EVAL_MAE in metrics else '')
+  logging.info('epoch %d/%d  loss %.5f%s  %.0f samples/s  ETA %s', epoch, epochs,
+               metrics[TRAIN_LOSS], heldout, metrics[SAMPLES_PER_SEC],
+               datetime.timedelta(seconds=round(eta_seconds)))
+
+
+def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, features=None,
+                            alpha=0.01):
+  """Per-gene MAE, PCC and permutation p-value of reconstructing held-out `x` (original units).
+
+  Writes `<workdir>/ae_gene_metrics.tsv` (feature, mae, pcc, perm_p) and the density plot
+  `<workdir>/ae_density.png` (Fig. 2a); returns a summary dict.
+  """
+  x = np.asarray(x, np.float32)
+  prediction = scaler.inverse_transform(np.asarray(reconstruct(model, scaler.transform(x))))
+  mae = evaluate.per_gene_mae(x, prediction)
+  pcc = evaluate.per_gene_pcc(x, prediction)
+  perm_p = evaluate.permutation_test(x, prediction, block_size=permutation_block)
+  features = np.arange(x.shape[1]) if features is None else np.asarray(features)
+  table = pd.DataFrame({'feature': features, 'mae': mae, 'pcc': pcc, 'perm_p': perm_p})
+  fileio.write_table(os.path.join(workdir, 'ae_gene_metrics.tsv'), table, index=False)
+  evaluate.plot_density(os.path.join(workdir, 'ae_density.png'),
+                        {'MAE': mae, 'PCC': pcc}, 'per-gene value on held-out samples')
+  return {'n_samples': len(x), 'n_features': x.shape[1], 'mean_mae': float(np.mean(mae)),
+          'mean_pcc': float(np.mean(pcc)), 'n_pass': int(np.sum(perm_p < alpha)),
+          'alpha': alpha}

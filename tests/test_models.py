@@ -1,0 +1,111 @@
+"""The AutoEncoder's architecture and modes, and the min-max scaler."""
+
+from flax import nnx
+import jax.numpy as jnp
+import numpy as np
+
+from landmark import models
+
+
+def _model(n_inputs=40, hidden=(16,), bottleneck=4, dropout=0.5, seed=0):
+  return models.AutoEncoder(n_inputs, hidden, bottleneck, dropout=dropout,
+                            rngs=nnx.Rngs(seed))
+
+
+def _inputs(n_samples=6, n_inputs=40, seed=1):
+  return np.random.default_rng(seed).uniform(size=(n_samples, n_inputs)).astype(np.float32)
+
+
+def _sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+def test_shapes_and_sigmoid_range():
+  model = _model(hidden=(16, 8))
+  model.eval()
+  x = _inputs()
+  codes, reconstruction = np.asarray(model.encode(x)), np.asarray(model(x))
+  assert codes.shape == (6, 4) and reconstruction.shape == (6, 40)
+  for values in (codes, reconstruction):
+    assert np.all((values > 0) & (values < 1))
+  widths = [tuple(kernel.shape) for kernel in model.kernels()]
+  assert widths == [(40, 16), (16, 8), (8, 4), (4, 8), (8, 16), (16, 40)]
+
+
+def test_encoder_layers_reproduce_encode():
+  model = _model(hidden=(16, 8))
+  model.eval()
+  x = _inputs()
+  activations = x.astype(np.float64)
+  for kernel, bias in model.encoder_layers():
+    activations = _sigmoid(activations @ kernel + bias)
+  np.testing.assert_allclose(np.asarray(model.encode(x)), activations, rtol=0, atol=1e-6)
+
+
+def test_dropout_only_in_training_mode():
+  model = _model()
+  x = _inputs()
+  model.eval()
+  np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(model(x)))
+  evaluated = np.asarray(model(x))
+  model.train()
+  first, second = np.asarray(model(x)), np.asarray(model(x))
+  assert not np.array_equal(first, second)
+  assert not np.array_equal(first, evaluated)
+
+
+def test_no_dropout_on_bottleneck_or_output():
+  """Without hidden layers the only activations are the bottleneck and the output."""
+  model = _model(hidden=(), dropout=0.5)
+  x = _inputs()
+  model.eval()
+  expected = np.asarray(model(x)), np.asarray(model.encode(x))
+  model.train()
+  np.testing.assert_array_equal(np.asarray(model(x)), expected[0])
+  np.testing.assert_array_equal(np.asarray(model.encode(x)), expected[1])
+
+
+def test_explicit_dropout_rngs_are_reproducible():
+  model = _model()
+  model.train()
+  x = jnp.asarray(_inputs())
+  first = model(x, rngs=nnx.Rngs(dropout=3))
+  np.testing.assert_array_equal(first, model(x, rngs=nnx.Rngs(dropout=3)))
+  assert not np.array_equal(first, model(x, rngs=nnx.Rngs(dropout=4)))
+
+
+def _train_values():
+  x = np.random.default_rng(0).normal(8.0, 2.0, size=(30, 5)).astype(np.float32)
+  x[:, 2] = 7.5  # a gene constant over the training split
+  return x
+
+
+def test_scaler_maps_training_range_to_unit_interval():
+  x = _train_values()
+  scaled = models.MinMaxScaler().fit(x).transform(x)
+  varying = [0, 1, 3, 4]
+  np.testing.assert_allclose(scaled[:, varying].min(axis=0), 0.0, atol=1e-6)
+  np.testing.assert_allclose(scaled[:, varying].max(axis=0), 1.0, atol=1e-6)
+  expected = (x[:, 0] - x[:, 0].min()) / (x[:, 0].max() - x[:, 0].min())
+  np.testing.assert_allclose(scaled[:, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_scaler_round_trip_and_constant_gene():
+  x = _train_values()
+  scaler = models.MinMaxScaler().fit(x)
+  held_out = np.random.default_rng(1).normal(8.0, 3.0, size=(7, 5)).astype(np.float32)
+  for values in (x, held_out):
+    scaled = scaler.transform(values)
+    assert np.all(np.isfinite(scaled))
+    np.testing.assert_allclose(scaler.inverse_transform(scaled), values, rtol=1e-6, atol=1e-5)
+  np.testing.assert_array_equal(scaler.transform(x)[:, 2], 0.0)
+
+
+def test_scaler_save_load(tmp_path):
+  x = _train_values()
+  scaler = models.MinMaxScaler().fit(x)
+  scaler.save(tmp_path / 'scaler.npz')
+  loaded = models.MinMaxScaler.load(tmp_path / 'scaler.npz')
+  np.testing.assert_array_equal(loaded.minimum, scaler.minimum)
+  np.testing.assert_array_equal(loaded.span, scaler.span)
+  np.testing.assert_array_equal(loaded.transform(x), scaler.transform(x))

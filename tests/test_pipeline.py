@@ -1,0 +1,109 @@
+"""The whole run on the real compendium with the tiny test config."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import test as test_config
+from landmark import data
+from landmark import deeplift
+from landmark import pipeline
+
+EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 'scaler.npz',
+                  'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json', 'landmarks.tsv',
+                  'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz',
+                  'panels.tsv', 'panel_summary.tsv', 'panel_comparisons.tsv',
+                  'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
+                  'go_deeplift.tsv', 'go_deeplift.png', 'clustering.tsv', 'report.md')
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  pipeline.run(test_config.get_config(), workdir)
+  return workdir
+
+
+def test_run_writes_every_result(workdir):
+  for name in EXPECTED_FILES:
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  assert os.listdir(os.path.join(workdir, 'checkpoints'))
+  assert any(f.startswith('events') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert 'DeepLIFT vs L1000' in report and 'fig3_linear.png' in report
+
+
+def test_landmarks_rank_every_gene(workdir):
+  ranking = pd.read_csv(os.path.join(workdir, 'landmarks.tsv'), sep='\t')
+  assert list(ranking.columns) == ['rank', 'symbol', 'entrez', 'probes', 'score']
+  assert len(ranking) > 10000 and ranking['symbol'].is_unique
+  np.testing.assert_array_equal(ranking['rank'], np.arange(1, len(ranking) + 1))
+  assert (np.diff(ranking['score']) <= 0).all()
+
+
+def test_panels_compare_on_common_targets(workdir):
+  summary = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
+  fixed = summary[~summary['panel'].str.startswith('random_')]
+  assert set(fixed['panel']) == {'deeplift', 'l1000', 'variance'}
+  assert fixed.groupby('model')['targets'].nunique().eq(1).all()
+  assert (summary.groupby('model')['panel'].count()['linear'] == 3 + 20)
+  assert summary['pcc_mean'].between(-1, 1).all() and (summary['mae_mean'] > 0).all()
+  comparisons = pd.read_csv(os.path.join(workdir, 'panel_comparisons.tsv'), sep='\t')
+  assert comparisons['null_z'].notna().all()
+
+
+def _forward(layers, activation, x):
+  functions = {'sigmoid': lambda z: 1 / (1 + np.exp(-z)), 'tanh': np.tanh}
+  for w, b in layers:
+    x = functions[activation](x @ w + b)
+  return x
+
+
+def test_summation_to_delta_on_the_trained_real_autoencoder(workdir):
+  """sum_j C_jk = a_k(x) - a_k(x0): float32 export to 1e-4 relative, float64 to 1e-9."""
+  encoder = np.load(os.path.join(workdir, 'deeplift', 'encoder.npz'))
+  sample = np.load(os.path.join(workdir, 'deeplift', 'sample.npz'))
+  n_layers = sum(k.startswith('W') for k in encoder.files)
+  activation = str(encoder['activations'][0])
+  layers = [(encoder[f'W{i}'].astype(np.float64), encoder[f'b{i}'].astype(np.float64))
+            for i in range(1, n_layers + 1)]
+  x, reference = sample['x'].astype(np.float64), sample['reference'].astype(np.float64)
+  delta = _forward(layers, activation, x) - _forward(layers, activation, reference[None])
+  assert sample['contributions'].shape == (16, layers[-1][0].shape[1], x.shape[1])
+  error32 = np.abs(sample['contributions'].astype(np.float64).sum(axis=2) - delta).max()
+  assert error32 < 1e-4 * np.abs(delta).max()
+  jax.config.update('jax_enable_x64', True)
+  try:
+    contributions = np.asarray(deeplift.contributions(layers, activation, x, reference))
+  finally:
+    jax.config.update('jax_enable_x64', False)
+  assert contributions.dtype == np.float64
+  assert np.abs(contributions.sum(axis=2) - delta).max() < 1e-9
+
+
+def test_failed_run_keeps_earlier_results(workdir, tmp_path):
+  names = ('report.md', 'config.json', 'data_summary.json')
+  before = [open(os.path.join(workdir, name)).read() for name in names]
+  broken = tmp_path / 'broken.tsv'
+  broken.write_text('probe\tS1\tS2\n1007_s_at\t1.0\tnan\n1053_at\t2.0\t3.0\n')
+  config = test_config.get_config()
+  config.data.studies = (str(broken),)
+  config.data.samples_table = ''
+  with pytest.raises(data.DataError, match='broken.tsv: 1 NaN/inf'):
+    pipeline.run(config, workdir)
+  assert [open(os.path.join(workdir, name)).read() for name in names] == before
+
+
+def test_main_parses_config_overrides(tmp_path):
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/test.py:epochs=1',
+       '--config.model.bottleneck=4', f'--workdir={tmp_path}', '--mode=prepare'],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
+  assert 'devices' in result.stderr
+  config = open(tmp_path / 'config.json').read()
+  assert '"bottleneck": 4' in config and '"epochs": 1' in config

@@ -1,0 +1,136 @@
+"""AutoEncoder training on a slice of the real studies: loss, resumption, events, evaluation."""
+
+import os
+
+from flax import nnx
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from configs import common
+from configs import test as test_config
+from landmark import metric_writing
+from landmark import models
+from landmark import train
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope='module')
+def real_slice():
+  """60 real samples (30 breast/colon, 30 sarcoma) x the first 1,000 probes, log2, split 48/12."""
+  frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
+                        index_col='probe', nrows=1000).iloc[:, :30]
+            for study in ('chowdary', 'nakayama')]
+  values = np.log2(np.maximum(pd.concat(frames, axis=1).T.to_numpy(np.float32), 1.0))
+  values = values[np.random.default_rng(0).permutation(len(values))]
+  return values[:48], values[48:]
+
+
+def _config(epochs=EPOCHS, **train_overrides):
+  config = test_config.get_config(f'epochs={epochs}')
+  config.train.update(train_overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(real_slice, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  model, scaler, history = train.train_autoencoder(_config(), workdir, *real_slice)
+  return workdir, model, scaler, history
+
+
+def _params(model):
+  return jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def test_loss_is_mae_plus_l2_of_kernels():
+  model = models.AutoEncoder(30, (12,), 3, rngs=nnx.Rngs(0))
+  model.eval()
+  x = np.random.default_rng(0).uniform(size=(5, 30)).astype(np.float32)
+  mask = np.array([1, 1, 1, 0, 0], np.float32)
+  l2 = 0.01
+  reconstruction = np.asarray(model(x), np.float64)
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  kernels = [layer['kernel'] for part in ('encoder', 'decoder') for layer in params[part].values()]
+  expected = (np.abs(reconstruction[:3] - x[:3]).mean()
+              + l2 * sum(np.sum(np.asarray(k, np.float64) ** 2) for k in kernels))
+  assert len(kernels) == 4
+  np.testing.assert_allclose(float(train.loss_fn(model, x, mask, l2)), expected, rtol=1e-6)
+
+
+def test_epoch_batches_visit_every_sample_once():
+  key = jax.random.key(0)
+  indices, mask = map(np.asarray, train.epoch_batches(key, 70, 32, 1))
+  assert indices.shape == mask.shape == (3, 32)
+  assert mask.sum() == 70 and np.all(mask.ravel()[:70] == 1)
+  np.testing.assert_array_equal(np.sort(indices.ravel()[:70]), np.arange(70))
+  again, _ = train.epoch_batches(key, 70, 32, 1)
+  np.testing.assert_array_equal(indices, again)
+  other, _ = train.epoch_batches(key, 70, 32, 2)
+  assert not np.array_equal(indices, other)
+
+
+def test_training_learns_real_data(real_slice, tmp_path):
+  """The loss falls, and held-out samples are reconstructed better than by the gene means."""
+  train_x, eval_x = real_slice
+  config = _config(epochs=40, learning_rate=3e-3, checkpoint_every_epochs=100)
+  _, _, history = train.train_autoencoder(config, str(tmp_path), train_x, eval_x)
+  losses, heldout_mae = history[train.TRAIN_LOSS], history[train.EVAL_MAE]
+  assert len(losses) == 40
+  assert losses[-1] < 0.75 * losses[0]
+  gene_mean_mae = np.abs(eval_x - train_x.mean(axis=0)).mean()
+  assert heldout_mae[-1] < 0.85 * gene_mean_mae
+
+
+def test_resume_equals_uninterrupted(real_slice, trained, tmp_path):
+  _, model, _, history = trained
+  train.train_autoencoder(_config(epochs=2), str(tmp_path), *real_slice)
+  resumed, _, resumed_history = train.train_autoencoder(_config(), str(tmp_path), *real_slice)
+  for expected, actual in zip(_params(model), _params(resumed)):
+    np.testing.assert_array_equal(expected, actual)
+  assert resumed_history[train.TRAIN_LOSS] == history[train.TRAIN_LOSS]
+  # A finished run re-run loads its final checkpoint instead of training.
+  reloaded, _, reloaded_history = train.train_autoencoder(_config(), str(tmp_path), *real_slice)
+  for expected, actual in zip(_params(model), _params(reloaded)):
+    np.testing.assert_array_equal(expected, actual)
+  assert reloaded_history == resumed_history
+
+
+def test_tensorboard_has_one_value_per_epoch(trained):
+  workdir, _, _, history = trained
+  scalars = metric_writing.read_scalars(os.path.join(workdir, 'tensorboard'))
+  tags = {train.TRAIN_LOSS, train.EVAL_MAE, train.EVAL_PCC, train.LEARNING_RATE,
+          train.SAMPLES_PER_SEC}
+  assert tags <= set(scalars)
+  for tag in tags:
+    assert [step for step, _ in scalars[tag]] == list(range(1, EPOCHS + 1))
+  np.testing.assert_allclose([value for _, value in scalars[train.TRAIN_LOSS]],
+                             history[train.TRAIN_LOSS], rtol=1e-6)
+  np.testing.assert_allclose([value for _, value in scalars[train.LEARNING_RATE]], 1e-3)
+
+
+def test_model_and_scaler_are_saved_for_scoring(trained, real_slice):
+  workdir, model, scaler, _ = trained
+  loaded = models.MinMaxScaler.load(os.path.join(workdir, 'scaler.npz'))
+  np.testing.assert_array_equal(loaded.minimum, real_slice[0].min(axis=0))
+  x = scaler.transform(real_slice[1])
+  np.testing.assert_array_equal(np.asarray(model.encode(x)), np.asarray(model.encode(x)))
+
+
+def test_evaluate_reconstruction_matches_training_summary(trained, real_slice):
+  workdir, model, scaler, history = trained
+  summary = train.evaluate_reconstruction(model, scaler, real_slice[1], workdir,
+                                          permutation_block=256)
+  table = pd.read_csv(os.path.join(workdir, 'ae_gene_metrics.tsv'), sep='\t')
+  assert list(table.columns) == ['feature', 'mae', 'pcc', 'perm_p']
+  assert len(table) == 1000 and summary['n_features'] == 1000
+  assert os.path.getsize(os.path.join(workdir, 'ae_density.png')) > 0
+  prediction = scaler.inverse_transform(np.asarray(model(scaler.transform(real_slice[1]))))
+  np.testing.assert_allclose(table['mae'], np.abs(prediction - real_slice[1]).mean(axis=0),
+                             rtol=1e-4)
+  assert summary['n_pass'] == int((table['perm_p'] < 0.01).sum())
+  np.testing.assert_allclose(summary['mean_mae'], history[train.EVAL_MAE][-1], rtol=1e-4)
+  np.testing.assert_allclose(summary['mean_pcc'], history[train.EVAL_PCC][-1], rtol=1e-3,
+                             atol=1e-4)
