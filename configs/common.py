@@ -17,16 +17,23 @@ def data_path(*parts):
 def parse_arg(arg, **defaults):
   """Parses big_vision-style 'key=value,flag' strings into a ConfigDict of defaults.
 
-  Values are cast to the type of their default; a bare key sets a bool to True.
+  Values are cast to the type of their default; a bare key sets a bool to True; a tuple
+  default takes a comma-separated list ('bottleneck=25,50,100').
   """
   parsed = ml_collections.ConfigDict(defaults)
+  key = None
   for item in filter(None, (arg or '').split(',')):
+    if '=' not in item and isinstance(defaults.get(key), tuple):
+      parsed[key] = parsed[key] + (type(defaults[key][0])(item),)
+      continue
     key, _, value = item.partition('=')
     if key not in defaults:
       raise ValueError(f'Unknown config argument {key!r}; known: {sorted(defaults)}')
     kind = type(defaults[key])
     if kind is bool:
       parsed[key] = value.lower() not in ('0', 'false', 'no') if value else True
+    elif kind is tuple:
+      parsed[key] = (type(defaults[key][0])(value),)
     else:
       parsed[key] = kind(value)
   return parsed

@@ -21,9 +21,10 @@ from landmark import panels as panels_lib
 from landmark import preprocess
 from landmark import ranking as ranking_lib
 from landmark import report
+from landmark import sweep
 from landmark import train
 
-MODES = ('all', 'prepare', 'train', 'explain', 'evaluate')
+MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep')
 LANDMARKS_FILE = 'landmarks.tsv'
 
 
@@ -164,6 +165,8 @@ def clustering_stage(config, workdir, splits, model, scaler):
 
 def run(config, workdir, mode='all'):
   """Runs `mode` of the pipeline in `workdir`, reusing what earlier runs left there."""
+  if mode == 'sweep':
+    return sweep.run_sweep(config, workdir, run)
   os.makedirs(workdir, exist_ok=True)
   splits = prepare_data(config, workdir)
   fileio.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))

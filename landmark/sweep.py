@@ -1,0 +1,89 @@
+"""Sweeps: one run per value of a config field, each in its own sub-workdir, compared.
+
+Members whose `report.md` exists are skipped, so a sweep resumes where it stopped. Every
+member's hyperparameters and final metrics go to TensorBoard's HParams plugin; the sweep
+writes one table (`sweep.tsv`) and one plot (`sweep.png`).
+"""
+
+import json
+import os
+
+from absl import logging
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import pandas as pd
+
+from landmark import fileio
+from landmark import metric_writing
+
+
+def member_config(config, parameter, value):
+  """A copy of `config` with the dotted field `parameter` set to `value`, without `sweep`."""
+  member = config.copy_and_resolve_references()
+  with member.unlocked():
+    del member['sweep']
+    node = member
+    *parents, leaf = parameter.split('.')
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  return member
+
+
+def member_results(workdir):
+  """The figures a finished member run left: reconstruction and landmark quality."""
+  with open(os.path.join(workdir, 'ae_summary.json')) as f:
+    quality = json.load(f)
+  with open(os.path.join(workdir, 'l1000_overlap.json')) as f:
+    overlap = json.load(f)
+  panels = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
+  linear = panels[panels['model'] == 'linear'].set_index('panel')
+  random = linear[linear.index.str.startswith('random_')]
+  return {'ae_mae': quality['mean_mae'], 'ae_pcc': quality['mean_pcc'],
+          'ae_pass_fraction': quality['n_pass'] / quality['n_features'],
+          'ae_gain_over_study_mean': quality['baselines']['gain_over_study'],
+          'l1000_overlap': overlap['count'],
+          'deeplift_pcc': linear.loc['deeplift', 'pcc_mean'],
+          'deeplift_mae': linear.loc['deeplift', 'mae_mean'],
+          'deeplift_pcc_z_random': linear.loc['deeplift', 'pcc_z_random'],
+          'l1000_pcc': linear.loc['l1000', 'pcc_mean'],
+          'random_pcc_mean': random['pcc_mean'].mean(), 'random_pcc_sd': random['pcc_mean'].std()}
+
+
+def plot(path, table, parameter):
+  figure, (reconstruction, landmarks) = plt.subplots(1, 2, figsize=(10, 4))
+  x = table[parameter]
+  reconstruction.plot(x, table['ae_pcc'], 'o-', label='mean per-gene PCC')
+  reconstruction.plot(x, table['ae_mae'], 's-', label='mean per-gene MAE')
+  reconstruction.set(xscale='log', xlabel=parameter, title='AE reconstruction (held-out)')
+  reconstruction.legend()
+  landmarks.plot(x, table['deeplift_pcc'], 'o-', label='DeepLIFT panel')
+  landmarks.plot(x, table['l1000_pcc'], 'k--', label='L1000 panel')
+  landmarks.fill_between(x, table['random_pcc_mean'] - 2 * table['random_pcc_sd'],
+                         table['random_pcc_mean'] + 2 * table['random_pcc_sd'], alpha=0.3,
+                         label='random panels ± 2 sd')
+  landmarks.set(xscale='log', xlabel=parameter, ylabel='target-gene PCC (linear)',
+                title='Landmark quality')
+  landmarks.legend()
+  fileio.save_figure(path, figure)
+
+
+def run_sweep(config, workdir, run_member):
+  """Runs `run_member(member_config, member_workdir)` for each sweep value; compares them."""
+  parameter, rows = config.sweep.parameter, []
+  for value in config.sweep.grid:
+    member_dir = os.path.join(workdir, f"{parameter.split('.')[-1]}_{value}")
+    if os.path.exists(os.path.join(member_dir, 'report.md')):
+      logging.info('Sweep member %s=%s is finished; skipping', parameter, value)
+    else:
+      logging.info('Sweep member %s=%s -> %s', parameter, value, member_dir)
+      run_member(member_config(config, parameter, value), member_dir)
+      with metric_writing.MetricWriter(os.path.join(member_dir, 'tensorboard')) as writer:
+        writer.write_hparams({parameter: value},
+                             {f'hparams/{k}': v for k, v in member_results(member_dir).items()})
+    rows.append({parameter: value, **member_results(member_dir)})
+  table = pd.DataFrame(rows)
+  fileio.write_table(os.path.join(workdir, 'sweep.tsv'), table, index=False)
+  plot(os.path.join(workdir, 'sweep.png'), table, parameter)
+  return table

@@ -1,0 +1,46 @@
+"""Sweep mechanics: members in sub-workdirs, resumption, HParams, table and plot.
+
+The member runs themselves are the pipeline (tested in test_pipeline.py); here a stand-in
+writes the files a finished run leaves, so the test exercises the sweep alone.
+"""
+
+import json
+import os
+
+import pandas as pd
+
+from configs import sweep as sweep_config
+from landmark import fileio
+from landmark import metric_writing
+from landmark import sweep
+
+
+def fake_run(calls):
+  def run(config, workdir):
+    calls.append(config.model.bottleneck)
+    b = config.model.bottleneck
+    fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(
+        {'mean_mae': 1 / b, 'mean_pcc': 0.5, 'n_pass': b, 'n_features': 1000,
+         'baselines': {'gain_over_study': 0.1}}))
+    fileio.write_text(os.path.join(workdir, 'l1000_overlap.json'), json.dumps({'count': b}))
+    rows = [{'model': 'linear', 'panel': p, 'pcc_mean': 0.6, 'mae_mean': 0.5,
+             'pcc_z_random': 1.0} for p in ('deeplift', 'l1000', 'random_0', 'random_1')]
+    fileio.write_table(os.path.join(workdir, 'panel_summary.tsv'), pd.DataFrame(rows), index=False)
+    fileio.write_text(os.path.join(workdir, 'report.md'), 'done')
+  return run
+
+
+def test_sweep_runs_each_member_once_and_compares(tmp_path):
+  config = sweep_config.get_config('bottleneck=8,16')
+  calls = []
+  table = sweep.run_sweep(config, str(tmp_path), fake_run(calls))
+  assert calls == [8, 16]
+  assert list(table['model.bottleneck']) == [8, 16]
+  assert list(pd.read_csv(tmp_path / 'sweep.tsv', sep='\t')['l1000_overlap']) == [8, 16]
+  assert os.path.getsize(tmp_path / 'sweep.png') > 0
+  hparams = metric_writing.read_scalars(tmp_path / 'bottleneck_16' / 'tensorboard' / 'hparams')
+  assert hparams['hparams/ae_mae'] == [(0, 1 / 16)]
+
+  config = sweep_config.get_config('bottleneck=8,16,32')
+  sweep.run_sweep(config, str(tmp_path), fake_run(calls))
+  assert calls == [8, 16, 32]                 # finished members are skipped
