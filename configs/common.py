@@ -115,6 +115,20 @@ def base_config():
   config.dgex.epochs = 200
   config.dgex.std_epsilon = 1e-3
 
+  config.selectors = ml_collections.ConfigDict()   # landmark selectors beside the paper's
+  config.selectors.ig_steps = 32           # integrated gradients: path intervals
+  config.selectors.ig_rule = 'trapezoid'   # or 'midpoint'
+  config.selectors.pca_variance = 0.9      # top PCs explaining more than this fraction...
+  config.selectors.pca_components = 0      # ...unless > 0: exactly this many PCs
+  config.selectors.peel_off_restarts = 4   # k-means initialisations
+  config.selectors.concrete = ml_collections.ConfigDict()
+  config.selectors.concrete.hidden = (512,)
+  config.selectors.concrete.epochs = 1000
+  config.selectors.concrete.batch_size = 64
+  config.selectors.concrete.learning_rate = 1e-2   # paper 1e-3; 1e-2 better on planted data
+  config.selectors.concrete.start_temperature = 10.0
+  config.selectors.concrete.end_temperature = 0.01
+
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.permutation_alpha = 0.01
   config.evaluate.block_size = 2048        # genes per block in the permutation test

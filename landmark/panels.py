@@ -43,6 +43,17 @@ def read_symbols(path, column='symbol'):
   return pd.read_csv(path, sep='\t', dtype=str)[column].dropna().to_numpy()
 
 
+def dgex_universe(data_config):
+  """D-GEX's 10,463 genes (landmarks then targets), each once.
+
+  445 symbols appear in both of D-GEX's lists (under different probes); a repeated column
+  would be its own perfect predictor and distort the permutation test.
+  """
+  symbols = np.concatenate([read_symbols(data_config.dgex_landmarks),
+                            read_symbols(data_config.dgex_targets)])
+  return list(dict.fromkeys(symbols))
+
+
 def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
   """The panels every run compares, all of size k inside the gene universe.
 

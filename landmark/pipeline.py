@@ -86,9 +86,7 @@ def landmark_panels_stage(config, workdir, splits, ranking):
   """Target-gene inference from DeepLIFT, L1000, top-variance and random panels."""
   ev = config.evaluate
   annotation = preprocess.read_annotation(config.data.annotation)
-  universe = np.concatenate([panels_lib.read_symbols(config.data.dgex_landmarks),
-                             panels_lib.read_symbols(config.data.dgex_targets)])
-  genes = panels_lib.gene_splits(splits, annotation, universe)
+  genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
                                        config.deeplift.top_k, ev.random_sets, config.seed)

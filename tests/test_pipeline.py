@@ -51,6 +51,8 @@ def test_panels_compare_on_common_targets(workdir):
   fixed = summary[~summary['panel'].str.startswith('random_')]
   assert set(fixed['panel']) == {'deeplift', 'l1000', 'variance'}
   assert fixed.groupby('model')['targets'].nunique().eq(1).all()
+  genes = pd.read_csv(os.path.join(workdir, 'panels.tsv'), sep='\t')
+  assert not genes.duplicated().any()
   assert (summary.groupby('model')['panel'].count()['linear'] == 3 + 20)
   assert summary['pcc_mean'].between(-1, 1).all() and (summary['mae_mean'] > 0).all()
   comparisons = pd.read_csv(os.path.join(workdir, 'panel_comparisons.tsv'), sep='\t')

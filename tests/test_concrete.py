@@ -1,0 +1,96 @@
+"""Concrete Autoencoder mechanics: annealing, one-hot evaluation, deduplicated selection, seeding.
+
+Whether it finds planted driver genes is tested through its selector (test_selectors.py).
+"""
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from landmark import concrete
+
+
+def settings(**overrides):
+  defaults = dict(hidden=(16,), epochs=150, batch_size=8, learning_rate=1e-2,
+                  start_temperature=10.0, end_temperature=0.01)
+  return ml_collections.ConfigDict({**defaults, **overrides})
+
+
+PER_MODULE = 6
+
+
+def module_data(n_samples=128, n_modules=4, seed=0):
+  """Modules of PER_MODULE genes, noisy copies of the module's factor; the first is exact."""
+  rng = np.random.default_rng(seed)
+  factors = rng.normal(size=(n_samples, n_modules))
+  genes = np.repeat(factors, PER_MODULE, axis=1)
+  noise = rng.normal(size=genes.shape)
+  noise[:, ::PER_MODULE] = 0
+  return (genes + 0.5 * noise).astype(np.float32)
+
+
+def test_temperature_anneals_exponentially():
+  steps = np.arange(0, 101)
+  t = np.asarray(concrete.temperature(steps, 100, 10.0, 0.01))
+  np.testing.assert_allclose(t[[0, -1]], [10.0, 0.01], rtol=1e-6)
+  np.testing.assert_allclose(t[1:] / t[:-1], (0.01 / 10.0) ** 0.01, rtol=1e-6)
+
+
+def test_evaluation_uses_the_argmax_input_of_every_unit():
+  model = concrete.ConcreteAutoencoder(8, 3, (5,), rngs=nnx.Rngs(0))
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8)), jnp.float32)
+  chosen = np.asarray(jnp.argmax(model.selector.logits[...], axis=1))
+  np.testing.assert_allclose(model.selector(x), x[:, chosen], rtol=1e-6)
+  # At a tiny temperature a Gumbel-softmax sample is one-hot too (on a noisy argmax): each
+  # unit passes one input through, found by its value in the first row.
+  sample = model.selector(x, jax.random.key(1), temperature=1e-4)
+  columns = [np.flatnonzero(np.isclose(x[0], value))[0] for value in np.asarray(sample[0])]
+  np.testing.assert_allclose(sample, x[:, columns], rtol=1e-5)
+
+
+def with_probabilities(rows):
+  """A model whose selector has these selection probabilities (rows sum to 1)."""
+  rows = np.asarray(rows, np.float32)
+  model = concrete.ConcreteAutoencoder(rows.shape[1], rows.shape[0], (), rngs=nnx.Rngs(0))
+  model.selector.logits[...] = jnp.log(rows)
+  return model
+
+
+def test_selection_ranks_units_and_fills_duplicates():
+  model = with_probabilities([
+      [0.05, 0.05, 0.60, 0.15, 0.05, 0.10],   # input 2
+      [0.02, 0.02, 0.90, 0.02, 0.02, 0.02],   # input 2 again, more sure: ranked first
+      [0.10, 0.05, 0.05, 0.05, 0.70, 0.05],   # input 4
+  ])
+  # Units by max probability: 1 (input 2), 2 (input 4), 0 (input 2 again, dropped). The
+  # fill is the unselected input most probable under any unit: 3 (0.15; input 0 has 0.10).
+  np.testing.assert_array_equal(concrete.selected_inputs(model), [2, 4, 3])
+
+
+def test_selection_without_duplicates_is_the_argmaxes():
+  model = with_probabilities([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])
+  np.testing.assert_array_equal(concrete.selected_inputs(model), [1, 0])
+
+
+def test_training_is_seeded_and_keeps_each_module_exact_gene():
+  x = module_data()
+  first, again = (concrete.fit(x, 4, settings(), seed=3) for _ in range(2))
+  other = concrete.fit(x, 4, settings(), seed=4)
+  np.testing.assert_array_equal(first.selector.logits[...], again.selector.logits[...])
+  assert not np.array_equal(first.selector.logits[...], other.selector.logits[...])
+  # Annealed, every unit is nearly one-hot, and the units keep one gene per module, the
+  # exact copy of its factor: any other choice reconstructs the module worse.
+  for model in (first, other):
+    assert np.asarray(model.selector.probabilities()).max(axis=1).min() > 0.9
+    assert set(concrete.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
+
+
+def test_bad_arguments():
+  x = module_data()
+  with pytest.raises(ValueError, match='k=0'):
+    concrete.fit(x, 0, settings())
+  with pytest.raises(ValueError, match='epochs'):
+    concrete.fit(x, 2, settings(epochs=0))

@@ -1,0 +1,264 @@
+"""Landmark selectors on planted signals: each must find the genes the data were built from."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+from scipy import stats
+
+from configs import common
+from landmark import deeplift
+from landmark import ranking
+from landmark import selectors
+
+N_DRIVERS = 10
+
+
+def make_config(**selector_overrides):
+  config = common.base_config()
+  config.selectors = ml_collections.ConfigDict(dict(
+      ig_steps=16, ig_rule='trapezoid', pca_variance=0.9, pca_components=0,
+      peel_off_restarts=4,
+      concrete=dict(hidden=(64,), epochs=200, batch_size=50, learning_rate=1e-2,
+                    start_temperature=10.0, end_temperature=0.01)))
+  config.selectors.update(selector_overrides)
+  return config
+
+
+def symbols(n):
+  return np.array([f'G{j:03d}' for j in range(n)])
+
+
+def planted_drivers(n_samples=1000, n_genes=300, noise=2.0, seed=0):
+  """N_DRIVERS standard normal drivers; every other gene mixes 3 of them (linearly or through
+  tanh) plus noise of `noise` times its signal's sd. Only the drivers are measured without
+  noise, so k = N_DRIVERS genes explain the data best when they are the drivers.
+
+  Returns log2-like values (samples, genes) and the drivers' columns.
+  """
+  rng = np.random.default_rng(seed)
+  drivers = rng.normal(size=(n_samples, N_DRIVERS))
+  n_targets = n_genes - N_DRIVERS
+  mix = np.zeros((N_DRIVERS, n_targets))
+  for target in range(n_targets):
+    chosen = rng.choice(N_DRIVERS, 3, replace=False)
+    mix[chosen, target] = rng.choice([-1, 1], 3) * rng.uniform(0.5, 1.5, 3)
+  signal = drivers @ mix
+  signal[:, ::2] = 2 * np.tanh(signal[:, ::2])
+  targets = signal + noise * signal.std(axis=0) * rng.normal(size=signal.shape)
+  order = rng.permutation(n_genes)
+  values = np.concatenate([drivers, targets], axis=1)[:, order]
+  return (8 + values).astype(np.float32), np.argsort(order)[:N_DRIVERS]
+
+
+def planted_modules(sizes, n_loners=0, n_background=0, n_samples=500, seed=0):
+  """Modules of co-expressed genes, high-variance loners and a low-variance background.
+
+  Module m's genes are its factor (standard normal) plus noise: sd 0.1 for its centre, 0.6
+  to 1.0 for the others. Loners are independent with sd 2 (the most variable genes);
+  background genes are independent with sd 0.1. Columns are shuffled. Returns values,
+  each column's module (-1 loner, -2 background) and the columns of the module centres.
+  """
+  rng = np.random.default_rng(seed)
+  columns, module = [], []
+  for m, size in enumerate(sizes):
+    factor = rng.normal(size=n_samples)
+    noise_sd = np.concatenate([[0.1], rng.uniform(0.6, 1.0, size - 1)])
+    columns.append(factor[:, None] + noise_sd * rng.normal(size=(n_samples, size)))
+    module += [m] * size
+  columns.append(2.0 * rng.normal(size=(n_samples, n_loners)))
+  columns.append(0.1 * rng.normal(size=(n_samples, n_background)))
+  module = np.array(module + [-1] * n_loners + [-2] * n_background)
+  starts = np.cumsum([0, *sizes[:-1]])
+  order = rng.permutation(len(module))
+  values = (8 + np.concatenate(columns, axis=1)[:, order]).astype(np.float32)
+  return values, module[order], np.argsort(order)[starts]
+
+
+def train_encoder(x, sizes=(64, 16), steps=1500, seed=0):
+  """A sigmoid autoencoder x -> *sizes -> x (MAE, full-batch Adam); returns its encoder layers."""
+  widths = (x.shape[1], *sizes, *sizes[-2::-1], x.shape[1])
+  keys = jax.random.split(jax.random.key(seed), len(widths) - 1)
+  params = []
+  for key, n_in, n_out in zip(keys, widths[:-1], widths[1:]):
+    limit = np.sqrt(6 / (n_in + n_out))
+    params.append((jax.random.uniform(key, (n_in, n_out), minval=-limit, maxval=limit),
+                   jnp.zeros(n_out)))
+  optimizer = optax.adam(1e-2)
+
+  def loss(params):
+    a = x
+    for w, b in params:
+      a = jax.nn.sigmoid(a @ w + b)
+    return jnp.abs(a - x).mean()
+
+  def step(carry, _):
+    params, opt_state = carry
+    updates, opt_state = optimizer.update(jax.grad(loss)(params), opt_state)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  if steps:
+    train = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), length=steps)[0][0])
+    params = train(params)
+  return [(np.asarray(w), np.asarray(b)) for w, b in params[:len(sizes)]]
+
+
+def annotation_for(genes):
+  """A probe annotation with one probe 'p_<gene>' per gene."""
+  table = pd.DataFrame({'probe': [f'p_{g}' for g in genes], 'genbank': '', 'symbol': genes,
+                        'entrez': [str(1000 + j) for j in range(len(genes))], 'title': ''})
+  table.attrs['source'] = 'test annotation'
+  return table
+
+
+@pytest.fixture(scope='module')
+def drivers_context():
+  """Planted drivers; the universe leaves out 5 non-driver genes that the AE still sees."""
+  values, drivers = planted_drivers()
+  genes = symbols(values.shape[1])
+  outside = np.setdiff1d(np.arange(len(genes)), drivers)[:5]
+  inside = np.setdiff1d(np.arange(len(genes)), outside)
+  scaled = (values - values.min(axis=0)) / np.ptp(values, axis=0)
+  encoder = selectors.TrainedEncoder(train_encoder(jnp.asarray(scaled)), 'sigmoid', scaled,
+                                     np.array([f'p_{g}' for g in genes]), annotation_for(genes))
+  context = selectors.SelectionContext(genes[inside], values[:, inside], [], make_config(),
+                                       encoder)
+  return context, set(genes[drivers]), set(genes[outside])
+
+
+ATTRIBUTION_SELECTORS = ('deeplift_ae', 'gradient_x_input', 'integrated_gradients')
+
+
+@pytest.mark.parametrize('name', ATTRIBUTION_SELECTORS)
+def test_attribution_selectors_rank_the_drivers_first(drivers_context, name):
+  context, drivers, outside = drivers_context
+  top = selectors.select(name, context, 2 * N_DRIVERS)
+  assert len(drivers & set(top)) >= 7  # 8 to 10 measured over encoder seeds 0-5.
+  ranked = selectors.select(name, context, len(context.genes))
+  assert len(ranked) == len(context.genes) and not outside & set(ranked)
+  # Not given away by the data: an untrained encoder of the same shape finds few drivers.
+  untrained = dataclasses.replace(context.encoder,
+                                  layers=train_encoder(context.encoder.x, steps=0))
+  blind = dataclasses.replace(context, encoder=untrained)
+  assert len(drivers & set(selectors.select(name, blind, 2 * N_DRIVERS))) < 3
+
+
+def test_deeplift_ae_is_the_papers_ranking(drivers_context):
+  context, _, _ = drivers_context
+  encoder = context.encoder
+  reference = encoder.x.mean(axis=0)  # config.deeplift.reference is 'train_mean'
+  scores = deeplift.score_inputs(encoder.layers, 'sigmoid', encoder.x, reference)
+  expected = ranking.rank_genes(scores, encoder.probes, encoder.annotation).symbol
+  expected = [g for g in expected if g in set(context.genes)]
+  assert selectors.select('deeplift_ae', context, len(context.genes)) == expected
+
+
+def test_concrete_ae_selects_the_drivers(drivers_context):
+  context, drivers, _ = drivers_context
+  chosen = selectors.select('concrete_ae', context, N_DRIVERS, seed=0)
+  assert len(chosen) == N_DRIVERS
+  assert len(drivers & set(chosen)) >= 7  # 8 to 10 measured over seeds 0-5.
+
+
+@pytest.fixture(scope='module')
+def modules_context():
+  sizes = (12, 10, 8, 6)
+  values, module, _ = planted_modules(sizes, n_loners=10, n_background=60)
+  context = selectors.SelectionContext(symbols(values.shape[1]), values, [], make_config())
+  return context, module, len(sizes)
+
+
+def test_variance_picks_the_high_variance_genes(modules_context):
+  context, module, _ = modules_context
+  n_loners = np.sum(module == -1)
+  assert set(selectors.select('variance', context, n_loners)) == set(context.genes[module == -1])
+
+
+def test_pca_loadings_pick_the_module_genes(modules_context):
+  context, module, n_modules = modules_context
+  def ranked(**settings):
+    configured = dataclasses.replace(context, config=make_config(**settings))
+    return selectors.select('pca_loadings', configured, len(context.genes))
+
+  by_count = ranked(pca_components=n_modules)
+  assert set(by_count[:np.sum(module >= 0)]) == set(context.genes[module >= 0])
+  # The squared loading norm is the variance the top components capture of each gene.
+  eigenvalues, vectors = np.linalg.eigh(np.cov(context.train, rowvar=False))
+  eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
+  captured = vectors[:, :n_modules] ** 2 @ eigenvalues[:n_modules]
+  assert by_count[:50] == list(context.genes[np.argsort(-captured)[:50]])
+  # pca_variance keeps the fewest components explaining more than that fraction.
+  explained = np.cumsum(eigenvalues) / eigenvalues.sum()
+  assert ranked(pca_variance=explained[n_modules - 1] - 1e-4) == by_count
+  assert ranked(pca_variance=explained[n_modules - 1] + 1e-4) != by_count
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_peel_off_takes_each_module_centre_largest_first(seed):
+  sizes = (5, 14, 8, 11, 6)
+  values, _, centres = planted_modules(sizes)
+  context = selectors.SelectionContext(symbols(values.shape[1]), values, [], make_config())
+  expected = context.genes[centres[np.argsort(sizes)[::-1]]]
+  assert selectors.select('peel_off', context, len(sizes), seed) == list(expected)
+
+
+def test_random_is_seeded_and_uniform():
+  context = selectors.SelectionContext(symbols(300), np.zeros((2, 300), np.float32), [],
+                                       make_config())
+  assert selectors.select('random', context, 30, 7) == selectors.select('random', context, 30, 7)
+  assert selectors.select('random', context, 30, 7) != selectors.select('random', context, 30, 8)
+  counts = pd.Series(np.concatenate([selectors.select('random', context, 30, seed)
+                                     for seed in range(2000)])).value_counts()
+  counts = counts.reindex(context.genes, fill_value=0).to_numpy()
+  assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_l1000_is_the_list_inside_the_universe_in_order():
+  listed = ['G005', 'NOT_MEASURED', 'G001', 'G005', 'G007', 'ALSO_NOT']
+  context = selectors.SelectionContext(symbols(10), np.zeros((2, 10), np.float32), listed,
+                                       make_config())
+  assert selectors.select('l1000', context, 2) == ['G005', 'G001']
+  assert selectors.select('l1000', context, 8) == ['G005', 'G001', 'G007']
+
+
+@pytest.fixture(scope='module')
+def small_context():
+  """40 genes, 60 samples and an untrained encoder: enough to run every selector quickly."""
+  values, _, _ = planted_modules((10, 10, 10), n_background=10, n_samples=60)
+  genes = symbols(values.shape[1])
+  scaled = (values - values.min(axis=0)) / np.ptp(values, axis=0)
+  encoder = selectors.TrainedEncoder(train_encoder(jnp.asarray(scaled), (8, 4), steps=0),
+                                     'sigmoid', scaled, np.array([f'p_{g}' for g in genes]),
+                                     annotation_for(genes))
+  return selectors.SelectionContext(genes, values, list(genes[::-3]), make_config(), encoder)
+
+
+# concrete_ae (slow to compile) keeps it in test_concrete_ae_selects_the_drivers.
+@pytest.mark.parametrize('name', sorted(set(selectors.SELECTORS) - {'concrete_ae'}))
+def test_every_selector_keeps_the_contract(small_context, name):
+  k = 8
+  chosen = selectors.select(name, small_context, k, seed=0)
+  assert len(chosen) == k and len(set(chosen)) == k
+  assert all(isinstance(g, str) for g in chosen) and set(chosen) <= set(small_context.genes)
+  if name not in selectors.K_SPECIFIC:  # A ranking: its k best are a prefix of its 2k best.
+    assert selectors.select(name, small_context, 2 * k, seed=0)[:k] == chosen
+  if name not in selectors.STOCHASTIC:
+    assert selectors.select(name, small_context, k, seed=1) == chosen
+
+
+def test_bad_requests(small_context):
+  with pytest.raises(ValueError, match="Unknown selector 'lasso'.*deeplift_ae"):
+    selectors.select('lasso', small_context, 5)
+  with pytest.raises(ValueError, match='k must be in'):
+    selectors.select('variance', small_context, 0)
+  with pytest.raises(ValueError, match='k must be in'):
+    selectors.select('variance', small_context, len(small_context.genes) + 1)
+  no_encoder = selectors.SelectionContext(small_context.genes, small_context.train, [],
+                                          small_context.config)
+  with pytest.raises(ValueError, match='needs a trained AutoEncoder'):
+    selectors.select('integrated_gradients', no_encoder, 5)
