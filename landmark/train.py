@@ -109,24 +109,21 @@ def make_train_epoch(train_step, batch_size):
     first_step = (epoch - 1) * indices.shape[0]
     (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, first_step),
                                                   (indices, mask))
-    return params, opt_state, losses @ mask.sum(axis=1) / data.shape[0]
+    return params, opt_state, jnp.sum(losses * mask.sum(axis=1)) / data.shape[0]
 
   return jax.jit(train_epoch, donate_argnums=(0, 1), compiler_options=_compiler_options())
 
 
 def _compiler_options():
-  """XLA:CPU options for the training epoch; measured with experiments/benchmark.py.
+  """XLA:CPU options for the training epoch (other backends need none).
 
-  - Region-based copy insertion lets the scanned step update the donated kernels in place;
-    without it XLA:CPU copies both 22,268 x 500 kernels every step.
-  - YNNPACK only for dots: its reductions over the batch axis (the output bias gradient,
-    256 x 22,268 -> 22,268) take ~30x longer than XLA's own loops.
-  Other backends need neither.
+  Region-based copy insertion lets the scanned step update the donated kernels in place;
+  without it XLA:CPU copies both 22,268 x 500 kernels every step (measured with
+  experiments/benchmark.py).
   """
   if jax.default_backend() != 'cpu':
     return None
-  return {'xla_cpu_copy_insertion_use_region_analysis': True,
-          'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'}
+  return {'xla_cpu_copy_insertion_use_region_analysis': True}
 
 
 @functools.partial(jax.jit, static_argnums=0)
