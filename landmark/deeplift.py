@@ -91,14 +91,19 @@ def _contributions(layers, activations, eps, x, reference):
   return multipliers * (x - reference)[:, None, :]
 
 
+def rescale_multipliers(layers, activations, x, reference, eps=DEFAULT_EPS):
+  """(samples, units, inputs) Rescale multipliers m; contributions are m * (x - reference)."""
+  return _batch_multipliers(layers, activations, eps, x, reference)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3, 4), donate_argnums=(0,))
-def _accumulate(total, layers, activations, eps, signed, x, reference):
+def _accumulate(total, layers, activations, multipliers_fn, signed, x, reference):
   """total + sum over samples and units of C (signed) or |C|, for one chunk of samples.
 
   Uses |m * dx| = |m| * |dx| to reduce over units before touching dx: one pass over the
   (samples, units, inputs) matmul output instead of two.
   """
-  multipliers = _batch_multipliers(layers, activations, eps, x, reference)
+  multipliers = multipliers_fn(layers, activations, x, reference)
   delta = x - reference
   if signed:
     return total + (delta * multipliers.sum(axis=1)).sum(axis=0)
@@ -178,12 +183,16 @@ def _pad_with_reference(chunk, rows, reference):
 
 
 def score_inputs(layers, activations, batches, reference, aggregate='abs',
-                 max_chunk_mb=1024., eps=DEFAULT_EPS, num_samples=None):
+                 max_chunk_mb=1024., eps=DEFAULT_EPS, num_samples=None, multipliers=None,
+                 tensors_per_sample=1):
   """Mean over samples and output units of |C| ('abs') or C ('signed'), per input.
 
   `batches` is any iterable of (n_i, n_inputs) arrays (or one 2-D array). Samples are
-  regrouped into chunks whose contribution tensor stays below `max_chunk_mb`; the sums are
-  accumulated on device and fetched once. `num_samples`, when known, gives the log an ETA.
+  regrouped into chunks whose `tensors_per_sample` (samples, units, inputs) tensors stay
+  below `max_chunk_mb`; a short last chunk is padded with copies of the reference, whose
+  contributions are exactly zero. Sums accumulate on device and are fetched once.
+  `num_samples`, when known, gives the log an ETA. `multipliers(layers, activations, x,
+  reference)` replaces the Rescale rule (other attribution methods; landmark.attributions).
   """
   if aggregate not in ('abs', 'signed'):
     raise ValueError(f"aggregate must be 'abs' or 'signed', got {aggregate!r}")
@@ -193,12 +202,13 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   first = next(batches, None)
   if first is None:
     raise ValueError('score_inputs got no samples')
+  multipliers = multipliers or functools.partial(rescale_multipliers, eps=eps)
   dtype = _float_dtype(first)
   names = _activation_names(activations, len(layers))
   layers = _cast_layers(layers, dtype)
   reference = np.asarray(reference, dtype)
   n_inputs, n_units = reference.shape[0], layers[-1][0].shape[1]
-  bytes_per_sample = n_units * n_inputs * np.dtype(dtype).itemsize
+  bytes_per_sample = tensors_per_sample * n_units * n_inputs * np.dtype(dtype).itemsize
   chunk_rows = max(1, int(max_chunk_mb * 2**20 // bytes_per_sample))
   total = jnp.zeros(n_inputs, dtype)
   n_seen, start = 0, time.monotonic()
@@ -208,7 +218,7 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
     total.block_until_ready()  # At most one chunk in flight; the next one is already copied.
     if n_seen:
       _log_progress(n_seen, num_samples, time.monotonic() - start)
-    total = _accumulate(total, layers, names, eps, aggregate == 'signed', x, reference)
+    total = _accumulate(total, layers, names, multipliers, aggregate == 'signed', x, reference)
     n_seen += len(chunk)
   return np.asarray(total) / (n_seen * n_units)
 
@@ -220,7 +230,7 @@ def _next_power_of_two(n):
 def _log_progress(n_done, num_samples, elapsed):
   rate = n_done / elapsed
   eta = f', ETA {(num_samples - n_done) / rate:.0f} s' if num_samples else ''
-  logging.log_every_n_seconds(logging.INFO, 'DeepLIFT: %d%s samples, %.1f samples/s%s', 10,
+  logging.log_every_n_seconds(logging.INFO, 'Attribution scores: %d%s samples, %.1f samples/s%s', 10,
                               n_done, f'/{num_samples}' if num_samples else '', rate, eta)
 
 

@@ -118,7 +118,7 @@ def test_deeplift_method_is_deeplift(expression, x64):
       attributions.attributions('deeplift', layers, 'sigmoid', expression[:5], reference),
       deeplift.contributions(layers, 'sigmoid', expression[:5], reference))
   uneven = np.split(expression, [3, 4, 11])
-  for aggregate in attributions.AGGREGATES:
+  for aggregate in ('abs', 'signed'):
     np.testing.assert_allclose(
         attributions.score_inputs('deeplift', layers, 'sigmoid', uneven, reference, aggregate,
                                   max_chunk_mb=0.2),
@@ -127,7 +127,7 @@ def test_deeplift_method_is_deeplift(expression, x64):
 
 
 @pytest.mark.parametrize('method', attributions.METHODS)
-@pytest.mark.parametrize('aggregate', attributions.AGGREGATES)
+@pytest.mark.parametrize('aggregate', ('abs', 'signed'))
 def test_streaming_scores_equal_all_at_once(expression, method, aggregate, x64):
   layers = random_layers((1000, 16, 4), seed=4)
   reference = deeplift.make_reference('train_mean', expression)
