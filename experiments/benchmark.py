@@ -1,0 +1,270 @@
+"""Throughput of the AutoEncoder training step against the machine's float32 matmul peak.
+
+Sections are functions returning named `Timer`s (add more to SECTIONS); all timers are
+measured together, their repeats interleaved, so that a change in the machine's load hits
+every measurement alike and the ratios stay fair on a shared machine:
+  matmul    each of the step's five large float32 matmuls alone, jitted: the fastest is the
+            machine's practical peak (`matmul_gflops`).
+  ae_step   the training's own jitted epoch (landmark.train.make_train_epoch: a scan of the
+            train step, with its XLA:CPU options) over --steps batches at the paper's width;
+            achieved FLOP/s from the analytic count below and its ratio to the peak.
+  torch     the same model, loss and Adam step in PyTorch on CPU (if importable); the
+            speedup is PyTorch's step time / ours.
+  deeplift  landmark.deeplift.score_inputs over --deeplift_samples samples through the
+            encoder (n -> hidden -> bottleneck, sigmoid): samples/s, and achieved FLOP/s
+            (deeplift.deeplift_flops: one forward pass and one backward pass per unit) over
+            the matmul peak (`deeplift_samples_per_s`, `deeplift_ratio`).
+
+FLOP count of one step, batch B, layer sizes (in, out): forward F = 2 B sum(in * out);
+backward = 2 F minus the input layer's input gradient (2 B n_inputs hidden, never needed:
+the input is data), so a step needs 3 F - 2 B n h matmul FLOPs (28.66 GFLOP at the paper's
+width and B = 256; 3 F would be 34.36). Element-wise work (sigmoid, dropout, |.|, Adam) is
+not counted: it is memory-bound and small in FLOPs.
+
+Timings are best-of---repeats wall times; the JSON records the load average as well.
+
+  python -m experiments.benchmark --out=runs/benchmark.json
+  python -m experiments.benchmark --sections=matmul,ae_step --batch=512 --out=/tmp/b.json
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import common
+from landmark import deeplift
+from landmark import fileio
+from landmark import train
+
+_OUT = flags.DEFINE_string('out', None, 'JSON file for the results.')
+_SECTIONS = flags.DEFINE_list('sections', ['matmul', 'ae_step', 'torch', 'deeplift'],
+                              'Sections to run.')
+_FEATURES = flags.DEFINE_integer('features', 22268, 'AutoEncoder inputs (probes).')
+_HIDDEN = flags.DEFINE_integer('hidden', 500, 'Hidden width (encoder and decoder).')
+_BOTTLENECK = flags.DEFINE_integer('bottleneck', 100, 'Bottleneck width.')
+_BATCH = flags.DEFINE_integer('batch', 256, 'Batch size.')
+_STEPS = flags.DEFINE_integer('steps', 8, 'Steps (calls, or scanned steps) per timed repeat.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; the best is reported.')
+_DEEPLIFT_SAMPLES = flags.DEFINE_integer('deeplift_samples', 128, 'Samples scored per timed '
+                                        'DeepLIFT repeat (encoder n -> hidden -> bottleneck).')
+flags.mark_flag_as_required('out')
+
+
+@dataclasses.dataclass
+class Timer:
+  """`run()` performs `steps` steps of `flops` FLOPs each; returns something to block on."""
+  run: Callable[[], object]
+  steps: int
+  flops: float
+
+
+def time_interleaved(timers, repeats):
+  """Best wall seconds per step of each timer, over `repeats` round-robin rounds."""
+  for timer in timers.values():
+    jax.block_until_ready(timer.run())  # compile and warm up
+  best = {name: float('inf') for name in timers}
+  for _ in range(repeats):
+    for name, timer in timers.items():
+      started = time.perf_counter()
+      jax.block_until_ready(timer.run())
+      best[name] = min(best[name], (time.perf_counter() - started) / timer.steps)
+  return best
+
+
+def layer_sizes():
+  widths = (_FEATURES.value, _HIDDEN.value, _BOTTLENECK.value, _HIDDEN.value, _FEATURES.value)
+  return list(zip(widths[:-1], widths[1:]))
+
+
+def step_flops():
+  """Matmul FLOPs of one training step (see the module docstring)."""
+  batch = _BATCH.value
+  forward = 2 * batch * sum(i * o for i, o in layer_sizes())
+  return 3 * forward - 2 * batch * _FEATURES.value * _HIDDEN.value
+
+
+def _repeat(call, steps):
+  def run():
+    for _ in range(steps - 1):
+      call()
+    return call()
+  return run
+
+
+def matmul():
+  """The step's five large float32 matmuls, each alone and jitted."""
+  b, n, h = _BATCH.value, _FEATURES.value, _HIDDEN.value
+  products = {
+      'encoder forward x @ W1': ((b, n), (n, h), jnp.matmul),
+      'decoder forward h @ W4': ((b, h), (h, n), jnp.matmul),
+      'decoder input grad g @ W4.T': ((b, n), (h, n), lambda g, w: g @ w.T),
+      'encoder kernel grad x.T @ g': ((b, n), (b, h), lambda x, g: x.T @ g),
+      'decoder kernel grad h.T @ g': ((b, h), (b, n), lambda h, g: h.T @ g),
+  }
+  keys = iter(jax.random.split(jax.random.key(0), 2 * len(products)))
+  timers = {}
+  for name, (lhs_shape, rhs_shape, product) in products.items():
+    lhs = jax.random.normal(next(keys), lhs_shape, jnp.float32)
+    rhs = jax.random.normal(next(keys), rhs_shape, jnp.float32)
+    product = jax.jit(product)
+    out_shape = jax.eval_shape(product, lhs, rhs).shape
+    flops = 2 * round(np.sqrt(np.prod(lhs_shape) * np.prod(rhs_shape) * np.prod(out_shape)))
+    timers[f'matmul {name}'] = Timer(_repeat(functools.partial(product, lhs, rhs),
+                                             _STEPS.value), _STEPS.value, flops)
+  return timers
+
+
+def _config():
+  config = common.base_config()
+  config.model.hidden = (_HIDDEN.value,)
+  config.model.bottleneck = _BOTTLENECK.value
+  config.train.batch_size = _BATCH.value
+  return config
+
+
+def ae_step():
+  """The training's jitted epoch (landmark.train.make_train_epoch) of --steps batches."""
+  config = _config()
+  batch, n_features, steps = _BATCH.value, _FEATURES.value, _STEPS.value
+  model = train.build_model(config, n_features, jax.random.key(0))
+  optimizer = train.build_optimizer(config)
+  graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
+  params = nnx.to_pure_dict(params)
+  train_epoch = train.make_train_epoch(
+      train.make_train_step(graphdef, rest, optimizer, config.train.l2), batch)
+  data = jax.random.uniform(jax.random.key(1), (steps * batch, n_features), jnp.float32)
+  state = {'params': params, 'opt_state': optimizer.init(params), 'epoch': 1}
+  shuffle_key, dropout_key = jax.random.key(2), jax.random.key(3)
+
+  def run():
+    state['params'], state['opt_state'], loss = train_epoch(
+        state['params'], state['opt_state'], data, state['epoch'], shuffle_key, dropout_key)
+    state['epoch'] += 1
+    return loss
+
+  return {'ae_step': Timer(run, steps, step_flops())}
+
+
+def torch_cpu():
+  """The same AutoEncoder, loss (MAE + l2 * sum W^2) and Adam step in PyTorch on CPU."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    logging.warning('PyTorch is not importable: skipping the comparison.')
+    return {}
+  config = _config()
+  batch, n_features = _BATCH.value, _FEATURES.value
+  torch.manual_seed(0)
+  layers = []
+  for i, (fan_in, fan_out) in enumerate(layer_sizes()):
+    layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.Sigmoid()]
+    if i in (0, 2):  # after the encoder's and the decoder's hidden layer, as in models.py
+      layers.append(torch.nn.Dropout(config.model.dropout))
+  model = torch.nn.Sequential(*layers).train()
+  kernels = [layer.weight for layer in model if isinstance(layer, torch.nn.Linear)]
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate,
+                               betas=(config.train.b1, config.train.b2), eps=config.train.eps)
+  data = torch.rand(4 * batch, n_features)
+  order = torch.randperm(4 * batch)
+  state = {'step': 0}
+
+  def step():
+    x = data[order[(state['step'] % 4) * batch:][:batch]]
+    optimizer.zero_grad(set_to_none=True)
+    loss = (model(x) - x).abs().mean() + config.train.l2 * sum((w ** 2).sum() for w in kernels)
+    loss.backward()
+    optimizer.step()
+    state['step'] += 1
+    return loss.item()
+
+  logging.info('PyTorch %s, %d threads', torch.__version__, torch.get_num_threads())
+  return {'torch': Timer(_repeat(step, _STEPS.value), _STEPS.value, step_flops())}
+
+
+def deeplift_scoring():
+  """DeepLIFT scores of --deeplift_samples samples through the encoder at the paper's width."""
+  n, h, b = _FEATURES.value, _HIDDEN.value, _BOTTLENECK.value
+  keys = jax.random.split(jax.random.key(4), 5)
+  layers = [(np.asarray(jax.random.normal(keys[0], (n, h)) / np.sqrt(n)), np.zeros(h, np.float32)),
+            (np.asarray(jax.random.normal(keys[1], (h, b)) / np.sqrt(h)), np.zeros(b, np.float32))]
+  x = np.asarray(jax.random.uniform(keys[2], (_DEEPLIFT_SAMPLES.value, n)))
+  reference = x.mean(axis=0)
+
+  def run():
+    return deeplift.score_inputs(layers, 'sigmoid', x, reference)
+
+  flops = deeplift.deeplift_flops((n, h, b), len(x))
+  return {'deeplift': Timer(run, 1, flops)}
+
+
+SECTIONS = {'matmul': matmul, 'ae_step': ae_step, 'torch': torch_cpu, 'deeplift': deeplift_scoring}
+
+
+def summarize(timers, seconds):
+  """Per-timer seconds and GFLOP/s, and the headline ratios between sections."""
+  gflops = {name: timers[name].flops / seconds[name] / 1e9 for name in timers}
+  results = {'seconds_per_step': seconds, 'gflops': gflops, 'ae_step_gflop': step_flops() / 1e9}
+  matmuls = [name for name in timers if name.startswith('matmul ')]
+  if matmuls:
+    results['matmul_gflops'] = max(gflops[name] for name in matmuls)
+    # The rate of a step made of nothing but these matmuls at their measured speeds.
+    results['matmul_step_mix_gflops'] = (sum(timers[name].flops for name in matmuls)
+                                         / sum(seconds[name] for name in matmuls) / 1e9)
+  if 'ae_step' in timers:
+    results['ae_step_gflops'] = gflops['ae_step']
+    results['ae_step_samples_per_sec'] = _BATCH.value / seconds['ae_step']
+    if matmuls:
+      results['ae_step_ratio'] = gflops['ae_step'] / results['matmul_gflops']
+      results['ae_step_ratio_to_mix'] = gflops['ae_step'] / results['matmul_step_mix_gflops']
+    if 'torch' in timers:
+      results['ae_vs_torch_speedup'] = seconds['torch'] / seconds['ae_step']
+  if 'deeplift' in timers:
+    results['deeplift_samples_per_s'] = _DEEPLIFT_SAMPLES.value / seconds['deeplift']
+    if matmuls:
+      results['deeplift_ratio'] = gflops['deeplift'] / results['matmul_gflops']
+  return results
+
+
+def table(results):
+  """The results as aligned 'name  value' lines."""
+  rows = []
+  for name, value in results.items():
+    if isinstance(value, dict):
+      rows += [(f'{name}[{key}]', item) for key, item in value.items()]
+    else:
+      rows.append((name, value))
+  width = max(len(name) for name, _ in rows)
+  return '\n'.join(f'{name:<{width}}  {value:.4g}' if isinstance(value, float)
+                   else f'{name:<{width}}  {value}' for name, value in rows)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  timers = {}
+  for name in _SECTIONS.value:
+    timers.update(SECTIONS[name]())
+  seconds = time_interleaved(timers, _REPEATS.value)
+  results = {'device': str(jax.devices()[0]), 'jax_version': jax.__version__,
+             'batch': _BATCH.value, 'layers': layer_sizes(),
+             'matmul_precision': str(jax.config.jax_default_matmul_precision),
+             'xla_flags': os.environ.get('XLA_FLAGS', ''),
+             'load_average_1min': os.getloadavg()[0],  # > cores: other work shared the CPU
+             **summarize(timers, seconds)}
+  print(table(results))
+  fileio.write_text(_OUT.value, json.dumps(results, indent=2) + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)
