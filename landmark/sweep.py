@@ -52,20 +52,26 @@ def member_results(workdir):
 
 
 def plot(path, table, parameter):
+  """Reconstruction and landmark quality against the swept value (log axis if numeric)."""
   figure, (reconstruction, landmarks) = plt.subplots(1, 2, figsize=(10, 4))
-  x = table[parameter]
+  numeric = pd.api.types.is_numeric_dtype(table[parameter])
+  x = table[parameter] if numeric else range(len(table))
   reconstruction.plot(x, table['ae_pcc'], 'o-', label='mean per-gene PCC')
   reconstruction.plot(x, table['ae_mae'], 's-', label='mean per-gene MAE')
-  reconstruction.set(xscale='log', xlabel=parameter, title='AE reconstruction (held-out)')
+  reconstruction.set(xlabel=parameter, title='AE reconstruction (held-out)')
   reconstruction.legend()
   landmarks.plot(x, table['deeplift_pcc'], 'o-', label='DeepLIFT panel')
   landmarks.plot(x, table['l1000_pcc'], 'k--', label='L1000 panel')
   landmarks.fill_between(x, table['random_pcc_mean'] - 2 * table['random_pcc_sd'],
                          table['random_pcc_mean'] + 2 * table['random_pcc_sd'], alpha=0.3,
                          label='random panels ± 2 sd')
-  landmarks.set(xscale='log', xlabel=parameter, ylabel='target-gene PCC (linear)',
-                title='Landmark quality')
+  landmarks.set(xlabel=parameter, ylabel='target-gene PCC (linear)', title='Landmark quality')
   landmarks.legend()
+  for axes in (reconstruction, landmarks):
+    if numeric:
+      axes.set_xscale('log')
+    else:
+      axes.set_xticks(list(x), table[parameter], rotation=30)
   fileio.save_figure(path, figure)
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from configs import common
+from configs import cross_study
 from configs import default
 from configs import quick
 from configs import sweep as sweep_config
@@ -19,7 +20,7 @@ def test_parse_arg_casts_flags_and_lists():
     common.parse_arg('nope=1', epochs=1)
 
 
-@pytest.mark.parametrize('module', [default, quick, sweep_config, test_config])
+@pytest.mark.parametrize('module', [cross_study, default, quick, sweep_config, test_config])
 def test_every_config_builds_with_paper_defaults(module):
   config = module.get_config()
   assert config.model.activation == 'sigmoid' and config.train.l2 == 1e-6
@@ -39,3 +40,11 @@ def test_sweep_members_override_one_field():
   member = sweep.member_config(config, config.sweep.parameter, 400)
   assert member.model.bottleneck == 400 and 'sweep' not in member
   assert member.train.epochs == 2 and config.model.bottleneck == 100
+
+
+def test_cross_study_sweeps_every_held_out_study():
+  config = cross_study.get_config()
+  assert tuple(config.sweep.grid) == common.HGU133A_STUDIES
+  member = sweep.member_config(config, config.sweep.parameter, 'chowdary')
+  assert member.preprocess.split == 'leave_study_out'
+  assert member.preprocess.holdout_study == 'chowdary'

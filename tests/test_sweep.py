@@ -44,3 +44,13 @@ def test_sweep_runs_each_member_once_and_compares(tmp_path):
   config = sweep_config.get_config('bottleneck=8,16,32')
   sweep.run_sweep(config, str(tmp_path), fake_run(calls))
   assert calls == [8, 16, 32]                 # finished members are skipped
+
+
+def test_sweep_over_a_categorical_field(tmp_path):
+  config = sweep_config.get_config('bottleneck=8')
+  config.sweep.parameter, config.sweep.grid = 'preprocess.holdout_study', ('GSE781', 'chowdary')
+  calls = []
+  table = sweep.run_sweep(config, str(tmp_path), fake_run(calls))
+  assert list(table['preprocess.holdout_study']) == ['GSE781', 'chowdary']
+  assert os.path.isdir(tmp_path / 'holdout_study_chowdary')
+  assert os.path.getsize(tmp_path / 'sweep.png') > 0
