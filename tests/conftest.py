@@ -2,6 +2,9 @@
 
 import os
 
+import jax
+import numpy as np
+import pandas as pd
 import pytest
 
 from configs import common
@@ -21,3 +24,22 @@ def real_config():
 def real_compendium(real_config):
   """The five real studies combined: 314 samples x 22,283 probes, raw values."""
   return data.load_compendium(real_config.data)
+
+
+@pytest.fixture
+def x64():
+  """Runs a test with float64 JAX, restoring the previous setting after it."""
+  previous = jax.config.jax_enable_x64
+  jax.config.update('jax_enable_x64', True)
+  yield
+  jax.config.update('jax_enable_x64', previous)
+
+
+@pytest.fixture(scope='session')
+def expression():
+  """17 real GSE781 profiles, log2 and min-max scaled to [0, 1], 2,000 random probes."""
+  table = pd.read_csv(common.data_path('hgu133a', 'GSE781.tsv.gz'), sep='\t', index_col=0)
+  probes = np.random.default_rng(0).choice(len(table), 2000, replace=False)
+  values = np.log2(np.maximum(table.to_numpy(np.float64)[probes].T, 1.0))
+  low, high = values.min(axis=0), values.max(axis=0)
+  return (values - low) / np.where(high > low, high - low, 1.0)

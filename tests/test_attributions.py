@@ -3,32 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
-from configs.common import data_path
 from landmark import attributions
 from landmark import deeplift
 
 FORWARD = {'sigmoid': jax.nn.sigmoid, 'tanh': jnp.tanh, 'relu': jax.nn.relu, 'linear': lambda z: z}
-
-
-@pytest.fixture
-def x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
-
-@pytest.fixture(scope='module')
-def expression():
-  """17 real GSE781 profiles, log2 and min-max scaled to [0, 1], 1,000 random probes."""
-  table = pd.read_csv(data_path('hgu133a', 'GSE781.tsv.gz'), sep='\t', index_col=0)
-  probes = np.random.default_rng(0).choice(len(table), 1000, replace=False)
-  values = np.log2(np.maximum(table.to_numpy(np.float64)[probes].T, 1.0))
-  low, high = values.min(axis=0), values.max(axis=0)
-  return (values - low) / np.where(high > low, high - low, 1.0)
 
 
 def random_layers(sizes, seed=0, gain=2.0):
@@ -112,7 +92,7 @@ def test_methods_agree_on_a_linear_network(x64):
 
 
 def test_deeplift_method_is_deeplift(expression, x64):
-  layers = random_layers((1000, 32, 8), seed=3)
+  layers = random_layers((2000, 32, 8), seed=3)
   reference = deeplift.make_reference('train_mean', expression)
   np.testing.assert_array_equal(
       attributions.attributions('deeplift', layers, 'sigmoid', expression[:5], reference),
@@ -129,7 +109,7 @@ def test_deeplift_method_is_deeplift(expression, x64):
 @pytest.mark.parametrize('method', attributions.METHODS)
 @pytest.mark.parametrize('aggregate', ('abs', 'signed'))
 def test_streaming_scores_equal_all_at_once(expression, method, aggregate, x64):
-  layers = random_layers((1000, 16, 4), seed=4)
+  layers = random_layers((2000, 16, 4), seed=4)
   reference = deeplift.make_reference('train_mean', expression)
   a = np.asarray(attributions.attributions(method, layers, 'sigmoid', expression, reference,
                                            steps=4))

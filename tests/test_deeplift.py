@@ -4,29 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pandas as pd
 import pytest
 
-from configs.common import data_path
 from landmark import deeplift
-
-
-@pytest.fixture
-def x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update('jax_enable_x64', True)
-  yield
-  jax.config.update('jax_enable_x64', previous)
-
-
-@pytest.fixture(scope='module')
-def expression():
-  """17 real GSE781 profiles, log2 and min-max scaled to [0, 1], 2,000 random probes."""
-  table = pd.read_csv(data_path('hgu133a', 'GSE781.tsv.gz'), sep='\t', index_col=0)
-  probes = np.random.default_rng(0).choice(len(table), 2000, replace=False)
-  values = np.log2(np.maximum(table.to_numpy(np.float64)[probes].T, 1.0))
-  low, high = values.min(axis=0), values.max(axis=0)
-  return (values - low) / np.where(high > low, high - low, 1.0)
 
 
 def random_layers(sizes, seed=0, gain=2.0):
