@@ -6,10 +6,20 @@ key data); per-step JSON metadata (`custom_metadata`) holds what is not an array
 the metric history so far.
 """
 
+import logging as python_logging
 import os
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
+
+
+def _drop_orbax_info(record):
+  """Orbax logs some 40 INFO lines per save; a run's log keeps only its warnings."""
+  return record.levelno >= python_logging.WARNING or f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_drop_orbax_info)
 
 
 def make_manager(directory, *, save_every=1, keep=2):
