@@ -95,6 +95,10 @@ def base_config():
   config.train.keep_checkpoints = 2
   config.train.log_every_epochs = 1
 
+  config.mesh = ml_collections.ConfigDict()   # data parallelism (landmark.sharding)
+  config.mesh.devices = 0                  # devices on the 'batch' axis; 0 = all
+  config.mesh.distributed = False          # jax.distributed.initialize() first (multi-host)
+
   config.deeplift = ml_collections.ConfigDict()
   config.deeplift.reference = 'train_mean' # 'train_mean', 'zeros', or a path to a .npy
   config.deeplift.aggregate = 'abs'        # mean |C| ('abs') or signed mean ('signed')

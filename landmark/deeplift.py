@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landmark import fileio
+from landmark import sharding
 
 ACTIVATIONS = {
     'sigmoid': jax.nn.sigmoid,
@@ -184,7 +185,7 @@ def _pad_with_reference(chunk, rows, reference):
 
 def score_inputs(layers, activations, batches, reference, aggregate='abs',
                  max_chunk_mb=1024., eps=DEFAULT_EPS, num_samples=None, multipliers=None,
-                 tensors_per_sample=1):
+                 tensors_per_sample=1, mesh=None):
   """Mean over samples and output units of |C| ('abs') or C ('signed'), per input.
 
   `batches` is any iterable of (n_i, n_inputs) arrays (or one 2-D array). Samples are
@@ -193,6 +194,8 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   contributions are exactly zero. Sums accumulate on device and are fetched once.
   `num_samples`, when known, gives the log an ETA. `multipliers(layers, activations, x,
   reference)` replaces the Rescale rule (other attribution methods; landmark.attributions).
+  Each chunk is split over the 'batch' axis of `mesh` (default: all devices), so its rows
+  are a multiple of the device count; the network and the reference are replicated.
   """
   if aggregate not in ('abs', 'signed'):
     raise ValueError(f"aggregate must be 'abs' or 'signed', got {aggregate!r}")
@@ -205,20 +208,26 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   multipliers = multipliers or functools.partial(rescale_multipliers, eps=eps)
   dtype = _float_dtype(first)
   names = _activation_names(activations, len(layers))
-  layers = _cast_layers(layers, dtype)
+  mesh = mesh or sharding.device_mesh()
+  whole = sharding.replicated(mesh)
+  layers = jax.device_put(_cast_layers(layers, dtype), whole)
   reference = np.asarray(reference, dtype)
+  reference_device = jax.device_put(reference, whole)
   n_inputs, n_units = reference.shape[0], layers[-1][0].shape[1]
   bytes_per_sample = tensors_per_sample * n_units * n_inputs * np.dtype(dtype).itemsize
-  chunk_rows = max(1, int(max_chunk_mb * 2**20 // bytes_per_sample))
-  total = jnp.zeros(n_inputs, dtype)
+  chunk_rows = int(max_chunk_mb * 2**20 // bytes_per_sample) // mesh.size * mesh.size
+  chunk_rows = max(mesh.size, chunk_rows)
+  total = jax.device_put(jnp.zeros(n_inputs, dtype), whole)
   n_seen, start = 0, time.monotonic()
   for chunk in _regroup(itertools.chain([first], batches), chunk_rows):
-    rows = min(chunk_rows, _next_power_of_two(len(chunk)))
-    x = jax.device_put(_pad_with_reference(chunk.astype(dtype, copy=False), rows, reference))
+    rows = sharding.round_up(min(chunk_rows, _next_power_of_two(len(chunk))), mesh.size)
+    x = sharding.put_batch(mesh, _pad_with_reference(chunk.astype(dtype, copy=False), rows,
+                                                     reference))
     total.block_until_ready()  # At most one chunk in flight; the next one is already copied.
     if n_seen:
       _log_progress(n_seen, num_samples, time.monotonic() - start)
-    total = _accumulate(total, layers, names, multipliers, aggregate == 'signed', x, reference)
+    total = _accumulate(total, layers, names, multipliers, aggregate == 'signed', x,
+                        reference_device)
     n_seen += len(chunk)
   return np.asarray(total) / (n_seen * n_units)
 

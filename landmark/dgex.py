@@ -18,6 +18,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from landmark import sharding
+
 OUTPUT_INIT_RANGE = 1e-4          # D-GEX's `irange` of the linear output layer
 HISTORY_KEYS = ('train_mae', 'val_mae', 'learning_rate')
 
@@ -85,12 +87,19 @@ def _blocks(array, block_size):
   return padded.reshape(n_blocks, block_size, *array.shape[1:])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
-def _train_step(graphdef, optimizer, params, opt_state, x, y, batch, mask, dropout_key, step):
-  """One SGD step on the rows `batch` of (x, y); rows with mask 0 are padding."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
+def _train_step(graphdef, optimizer, split, params, opt_state, x, y, batch, mask, dropout_key,
+                step):
+  """One SGD step on the rows `batch` of (x, y), split by the sharding `split`.
+
+  Rows with mask 0 are padding. Parameters are replicated, so GSPMD turns the gradient
+  into an all-reduce over the devices of the batch.
+  """
+  x_batch, y_batch = (jax.lax.with_sharding_constraint(rows[batch], split) for rows in (x, y))
+
   def loss_fn(params):
-    predictions = nnx.merge(graphdef, params)(x[batch], jax.random.fold_in(dropout_key, step))
-    squared_error = jnp.mean((predictions - y[batch]) ** 2, axis=1)
+    predictions = nnx.merge(graphdef, params)(x_batch, jax.random.fold_in(dropout_key, step))
+    squared_error = jnp.mean((predictions - y_batch) ** 2, axis=1)
     return jnp.sum(squared_error * mask) / jnp.sum(mask)
 
   grads = jax.grad(loss_fn)(params)
@@ -165,7 +174,7 @@ def build_optimizer(config_dgex):
 
 
 def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
-             checkpoint_manager=None, train_monitor=5000):
+             checkpoint_manager=None, train_monitor=5000, mesh=None):
   """Trains D-GEX; returns the parameters of the epoch with the lowest validation MAE.
 
   The training MAE that drives the learning-rate decay is measured after each epoch,
@@ -173,25 +182,31 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
   both MAEs are in the data's original units. `writer` (anything with
   `write_scalars(step, scalars)`) gets the per-epoch metrics; `checkpoint_manager` (an
   orbax CheckpointManager) saves the training state after every epoch and a fit resumes
-  from its latest step.
+  from its latest step. Each training batch is split over the 'batch' axis of `mesh`
+  (default: all devices; landmark.sharding), so `dgex.batch_size` must be a multiple of
+  the device count; parameters, optimizer state and the training data are replicated.
   """
   n_train, epochs = len(x_train), config_dgex.epochs
   if epochs < 1:
     raise ValueError(f'dgex.epochs must be at least 1, got {epochs}')
+  mesh = mesh or sharding.device_mesh()
+  sharding.check_divisible(mesh, config_dgex.batch_size, 'dgex.batch_size')
+  whole = sharding.replicated(mesh)
   x_scaler = Standardizer.fit(x_train, config_dgex.std_epsilon)
   y_scaler = Standardizer.fit(y_train, config_dgex.std_epsilon)
   x_train, x_val = (x_scaler.transform(x).astype(np.float32) for x in (x_train, x_val))
   y_train, y_val = (y_scaler.transform(y).astype(np.float32) for y in (y_train, y_val))
-  batch_size = min(config_dgex.batch_size, n_train)
+  batch_size = sharding.round_up(min(config_dgex.batch_size, n_train), mesh.size)
 
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
   model = DGEX(x_train.shape[1], tuple(config_dgex.hidden), y_train.shape[1],
                config_dgex.dropout, rngs=nnx.Rngs(params=init_key))
   graphdef, params = nnx.split(model)
   optimizer = build_optimizer(config_dgex)
+  params = jax.device_put(params, whole)
   state = {
       'params': params,
-      'opt_state': optimizer.init(params),
+      'opt_state': jax.device_put(optimizer.init(params), whole),
       'best': jax.tree.map(jnp.copy, params),
       'history': {key: np.full(epochs, np.nan, np.float32) for key in HISTORY_KEYS},
   }
@@ -206,12 +221,13 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
 
   monitor = np.sort(np.random.default_rng(seed).permutation(n_train)[:train_monitor])
   eval_sets = {
-      name: (jnp.asarray(_blocks(x, batch_size)), jnp.asarray(_blocks(y, batch_size)),
-             jnp.asarray(_blocks(np.ones(len(x), np.float32), batch_size)))
+      name: jax.device_put((_blocks(x, batch_size), _blocks(y, batch_size),
+                            _blocks(np.ones(len(x), np.float32), batch_size)), whole)
       for name, (x, y) in (('train', (x_train[monitor], y_train[monitor])),
                            ('val', (x_val, y_val)))}
-  y_std = jnp.asarray(y_scaler.std, jnp.float32)
-  x_train_device, y_train_device = jnp.asarray(x_train), jnp.asarray(y_train)
+  y_std = jax.device_put(np.asarray(y_scaler.std, np.float32), whole)
+  x_train_device, y_train_device = jax.device_put((x_train, y_train), whole)
+  split = sharding.batch_sharding(mesh)
   masks = _blocks(np.ones(n_train, np.float32), batch_size)
   steps_per_epoch = len(masks)
 
@@ -222,9 +238,10 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
       learning_rate = float(opt_state.hyperparams['learning_rate'])
       order = np.random.default_rng([seed, epoch]).permutation(n_train)
       for index, (batch, mask) in enumerate(zip(_blocks(order, batch_size), masks)):
-        params, opt_state = _train_step(graphdef, optimizer, params, opt_state, x_train_device,
-                                        y_train_device, batch, mask, dropout_key,
-                                        epoch * steps_per_epoch + index)
+        params, opt_state = _train_step(
+            graphdef, optimizer, split, params, opt_state, x_train_device, y_train_device,
+            sharding.put_batch(mesh, batch), sharding.put_batch(mesh, mask), dropout_key,
+            epoch * steps_per_epoch + index)
       train_mae = float(_mean_abs_error(graphdef, params, *eval_sets['train'], y_std))
       val_mae = float(_mean_abs_error(graphdef, params, *eval_sets['val'], y_std))
       if not np.isfinite([train_mae, val_mae]).all():
@@ -332,5 +349,5 @@ def fit_inference_model(kind, config, x_train, y_train, x_val, y_val, seed=0, wr
     return fit_knn(x_train, y_train, k=config.evaluate.knn_neighbors)
   if kind == 'dgex':
     return fit_dgex(config.dgex, x_train, y_train, x_val, y_val, seed=seed, writer=writer,
-                    checkpoint_manager=checkpoint_manager)
+                    checkpoint_manager=checkpoint_manager, mesh=sharding.make_mesh(config))
   raise ValueError(f"Unknown inference model {kind!r}; expected 'linear', 'dgex' or 'knn'")

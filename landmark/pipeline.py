@@ -21,6 +21,7 @@ from landmark import panels as panels_lib
 from landmark import preprocess
 from landmark import ranking as ranking_lib
 from landmark import report
+from landmark import sharding
 from landmark import sweep
 from landmark import train
 
@@ -64,7 +65,7 @@ def explain_stage(config, workdir, splits, model, scaler):
   layers = model.encoder_layers()
   scores = deeplift.score_inputs(layers, config.model.activation, x, reference,
                                  config.deeplift.aggregate, config.deeplift.max_chunk_mb,
-                                 num_samples=len(x))
+                                 num_samples=len(x), mesh=sharding.make_mesh(config))
   annotation = ranking_lib.read_probe_annotation(config.data.annotation)
   ranking = ranking_lib.rank_genes(scores, scored.features, annotation)
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)

@@ -9,6 +9,11 @@ Batches: every epoch visits all samples once in a permutation drawn from (seed, 
 last, partial batch is kept, padded to the full batch size with masked rows, so every step
 has the same shapes (one compilation) and the loss of that batch is the mean over its real
 rows, as in Keras.
+
+Data parallelism (landmark.sharding, `config.mesh`): the device-resident training matrix
+and every step's batch are split along the mesh's 'batch' axis, parameters and optimizer
+state are replicated, and GSPMD partitions the jitted epoch (the gradient becomes an
+all-reduce). The batch size must be a multiple of the number of devices.
 """
 
 import datetime
@@ -29,6 +34,7 @@ from landmark import evaluate
 from landmark import fileio
 from landmark import metric_writing
 from landmark import models
+from landmark import sharding
 
 # Tags of the per-epoch TensorBoard scalars; also the keys of the returned history.
 TRAIN_LOSS = 'train/loss'
@@ -86,32 +92,41 @@ def make_train_step(graphdef, rest, optimizer, l2):
   return train_step
 
 
-def make_train_epoch(train_step, batch_size):
+def make_train_epoch(train_step, batch_size, mesh=None, n_samples=None):
   """A jitted epoch (params, opt_state, data, epoch, shuffle_key, dropout_key) -> updated, loss.
 
   One dispatch runs the whole epoch: `lax.scan` of `train_step` over the batches of
-  `epoch_batches`, each gathered from the device-resident `data`; global step s draws its
-  dropout masks from fold_in(dropout_key, s). Parameters and optimizer state are donated
-  (updated in place) and the step's temporaries are allocated once per epoch. Returns the
-  epoch's training loss: the mean over samples of the per-batch losses.
+  `epoch_batches`, each gathered from the device-resident `data` (its first `n_samples`
+  rows, default all; the rest pad it to a multiple of the device count); global step s
+  draws its dropout masks from fold_in(dropout_key, s). `data` and each batch are split
+  over `mesh` (default: all devices), everything else is replicated. Parameters and
+  optimizer state are donated (updated in place) and the step's temporaries are allocated
+  once per epoch. Returns the epoch's training loss: the mean over samples of the
+  per-batch losses.
   """
+  mesh = mesh or sharding.device_mesh()
+  split, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
   def train_epoch(params, opt_state, data, epoch, shuffle_key, dropout_key):
-    indices, mask = epoch_batches(shuffle_key, data.shape[0], batch_size, epoch)
+    n_rows = n_samples or data.shape[0]
+    indices, mask = epoch_batches(shuffle_key, n_rows, batch_size, epoch)
 
     def body(carry, batch):
       params, opt_state, step = carry
       index, batch_mask = batch
-      params, opt_state, loss = train_step(params, opt_state, data[index], batch_mask,
+      x = jax.lax.with_sharding_constraint(data[index], split)
+      batch_mask = jax.lax.with_sharding_constraint(batch_mask, split)
+      params, opt_state, loss = train_step(params, opt_state, x, batch_mask,
                                            jax.random.fold_in(dropout_key, step))
       return (params, opt_state, step + 1), loss
 
     first_step = (epoch - 1) * indices.shape[0]
     (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, first_step),
                                                   (indices, mask))
-    return params, opt_state, jnp.sum(losses * mask.sum(axis=1)) / data.shape[0]
+    return params, opt_state, jnp.sum(losses * mask.sum(axis=1)) / n_rows
 
-  return jax.jit(train_epoch, donate_argnums=(0, 1), compiler_options=_compiler_options())
+  return jax.jit(train_epoch, donate_argnums=(0, 1), compiler_options=_compiler_options(),
+                 in_shardings=(whole, whole, split, whole, whole, whole), out_shardings=whole)
 
 
 def _compiler_options():
@@ -166,10 +181,13 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   `train_x` and `eval_x` are float32 (samples x features) in the data's original units;
   `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. The scaler is
   fitted on `train_x` and saved to `<workdir>/scaler.npz`. `history` maps the tags above
-  (and 'epoch') to per-epoch lists. The returned model is in eval mode.
+  (and 'epoch') to per-epoch lists. The returned model is in eval mode. Training runs on
+  the mesh of `config.mesh` (landmark.sharding).
   """
   if config.model.scale != 'minmax':
     raise ValueError(f'Unknown config.model.scale {config.model.scale!r}; only "minmax".')
+  mesh = sharding.make_mesh(config)
+  sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
   scaler = models.MinMaxScaler().fit(train_x)
   scaler.save(os.path.join(workdir, 'scaler.npz'))
 
@@ -179,8 +197,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   train_graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
   eval_graphdef = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)[0]
   params = nnx.to_pure_dict(params)
-  state = {'params': params, 'opt_state': optimizer.init(params),
-           'rng': jax.random.key_data(key)}
+  state = jax.device_put({'params': params, 'opt_state': optimizer.init(params),
+                          'rng': jax.random.key_data(key)}, sharding.replicated(mesh))
 
   manager = checkpointing.make_manager(
       os.path.join(workdir, 'checkpoints'), save_every=config.train.checkpoint_every_epochs,
@@ -196,8 +214,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   if start_epoch < epochs:
     train_epoch = make_train_epoch(
         make_train_step(train_graphdef, rest, optimizer, config.train.l2),
-        config.train.batch_size)
-    data = jnp.asarray(scaler.transform(train_x))
+        config.train.batch_size, mesh, len(train_x))
+    data = sharding.put_batch(mesh, sharding.pad_rows(scaler.transform(train_x), mesh.size))
     if eval_x is not None and len(eval_x):
       heldout = (jnp.asarray(scaler.transform(eval_x)), jnp.asarray(eval_x, jnp.float32),
                  jnp.asarray(scaler.minimum), jnp.asarray(scaler.span))
@@ -217,7 +235,7 @@ def train_autoencoder(config, workdir, train_x, eval_x):
                                 LEARNING_RATE: opt_state.hyperparams['learning_rate']})
       epoch_seconds.append(time.perf_counter() - started)
       metrics = {tag: float(value) for tag, value in metrics.items()}
-      metrics[SAMPLES_PER_SEC] = len(data) / epoch_seconds[-1]
+      metrics[SAMPLES_PER_SEC] = len(train_x) / epoch_seconds[-1]
       if heldout and (epoch % config.train.log_every_epochs == 0 or epoch == epochs):
         model = nnx.merge(eval_graphdef, params, rest)
         summary = _heldout_summary(reconstruct(model, heldout[0], config.train.batch_size),
