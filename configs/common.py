@@ -99,6 +99,11 @@ def base_config():
   config.mesh.devices = 0                  # devices on the 'batch' axis; 0 = all
   config.mesh.distributed = False          # jax.distributed.initialize() first (multi-host)
 
+  config.dry_run = ml_collections.ConfigDict()   # --mode=dry_run: full shapes, random data
+  config.dry_run.samples = 111009          # the paper's compendium after duplicate removal
+  config.dry_run.features = 22268
+  config.dry_run.steps = 2                 # timed training steps
+
   config.deeplift = ml_collections.ConfigDict()
   config.deeplift.reference = 'train_mean' # 'train_mean', 'zeros', or a path to a .npy
   config.deeplift.aggregate = 'abs'        # mean |C| ('abs') or signed mean ('signed')

@@ -15,6 +15,7 @@ import pandas as pd
 from landmark import data as data_lib
 from landmark import deeplift
 from landmark import diagnostics
+from landmark import dry_run
 from landmark import evaluate
 from landmark import fileio
 from landmark import panels as panels_lib
@@ -25,7 +26,7 @@ from landmark import sharding
 from landmark import sweep
 from landmark import train
 
-MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep')
+MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run')
 LANDMARKS_FILE = 'landmarks.tsv'
 
 
@@ -167,6 +168,8 @@ def run(config, workdir, mode='all'):
   if mode == 'sweep':
     return sweep.run_sweep(config, workdir, run)
   os.makedirs(workdir, exist_ok=True)
+  if mode == 'dry_run':
+    return dry_run.run(config, workdir)
   splits = prepare_data(config, workdir)
   fileio.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   if mode == 'prepare':
