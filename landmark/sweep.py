@@ -80,15 +80,17 @@ def run_sweep(config, workdir, run_member):
   parameter, rows = config.sweep.parameter, []
   for value in config.sweep.grid:
     member_dir = os.path.join(workdir, f"{parameter.split('.')[-1]}_{value}")
-    if os.path.exists(os.path.join(member_dir, 'report.md')):
+    finished = os.path.exists(os.path.join(member_dir, 'report.md'))
+    if finished:
       logging.info('Sweep member %s=%s is finished; skipping', parameter, value)
     else:
       logging.info('Sweep member %s=%s -> %s', parameter, value, member_dir)
       run_member(member_config(config, parameter, value), member_dir)
+    results = member_results(member_dir)
+    if not finished:
       with metric_writing.MetricWriter(os.path.join(member_dir, 'tensorboard')) as writer:
-        writer.write_hparams({parameter: value},
-                             {f'hparams/{k}': v for k, v in member_results(member_dir).items()})
-    rows.append({parameter: value, **member_results(member_dir)})
+        writer.write_hparams({parameter: value}, {f'hparams/{k}': v for k, v in results.items()})
+    rows.append({parameter: value, **results})
   table = pd.DataFrame(rows)
   fileio.write_table(os.path.join(workdir, 'sweep.tsv'), table, index=False)
   plot(os.path.join(workdir, 'sweep.png'), table, parameter)
