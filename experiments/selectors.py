@@ -65,7 +65,7 @@ def score(config, genes, panels, models):
       targets = [g for g in genes.genes if g not in set(panel)]
       for kind in models:
         results[name, seed, k, kind] = panels_lib.evaluate_panel(
-            kind, config, genes, panel, targets, config.seed, config.evaluate.block_size)
+            kind, config, genes, panel, targets, config.seed, permutation=False)
   return results
 
 

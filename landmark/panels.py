@@ -25,6 +25,7 @@ class GeneSplits:
   train: np.ndarray
   val: np.ndarray
   test: np.ndarray
+  test_studies: np.ndarray   # the study of each test row (for per-study centring)
 
   def columns(self, symbols):
     position = {g: i for i, g in enumerate(self.genes)}
@@ -35,7 +36,7 @@ def gene_splits(splits, annotation, universe):
   """Collapses probe-level Splits to the genes of `universe` present in the data."""
   collapsed = [preprocess.collapse_to_genes(c, annotation, universe) for _, c in splits.items()]
   genes = collapsed[0].features
-  return GeneSplits(genes, *(c.values for c in collapsed))
+  return GeneSplits(genes, *(c.values for c in collapsed), splits.test.meta['study'].to_numpy())
 
 
 def read_symbols(path, column='symbol'):
@@ -77,14 +78,15 @@ def common_targets(data, panels):
   return [g for g in data.genes if g not in fixed]
 
 
-def evaluate_panel(kind, config, data, panel, targets, seed, block_size):
-  """Per-target MAE, PCC and permutation p-value (indexed by target) of `kind` inferring `targets` from `panel`."""
+def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True):
+  """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`."""
   targets = [t for t in targets if t not in set(panel)]
   x, y = data.columns(panel), data.columns(targets)
   model = dgex.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
                                    data.val[:, x], data.val[:, y], seed=seed)
   predicted = np.asarray(model.predict(data.test[:, x]))
-  return evaluate.gene_metrics(data.test[:, y], predicted, targets, block_size)
+  return evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
+                               config.evaluate.block_size, permutation)
 
 
 def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed):
@@ -99,8 +101,7 @@ def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed
       if name.startswith('random_') and int(name.split('_')[1]) >= n_random_by_kind[kind]:
         continue
       logging.info('Inferring %d targets from panel %s with %s', len(targets), name, kind)
-      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed,
-                                           config.evaluate.block_size)
+      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed)
   return results
 
 
@@ -114,6 +115,7 @@ def summarize(results, alpha):
   for (kind, name), frame in results.items():
     rows.append({'model': kind, 'panel': name, 'targets': len(frame),
                  'mae_mean': frame['mae'].mean(), 'mae_median': frame['mae'].median(),
+                 'mae_centred_mean': frame['mae_centred'].mean(),
                  'pcc_mean': frame['pcc'].mean(), 'pcc_median': frame['pcc'].median(),
                  'perm_fail': int((frame['p_value'] >= alpha).sum())})
   summary = pd.DataFrame(rows)

@@ -132,10 +132,17 @@ def test_gene_metrics_table_agrees_with_the_functions():
   rng = np.random.default_rng(5)
   y_true = rng.normal(size=(20, 6))
   y_pred = y_true + rng.normal(size=y_true.shape)
-  table = evaluate.gene_metrics(y_true, y_pred, [f'T{i}' for i in range(6)], block_size=4)
+  studies = np.repeat(['a', 'b'], 10)
+  table = evaluate.gene_metrics(y_true, y_pred, [f'T{i}' for i in range(6)], studies, block_size=4)
   assert table.index.tolist() == [f'T{i}' for i in range(6)]
   np.testing.assert_array_equal(table['pcc'], evaluate.per_gene_pcc(y_true, y_pred))
   np.testing.assert_array_equal(table['p_value'], evaluate.permutation_test(y_true, y_pred))
+  # A prediction off by a constant per study has zero centred MAE.
+  offset = y_true + np.where(studies == 'a', 3.0, -1.0)[:, None]
+  shifted = evaluate.gene_metrics(y_true, offset, range(6), studies, permutation=False)
+  np.testing.assert_allclose(shifted['mae_centred'], 0.0, atol=1e-12)
+  np.testing.assert_allclose(shifted['mae'], 2.0)
+  assert 'p_value' not in shifted
 
 
 def test_calibrated_gap_separates_planted_signal_from_noise():
