@@ -142,7 +142,9 @@ def base_config():
   config.evaluate.permutation_alpha = 0.01
   config.evaluate.block_size = 2048        # genes per block in the permutation test
   config.evaluate.models = ('linear', 'dgex')
-  config.evaluate.ridge = 0.0
+  config.evaluate.ridge = 0.0               # 'linear': fixed ridge penalty (0 = least squares)
+  config.evaluate.ridge_grid = (0.0, 1e-3, 1e-2, 1e-1, 1.0)   # 'ridge': penalties tried on the
+                                           # validation split, x mean squared singular value
   config.evaluate.knn_neighbors = 10
   config.evaluate.random_sets = 20        # random panels of equal size: the noise floor
   config.evaluate.random_sets_nonlinear = 3   # as many for D-GEX/KNN (each is a full fit)

@@ -304,6 +304,33 @@ def fit_linear(x, y, ridge=0.0):
   return LinearModel(weights, y_mean - x_mean @ weights)
 
 
+def fit_ridge(x, y, x_val, y_val, relative_penalties):
+  """Ridge regression with its penalty chosen by mean validation MAE over all targets.
+
+  Penalties are `relative_penalties` times the mean squared singular value of the centred
+  training landmarks, so one grid suits any panel size and scale (0 = minimum-norm least
+  squares). One SVD serves the whole grid: W(λ) = V diag(s / (s² + λ)) Uᵀ y_c.
+  """
+  x, y = jnp.asarray(x), jnp.asarray(y)
+  x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+  u, s, vt = jnp.linalg.svd(x - x_mean, full_matrices=False)
+  projected_y = u.T @ (y - y_mean)
+  projected_val = (jnp.asarray(x_val, x.dtype) - x_mean) @ vt.T
+  scale = jnp.mean(s ** 2)
+  keep = s > s[0] * max(x.shape) * jnp.finfo(x.dtype).eps   # pinv's cut-off for λ = 0
+
+  def shrinkage(penalty):
+    return jnp.where(keep, s / (s ** 2 + penalty * scale), 0.0)
+
+  errors = [float(jnp.mean(jnp.abs(projected_val @ (shrinkage(p)[:, None] * projected_y)
+                                   + y_mean - y_val))) for p in relative_penalties]
+  best = int(np.argmin(errors))
+  logging.info('ridge: relative penalty %g (validation MAE %.4f; grid %s)',
+               relative_penalties[best], errors[best], np.round(errors, 4).tolist())
+  weights = vt.T @ (shrinkage(relative_penalties[best])[:, None] * projected_y)
+  return LinearModel(weights, y_mean - x_mean @ weights)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _knn_blocks(k, train_x, train_y, query_blocks):
   """Mean target of the k training rows nearest (Euclidean) to each query row."""
@@ -339,15 +366,18 @@ def fit_knn(x, y, k=10):
 
 def fit_inference_model(kind, config, x_train, y_train, x_val, y_val, seed=0, writer=None,
                         checkpoint_manager=None):
-  """Fits one of config.evaluate.models ('linear', 'dgex', 'knn') on the training split.
+  """Fits one of config.evaluate.models ('linear', 'ridge', 'dgex', 'knn') on the training split.
 
-  Only D-GEX uses the validation split (to pick its best epoch).
+  D-GEX uses the validation split to pick its best epoch, ridge to pick its penalty.
   """
   if kind == 'linear':
     return fit_linear(x_train, y_train, ridge=config.evaluate.ridge)
+  if kind == 'ridge':
+    return fit_ridge(x_train, y_train, x_val, y_val, config.evaluate.ridge_grid)
   if kind == 'knn':
     return fit_knn(x_train, y_train, k=config.evaluate.knn_neighbors)
   if kind == 'dgex':
     return fit_dgex(config.dgex, x_train, y_train, x_val, y_val, seed=seed, writer=writer,
                     checkpoint_manager=checkpoint_manager, mesh=sharding.make_mesh(config))
-  raise ValueError(f"Unknown inference model {kind!r}; expected 'linear', 'dgex' or 'knn'")
+  raise ValueError(f"Unknown inference model {kind!r}; expected 'linear', 'ridge', 'dgex' or "
+                   "'knn'")

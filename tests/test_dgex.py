@@ -79,6 +79,25 @@ def test_ridge_equals_closed_form():
   assert np.linalg.norm(model.weights) < np.linalg.norm(unregularised.weights)
 
 
+def test_ridge_picks_the_penalty_with_the_lowest_validation_error():
+  """More landmarks than samples: every penalty equals fit_linear's closed form, and the
+  validation split, not the training fit, decides which one is kept."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(50, 80))
+  y = x[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(scale=2.0, size=(50, 4))
+  x_train, y_train, x_val, y_val = x[:30], y[:30], x[30:], y[30:]
+  grid = (0.0, 0.01, 1.0, 100.0)
+  with jax.enable_x64(True):
+    chosen = dgex.fit_ridge(x_train, y_train, x_val, y_val, grid)
+    scale = np.mean(np.linalg.svd(x_train - x_train.mean(axis=0), compute_uv=False) ** 2)
+    candidates = [dgex.fit_linear(x_train, y_train, ridge=p * scale) for p in grid]
+  errors = [np.mean(np.abs(m.predict(x_val) - y_val)) for m in candidates]
+  best = candidates[int(np.argmin(errors))]
+  np.testing.assert_allclose(chosen.weights, best.weights, rtol=1e-8, atol=1e-10)
+  np.testing.assert_allclose(chosen.predict(x_val), best.predict(x_val), rtol=1e-8)
+  assert np.argmin(errors) != 0   # noise this strong: least squares is not the pick
+
+
 def test_knn_equals_brute_force():
   rng = np.random.default_rng(2)
   x_train, y_train = rng.normal(size=(40, 5)), rng.normal(size=(40, 3))
