@@ -48,6 +48,8 @@ def base_config():
   """The paper's method with its published defaults (method.md); configs override parts."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.seeds = 3                         # AEs trained (seeds seed, seed+1, ...): landmarks by
+                                           # mean DeepLIFT rank, figures as mean ± sd over seeds
 
   config.data = ml_collections.ConfigDict()
   config.data.studies = hgu133a_studies()   # files; format picked from the extension
@@ -58,6 +60,11 @@ def base_config():
   config.data.dgex_targets = data_path('annotation', 'dgex_target_genes.tsv')
   config.data.go_gmt = data_path('genesets', 'go_mf.gmt')
   config.data.max_samples = 0              # 0 = all; otherwise a fixed random subset of N
+  config.data.stream = False               # train and score from one GCTX left on disk
+                                           # (landmark.streaming); val/test read into memory
+  config.data.chunk_samples = 512          # stream: consecutive samples per HDF5 read
+  config.data.shuffle_buffer_chunks = 8    # stream: chunks pooled and shuffled together
+  config.data.prefetch = 4                 # stream: batches read ahead on a background thread
 
   config.preprocess = ml_collections.ConfigDict()
   config.preprocess.log2 = 'auto'          # 'auto' (max > linear_threshold), 'always', 'never'
@@ -82,6 +89,7 @@ def base_config():
   config.model.activation = 'sigmoid'
   config.model.dropout = 0.1
   config.model.scale = 'minmax'            # per-gene [0, 1] scaling fitted on the train split
+  config.model.compute_dtype = 'float32'   # or 'bfloat16' (GPUs); parameters stay float32
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 100
@@ -102,7 +110,9 @@ def base_config():
   config.dry_run = ml_collections.ConfigDict()   # --mode=dry_run: full shapes, random data
   config.dry_run.samples = 111009          # the paper's compendium after duplicate removal
   config.dry_run.features = 22268
-  config.dry_run.steps = 2                 # timed training steps
+  config.dry_run.steps = 2                 # timed training steps (AE and D-GEX)
+  config.dry_run.dgex_landmarks = 943      # D-GEX's full shapes: L1000 landmarks ->
+  config.dry_run.dgex_targets = 9520       # its target genes (an upper bound on the panels')
 
   config.deeplift = ml_collections.ConfigDict()
   config.deeplift.reference = 'train_mean' # 'train_mean', 'zeros', or a path to a .npy
@@ -123,6 +133,7 @@ def base_config():
   config.dgex.batch_size = 200
   config.dgex.epochs = 200
   config.dgex.std_epsilon = 1e-3
+  config.dgex.compute_dtype = 'float32'    # or 'bfloat16' (GPUs); parameters stay float32
 
   config.selectors = ml_collections.ConfigDict()   # landmark selectors beside the paper's
   config.selectors.ig_steps = 32           # integrated gradients: path intervals

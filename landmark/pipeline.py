@@ -1,7 +1,9 @@
 """The run a config describes: data -> AutoEncoder -> DeepLIFT landmarks -> evaluation.
 
 Each stage writes its results into the workdir and the next stage reads them, so a run
-can be resumed or continued stage by stage with `--mode`.
+can be resumed or continued stage by stage with `--mode`. The AE and DeepLIFT are
+stochastic: they run once per seed (`config.seeds`, each in `seed_<s>/`), the landmarks are
+the consensus (mean rank over seeds) and the figures are given as mean ± sd over seeds.
 """
 
 import json
@@ -23,6 +25,7 @@ from landmark import preprocess
 from landmark import ranking as ranking_lib
 from landmark import report
 from landmark import sharding
+from landmark import streaming
 from landmark import sweep
 from landmark import train
 
@@ -31,31 +34,91 @@ LANDMARKS_FILE = 'landmarks.tsv'
 
 
 def prepare_data(config, workdir):
-  """Reads and preprocesses the compendium; writes `data_summary.json`."""
-  compendium = data_lib.load_compendium(config.data)
-  splits = preprocess.prepare(compendium, config, config.seed, workdir)
+  """Reads and preprocesses the compendium; writes `data_summary.json`.
+
+  With `config.data.stream` the training split stays on disk (a streaming.SampleStream).
+  """
+  if config.data.stream:
+    splits = streaming.prepare_splits(config)
+  else:
+    splits = preprocess.prepare(data_lib.load_compendium(config.data), config, config.seed,
+                                workdir)
   summary = {name: {'samples': int(c.shape[0]), 'features': int(c.shape[1]),
                     'studies': c.meta['study'].value_counts().to_dict(),
-                    'value_range': [float(np.min(c.values)), float(np.max(c.values))]}
+                    'value_range': _value_range(c)}
              for name, c in splits.items()}
   fileio.write_text(os.path.join(workdir, 'data_summary.json'), json.dumps(summary, indent=2))
   return splits
 
 
-def train_stage(config, workdir, splits):
-  """Trains (or resumes, or reloads) the AutoEncoder and scores it on the test split."""
-  model, scaler, _ = train.train_autoencoder(config, workdir, splits.train.values, splits.val.values)
+def _value_range(split):
+  if isinstance(split, streaming.SampleStream):
+    stats = split.stats()  # one pass over the file, reused for the scaler
+    return [float(np.min(stats.minimum)), float(np.max(stats.maximum))]
+  return [float(np.min(split.values)), float(np.max(split.values))]
+
+
+def _train_profiles(splits):
+  """Training values and studies for `diagnostics.trivial_baselines`.
+
+  A streamed split is one GCTX, one study: its mean profile stands for its rows (the
+  baselines need only the study means).
+  """
+  if isinstance(splits.train, streaming.SampleStream):
+    return splits.train.stats().mean[None], splits.train.meta['study'].to_numpy()[:1]
+  return splits.train.values, splits.train.meta['study'].to_numpy()
+
+
+def seed_runs(config, workdir):
+  """(config, workdir) of each AE seed: config.seed, config.seed + 1, ... (config.seeds)."""
+  runs = []
+  for seed in range(config.seed, config.seed + config.seeds):
+    seeded = config.copy_and_resolve_references()
+    seeded.seed = seed
+    runs.append((seeded, os.path.join(workdir, f'seed_{seed}')))
+  return runs
+
+
+def _baselines(splits):
+  return diagnostics.trivial_baselines(
+      *_train_profiles(splits), splits.test.values, splits.test.meta['study'].to_numpy())
+
+
+def train_seed(config, workdir, splits):
+  """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split."""
+  train_x = splits.train if config.data.stream else splits.train.values
+  model, scaler, _ = train.train_autoencoder(config, workdir, train_x, splits.val.values)
   quality = train.evaluate_reconstruction(model, scaler, splits.test.values, workdir,
                                           config.evaluate.block_size, splits.train.features,
                                           config.evaluate.permutation_alpha)
-  baselines = diagnostics.trivial_baselines(
-      splits.train.values, splits.train.meta['study'].to_numpy(),
-      splits.test.values, splits.test.meta['study'].to_numpy())
-  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines)
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], _baselines(splits))
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
   logging.info('AutoEncoder on %d held-out profiles: %s', len(splits.test.values), quality)
   logging.info('%s', quality['baselines']['verdict'])
   return model, scaler, quality
+
+
+SEED_VARYING = ('mean_mae', 'mean_pcc', 'n_pass')
+
+
+def train_stage(config, workdir, splits):
+  """One AutoEncoder per seed (`train_seed`, each in `seed_<s>/`); `ae_summary.json` holds
+  their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary."""
+  trained = [train_seed(seeded, seed_dir, splits) for seeded, seed_dir in seed_runs(config, workdir)]
+  per_seed = [quality for _, _, quality in trained]
+  quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in seed_runs(config, workdir)])
+  for figure in SEED_VARYING:
+    values = np.array([q[figure] for q in per_seed], np.float64)
+    quality[figure] = float(values.mean())
+    quality[f'{figure}_sd'] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    quality[f'{figure}_per_seed'] = values.tolist()
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], _baselines(splits))
+  fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
+  if len(per_seed) > 1:
+    logging.info('AutoEncoder over %d seeds: MAE %.4f ± %.4f, PCC %.4f ± %.4f', len(per_seed),
+                 quality['mean_mae'], quality['mean_mae_sd'], quality['mean_pcc'],
+                 quality['mean_pcc_sd'])
+  return [(model, scaler) for model, scaler, _ in trained], quality
 
 
 def explain_stage(config, workdir, splits, model, scaler):
@@ -72,11 +135,24 @@ def explain_stage(config, workdir, splits, model, scaler):
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
   deeplift.export_for_checking(os.path.join(workdir, 'deeplift'), layers, config.model.activation,
                                x, reference, n=config.deeplift.n_export)
+  write_l1000_overlap(config, workdir, ranking)
+  return ranking
+
+
+def write_l1000_overlap(config, workdir, ranking):
+  """`l1000_overlap.json`: how many of the top-k genes of `ranking` L1000 also chose."""
   landmarks = ranking_lib.select_landmarks(ranking, config.deeplift.top_k)
   overlap = ranking_lib.l1000_overlap(landmarks, config.data.l1000_landmarks, ranking)
   fileio.write_text(os.path.join(workdir, 'l1000_overlap.json'), json.dumps(overlap, indent=2))
   logging.info('Top %d DeepLIFT genes share %d with L1000 (expected by chance %.1f)',
                len(landmarks), overlap['count'], overlap['expected'])
+
+
+def consensus_stage(config, workdir, seed_rankings):
+  """The landmarks of the run: genes by mean DeepLIFT rank over the seeds (`landmarks.tsv`)."""
+  ranking = ranking_lib.consensus_ranking(seed_rankings)
+  ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
+  write_l1000_overlap(config, workdir, ranking)
   return ranking
 
 
@@ -84,14 +160,20 @@ def read_ranking(workdir):
   return pd.read_csv(os.path.join(workdir, LANDMARKS_FILE), sep='\t', dtype={'entrez': str})
 
 
-def landmark_panels_stage(config, workdir, splits, ranking):
-  """Target-gene inference from DeepLIFT, L1000, top-variance and random panels."""
+def landmark_panels_stage(config, workdir, splits, ranking, seed_rankings):
+  """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
+  own panel `deeplift_seed_<s>`), L1000, top-variance and random panels."""
   ev = config.evaluate
   annotation = preprocess.read_annotation(config.data.annotation)
   genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
                                        config.deeplift.top_k, ev.random_sets, config.seed)
+  if len(seed_rankings) > 1:
+    universe = set(genes.genes)
+    for (seeded, _), seed_ranking in zip(seed_runs(config, workdir), seed_rankings):
+      in_universe = [g for g in seed_ranking['symbol'] if g in universe]
+      panels[f'deeplift_seed_{seeded.seed}'] = in_universe[:len(panels['deeplift'])]
   targets = panels_lib.common_targets(genes, panels)
   study_effects = diagnostics.panel_study_effects(genes.train, splits.train.meta['study'].to_numpy(),
                                                   genes.genes, panels)
@@ -133,7 +215,8 @@ def go_stage(config, workdir, splits, ranking):
 
 
 def clustering_stage(config, workdir, splits, model, scaler):
-  """Clusters each labelled study in the bottleneck, in raw expression and in PCA space."""
+  """Clusters each labelled study in the bottleneck (of the first seed's AE), in raw
+  expression and in PCA space."""
   everything = [c for _, c in splits.items()]
   values = np.concatenate([c.values for c in everything])
   meta = pd.concat([c.meta for c in everything])
@@ -174,17 +257,19 @@ def run(config, workdir, mode='all'):
   fileio.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   if mode == 'prepare':
     return
-  model, scaler, quality = train_stage(config, workdir, splits)
+  trained, quality = train_stage(config, workdir, splits)
   if mode == 'train':
     return
-  have_ranking = os.path.exists(os.path.join(workdir, LANDMARKS_FILE))
-  if mode == 'explain' or not have_ranking:
-    ranking = explain_stage(config, workdir, splits, model, scaler)
-  else:
-    ranking = read_ranking(workdir)
+  seed_rankings = []
+  for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):
+    if mode == 'explain' or not os.path.exists(os.path.join(seed_dir, LANDMARKS_FILE)):
+      seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler))
+    else:
+      seed_rankings.append(read_ranking(seed_dir))
+  ranking = consensus_stage(config, workdir, seed_rankings)
   if mode == 'explain':
     return
-  panels = landmark_panels_stage(config, workdir, splits, ranking)
+  panels = landmark_panels_stage(config, workdir, splits, ranking, seed_rankings)
   go_tables = go_stage(config, workdir, splits, ranking)
-  clustering = clustering_stage(config, workdir, splits, model, scaler)
+  clustering = clustering_stage(config, workdir, splits, *trained[0])
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)

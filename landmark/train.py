@@ -14,6 +14,12 @@ Data parallelism (landmark.sharding, `config.mesh`): the device-resident trainin
 and every step's batch are split along the mesh's 'batch' axis, parameters and optimizer
 state are replicated, and GSPMD partitions the jitted epoch (the gradient becomes an
 all-reduce). The batch size must be a multiple of the number of devices.
+
+Larger than memory (landmark.streaming): given a `streaming.SampleStream` instead of an
+array, the scaler is fitted in one streaming pass and every epoch runs the jitted step
+over the stream's batches, read, scaled and put on the devices by a background thread
+while the previous step runs; the batches are a function of (seed, epoch), so resuming
+is exact here too. The fraction of the epoch spent waiting for data is logged.
 """
 
 import datetime
@@ -35,6 +41,7 @@ from landmark import fileio
 from landmark import metric_writing
 from landmark import models
 from landmark import sharding
+from landmark import streaming
 
 # Tags of the per-epoch TensorBoard scalars; also the keys of the returned history.
 TRAIN_LOSS = 'train/loss'
@@ -42,14 +49,19 @@ EVAL_MAE = 'eval/mae'
 EVAL_PCC = 'eval/pcc'
 LEARNING_RATE = 'train/learning_rate'
 SAMPLES_PER_SEC = 'train/samples_per_sec'
+DATA_WAIT_FRACTION = 'train/data_wait_fraction'   # streamed runs only
 
 
 def build_model(config, n_features, key):
-  """The AutoEncoder of `config.model` with parameters and dropout stream drawn from `key`."""
+  """The AutoEncoder of `config.model` with parameters and dropout stream drawn from `key`.
+
+  It computes in `config.model.compute_dtype` from float32 parameters.
+  """
   init_key, dropout_key = jax.random.split(key)
   return models.AutoEncoder(
       n_features, tuple(config.model.hidden), config.model.bottleneck,
       config.model.activation, config.model.dropout,
+      models.compute_dtype(config.model.compute_dtype, 'config.model.compute_dtype'),
       rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
 
 
@@ -129,6 +141,45 @@ def make_train_epoch(train_step, batch_size, mesh=None, n_samples=None):
                  in_shardings=(whole, whole, split, whole, whole, whole), out_shardings=whole)
 
 
+def make_stream_epoch(train_step, stream, batch_size, seed, mesh=None):
+  """An epoch (params, opt_state, epoch, dropout_key) -> (params, opt_state, metrics) over `stream`.
+
+  The jitted, buffer-donating `train_step` runs once per batch of `stream.batches(seed,
+  epoch, batch_size)`, placed on `mesh` (default: all devices) by the stream's background
+  thread; one step is kept in flight, so the host never runs further ahead. Global step s
+  draws its dropout masks from fold_in(dropout_key, s), as in `make_train_epoch`. `metrics`
+  holds the epoch's loss (mean over samples of the per-batch losses) and the fraction of
+  the epoch's wall time spent waiting for a batch.
+  """
+  mesh = mesh or sharding.device_mesh()
+  split, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  step_fn = jax.jit(
+      lambda params, opt_state, x, mask, key, step: train_step(
+          params, opt_state, x, mask, jax.random.fold_in(key, step)),
+      donate_argnums=(0, 1), compiler_options=_compiler_options(),
+      in_shardings=(whole, whole, split, split, whole, whole), out_shardings=whole)
+  steps = stream.steps_per_epoch(batch_size)
+  batch_rows = np.minimum(batch_size, len(stream) - batch_size * np.arange(steps))
+
+  def place(batch):
+    return tuple(sharding.put_batch(mesh, array) for array in batch)
+
+  def run_epoch(params, opt_state, epoch, dropout_key):
+    started = time.perf_counter()
+    batches = stream.batches(seed, epoch, batch_size, place)
+    losses = []
+    for step, (x, mask) in enumerate(batches, start=(epoch - 1) * steps):
+      if losses:
+        losses[-1].block_until_ready()
+      params, opt_state, loss = step_fn(params, opt_state, x, mask, dropout_key, np.int32(step))
+      losses.append(loss)
+    loss = np.sum(np.asarray(jax.device_get(losses), np.float64) * batch_rows) / len(stream)
+    return params, opt_state, {TRAIN_LOSS: loss, DATA_WAIT_FRACTION:
+                               batches.wait_seconds / (time.perf_counter() - started)}
+
+  return run_epoch
+
+
 def _compiler_options():
   """XLA:CPU options for the training epoch (other backends need none).
 
@@ -179,7 +230,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   """Trains (or resumes, or reloads) the AutoEncoder on `train_x`; returns (model, scaler, history).
 
   `train_x` and `eval_x` are float32 (samples x features) in the data's original units;
-  `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. The scaler is
+  `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. `train_x`
+  may instead be a `streaming.SampleStream` (unscaled rows of a GCTX). The scaler is
   fitted on `train_x` and saved to `<workdir>/scaler.npz`. `history` maps the tags above
   (and 'epoch') to per-epoch lists. The returned model is in eval mode. Training runs on
   the mesh of `config.mesh` (landmark.sharding).
@@ -188,7 +240,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
     raise ValueError(f'Unknown config.model.scale {config.model.scale!r}; only "minmax".')
   mesh = sharding.make_mesh(config)
   sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
-  scaler = models.MinMaxScaler().fit(train_x)
+  streamed = isinstance(train_x, streaming.SampleStream)
+  scaler = streaming.fit_scaler(train_x) if streamed else models.MinMaxScaler().fit(train_x)
   scaler.save(os.path.join(workdir, 'scaler.npz'))
 
   key = jax.random.key(config.seed)
@@ -212,26 +265,35 @@ def train_autoencoder(config, workdir, train_x, eval_x):
 
   epochs = config.train.epochs
   if start_epoch < epochs:
-    train_epoch = make_train_epoch(
-        make_train_step(train_graphdef, rest, optimizer, config.train.l2),
-        config.train.batch_size, mesh, len(train_x))
-    data = sharding.put_batch(mesh, sharding.pad_rows(scaler.transform(train_x), mesh.size))
+    train_step = make_train_step(train_graphdef, rest, optimizer, config.train.l2)
+    key = jax.random.wrap_key_data(state['rng'])
+    dropout_key = jax.random.fold_in(key, 2)
+    if streamed:
+      run_epoch = make_stream_epoch(train_step, train_x.with_transform(scaler.transform),
+                                    config.train.batch_size, config.seed, mesh)
+    else:
+      shuffle_key = jax.random.fold_in(key, 1)
+      train_epoch = make_train_epoch(train_step, config.train.batch_size, mesh, len(train_x))
+      data = sharding.put_batch(mesh, sharding.pad_rows(scaler.transform(train_x), mesh.size))
+
+      def run_epoch(params, opt_state, epoch, dropout_key):
+        params, opt_state, loss = train_epoch(params, opt_state, data, epoch, shuffle_key,
+                                              dropout_key)
+        return params, opt_state, {TRAIN_LOSS: loss}
     if eval_x is not None and len(eval_x):
       heldout = (jnp.asarray(scaler.transform(eval_x)), jnp.asarray(eval_x, jnp.float32),
                  jnp.asarray(scaler.minimum), jnp.asarray(scaler.span))
     else:
       heldout = None
-    key = jax.random.wrap_key_data(state['rng'])
-    shuffle_key, dropout_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
     writer = metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard'),
                                          purge_step=start_epoch + 1)
     epoch_seconds = []
     for epoch in range(start_epoch + 1, epochs + 1):
       started = time.perf_counter()
-      params, opt_state, loss = train_epoch(state['params'], state['opt_state'], data, epoch,
-                                            shuffle_key, dropout_key)
+      params, opt_state, metrics = run_epoch(state['params'], state['opt_state'], epoch,
+                                             dropout_key)
       state = {'params': params, 'opt_state': opt_state, 'rng': state['rng']}
-      metrics = jax.device_get({TRAIN_LOSS: loss,
+      metrics = jax.device_get({**metrics,
                                 LEARNING_RATE: opt_state.hyperparams['learning_rate']})
       epoch_seconds.append(time.perf_counter() - started)
       metrics = {tag: float(value) for tag, value in metrics.items()}

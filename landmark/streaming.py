@@ -1,0 +1,300 @@
+"""Training and scoring data larger than memory: a GCTX streamed in sample chunks.
+
+A `SampleStream` names rows of a GCTX file (a split, by sample index) and reads them in
+chunks of `chunk_samples` consecutive rows, so that HDF5 reads are large and sequential
+and memory holds a few chunks, never the matrix:
+
+  batches(seed, epoch, batch_size)  training order: the chunks in a permutation drawn from
+      (seed, epoch); `shuffle_buffer_chunks` chunks at a time are pooled and their samples
+      shuffled together; the pool is cut into fixed-size batches (rows that do not fill a
+      batch join the next pool) and the last, short batch is padded with zero rows and
+      masked, as in the in-memory epoch. A function of (seed, epoch) only, so a resumed
+      run sees the batches an uninterrupted one saw.
+  arrays()  every row once, in file order, one chunk at a time (scoring, statistics).
+
+Both run on a background thread that stays `prefetch` items ahead of the consumer, so
+reading, the per-chunk `transform` (feature scaling) and placing batches on the devices
+overlap the consumer's compute; `Prefetch.wait_seconds` is the time the consumer waited.
+"""
+
+import copy
+import dataclasses
+import queue
+import threading
+import time
+
+import numpy as np
+
+from landmark import data as data_lib
+from landmark import models
+from landmark import preprocess
+
+_DONE = object()
+
+
+class Prefetch:
+  """Iterates the generator `make_items()` on a background thread, `size` items ahead.
+
+  `place` (e.g. a copy to the devices) runs on that thread too. `wait_seconds` adds up the
+  time the consumer spent waiting for the next item; with `size` 0 the items are made in
+  the consumer's thread and all of their making is waiting.
+  """
+
+  def __init__(self, make_items, size, place=None):
+    self._make_items = make_items
+    self._size = size
+    self._place = place or (lambda item: item)
+    self.wait_seconds = 0.0
+
+  def __iter__(self):
+    if not self._size:
+      items = self._make_items()
+      try:
+        while True:
+          started = time.perf_counter()
+          item = next(items, _DONE)
+          item = item if item is _DONE else self._place(item)
+          self.wait_seconds += time.perf_counter() - started
+          if item is _DONE:
+            return
+          yield item
+      finally:
+        items.close()
+    ready = queue.Queue(self._size)
+    stop = threading.Event()
+
+    def put(entry):
+      while not stop.is_set():
+        try:
+          ready.put(entry, timeout=0.1)
+          return True
+        except queue.Full:
+          pass
+      return False
+
+    def produce():
+      items = self._make_items()
+      try:
+        for item in items:
+          if not put((self._place(item), None)):
+            return
+        put((_DONE, None))
+      except Exception as error:  # pylint: disable=broad-except  # re-raised by the consumer
+        put((_DONE, error))
+      finally:
+        items.close()
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+      while True:
+        started = time.perf_counter()
+        item, error = ready.get()
+        self.wait_seconds += time.perf_counter() - started
+        if error is not None:
+          raise error
+        if item is _DONE:
+          return
+        yield item
+    finally:
+      stop.set()
+      thread.join()
+
+
+@dataclasses.dataclass
+class ColumnStats:
+  """Per-feature minimum, maximum and mean (float64) over a stream's rows."""
+  minimum: np.ndarray
+  maximum: np.ndarray
+  mean: np.ndarray
+
+
+class SampleStream:
+  """The rows `rows` (sorted sample indices; default all) of the GCTX at `path`, streamed.
+
+  `feature_index` keeps those columns (default all); `transform` maps each chunk's
+  (samples, features) float32 values, after the column selection, to what the consumer
+  sees (`with_transform`). `features`, `samples` and `meta` describe the rows as a
+  `data.Compendium` would; `shape` is (rows, features).
+  """
+
+  def __init__(self, path, rows=None, feature_index=None, *, chunk_samples=512,
+               shuffle_buffer_chunks=8, prefetch=4, transform=None):
+    if chunk_samples < 1 or shuffle_buffer_chunks < 1 or prefetch < 0:
+      raise ValueError(f'chunk_samples ({chunk_samples}) and shuffle_buffer_chunks '
+                       f'({shuffle_buffer_chunks}) must be positive, prefetch ({prefetch}) >= 0')
+    with data_lib.GctxReader(path) as reader:
+      n_rows = len(reader)
+      rows = np.arange(n_rows) if rows is None else np.asarray(rows, np.int64)
+      if not len(rows) or rows[0] < 0 or rows[-1] >= n_rows or np.any(np.diff(rows) <= 0):
+        raise data_lib.DataError(path, f'stream rows must be increasing sample indices in '
+                                 f'[0, {n_rows}), got {len(rows)} rows')
+      self.feature_index = None if feature_index is None else np.asarray(feature_index)
+      self.features = (reader.features if feature_index is None
+                       else reader.features[self.feature_index])
+      self.samples = reader.samples[rows]
+      self.meta = data_lib._meta(self.samples, data_lib._study_name(path),  # pylint: disable=protected-access
+                                 reader.sample_meta().iloc[rows])
+    self.path, self.rows = path, rows
+    self.chunk_samples, self.shuffle_buffer_chunks = chunk_samples, shuffle_buffer_chunks
+    self.prefetch, self.transform = prefetch, transform
+    self._stats = None
+
+  def __len__(self):
+    return len(self.rows)
+
+  @property
+  def shape(self):
+    return len(self.rows), len(self.features)
+
+  def with_transform(self, transform):
+    """The same rows with `transform` applied to every chunk as it is read."""
+    stream = copy.copy(self)
+    stream.transform, stream._stats = transform, None
+    return stream
+
+  def _chunks(self):
+    return [self.rows[i:i + self.chunk_samples] for i in range(0, len(self), self.chunk_samples)]
+
+  def _read(self, reader, rows):
+    """One chunk's values: one slice read when its rows are dense in the file, else a row list."""
+    start, stop = int(rows[0]), int(rows[-1]) + 1
+    if stop - start <= 2 * len(rows):
+      block = reader.read(start, stop, self.feature_index)
+      block = block if stop - start == len(rows) else block[rows - start]
+    else:
+      block = np.asarray(reader.matrix[rows], np.float32)  # HDF5 reads just these rows
+      block = block if self.feature_index is None else block[:, self.feature_index]
+    return block if self.transform is None else self.transform(block)
+
+  def _file_order(self):
+    with data_lib.GctxReader(self.path) as reader:
+      for rows in self._chunks():
+        yield self._read(reader, rows)
+
+  def _shuffled_batches(self, seed, epoch, batch_size):
+    rng = np.random.default_rng([seed, epoch])
+    chunks = self._chunks()
+    order = rng.permutation(len(chunks))
+    carry = np.empty((0, self.shape[1]), np.float32)
+    with data_lib.GctxReader(self.path) as reader:
+      for first in range(0, len(order), self.shuffle_buffer_chunks):
+        pool = [carry] + [self._read(reader, chunks[c])
+                          for c in order[first:first + self.shuffle_buffer_chunks]]
+        pool = np.concatenate(pool)
+        mixed = rng.permutation(len(pool))
+        n_full = len(pool) // batch_size * batch_size
+        for start in range(0, n_full, batch_size):
+          yield pool[mixed[start:start + batch_size]], np.ones(batch_size, np.float32)
+        carry = pool[mixed[n_full:]]
+        del pool
+    if len(carry):
+      x = np.zeros((batch_size, self.shape[1]), np.float32)
+      x[:len(carry)] = carry
+      yield x, (np.arange(batch_size) < len(carry)).astype(np.float32)
+
+  def steps_per_epoch(self, batch_size):
+    return -(-len(self) // batch_size)
+
+  def batches(self, seed, epoch, batch_size, place=None):
+    """A `Prefetch` of one epoch's (x, mask) batches, both with `batch_size` rows.
+
+    `place` maps each (x, mask) on the background thread (e.g. onto the devices).
+    """
+    return Prefetch(lambda: self._shuffled_batches(seed, epoch, batch_size), self.prefetch,
+                    place)
+
+  def arrays(self):
+    """A `Prefetch` of every row's values, in file order, one chunk at a time."""
+    return Prefetch(self._file_order, self.prefetch)
+
+  def stats(self):
+    """Per-feature minimum, maximum and mean of the (transformed) rows: one pass, cached.
+
+    Fails with a one-line DataError at the first NaN/inf value.
+    """
+    if self._stats is None:
+      n_features = self.shape[1]
+      minimum = np.full(n_features, np.inf, np.float32)
+      maximum = np.full(n_features, -np.inf, np.float32)
+      total = np.zeros(n_features, np.float64)
+      done = 0
+      for chunk in self.arrays():
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+          row, column = np.argwhere(bad)[0]
+          raise data_lib.DataError(self.path, f'NaN/inf values, first at sample '
+                                   f'{str(self.samples[done + row])!r}, feature '
+                                   f'{str(self.features[column])!r}')
+        np.minimum(minimum, chunk.min(axis=0), out=minimum)
+        np.maximum(maximum, chunk.max(axis=0), out=maximum)
+        total += chunk.sum(axis=0, dtype=np.float64)
+        done += len(chunk)
+      self._stats = ColumnStats(minimum, maximum, total / done)
+    return self._stats
+
+  def to_compendium(self):
+    """The rows read into memory as a `data.Compendium` (for val/test splits)."""
+    values = np.concatenate(list(self.arrays()))
+    return data_lib.Compendium(values, self.features, self.samples, self.meta, source=self.path)
+
+
+def fit_scaler(stream):
+  """The per-feature min-max scaler of `stream`'s rows, from one streaming pass."""
+  stats = stream.stats()
+  span = stats.maximum - stats.minimum
+  return models.MinMaxScaler(stats.minimum, np.where(span > 0, span, 1.0))
+
+
+_NEEDS_MEMORY = {  # config setting -> is it on; each needs the whole matrix in memory
+    'preprocess.dedup': lambda c: c.preprocess.dedup,
+    'preprocess.quantile_normalize': lambda c: c.preprocess.quantile_normalize,
+    'preprocess.study_correction': lambda c: c.preprocess.study_correction != 'none',
+    'preprocess.log2 (other than "never")': lambda c: c.preprocess.log2 != 'never',
+    'preprocess.nan_policy="impute"': lambda c: c.preprocess.nan_policy != 'error',
+    'preprocess.split (other than "random")': lambda c: c.preprocess.split != 'random',
+    'data.samples_table': lambda c: bool(c.data.samples_table),
+}
+
+
+def prepare_splits(config):
+  """Random train/val/test splits of one GCTX by sample index, the matrix left on disk.
+
+  The training split is a `SampleStream`; validation and test rows are read into memory
+  as `data.Compendium`s. Features: AFFX control probes and `preprocess.feature_list` are
+  applied by column. Settings that need the whole matrix in memory raise a ValueError.
+  """
+  data_config = config.data
+  if len(data_config.studies) != 1:
+    raise ValueError(f'config.data.stream reads one GCTX file; {len(data_config.studies)} '
+                     'studies are listed in config.data.studies')
+  path = data_config.studies[0]
+  if data_lib.sniff_format(path) != 'gctx':
+    raise data_lib.DataError(path, 'config.data.stream needs a GCTX (HDF5) file')
+  needed = [name for name, is_on in _NEEDS_MEMORY.items() if is_on(config)]
+  if needed:
+    raise ValueError(f'config.data.stream leaves {path} on disk, so it cannot run '
+                     f'{", ".join(needed)}: these need the whole matrix in memory (turn them '
+                     'off; the file must hold log2, normalised values)')
+  with data_lib.GctxReader(path) as reader:
+    n_samples, features = len(reader), reader.features
+  header = data_lib.Compendium(np.empty((0, len(features))), features, [], None, source=path)
+  data_lib.check_orientation(header, data_lib.read_probe_ids(data_config.annotation))
+  pre = config.preprocess
+  if pre.drop_control_probes:
+    header = preprocess.drop_control_probes(header)
+  if pre.feature_list:
+    header = preprocess.restrict_features(header, preprocess.read_id_list(pre.feature_list),
+                                          pre.feature_list)
+  feature_index = np.flatnonzero(np.isin(features, header.features))
+  rows = np.arange(n_samples)
+  if 0 < data_config.max_samples < n_samples:
+    rows = np.sort(np.random.default_rng(0).choice(n_samples, data_config.max_samples,
+                                                   replace=False))
+  streams = [SampleStream(path, rows[index], feature_index,
+                          chunk_samples=data_config.chunk_samples,
+                          shuffle_buffer_chunks=data_config.shuffle_buffer_chunks,
+                          prefetch=data_config.prefetch)
+             for index in preprocess.random_split(len(rows), pre.val_fraction,
+                                                  pre.test_fraction, config.seed)]
+  return preprocess.Splits(streams[0], streams[1].to_compendium(), streams[2].to_compendium())
