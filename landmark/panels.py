@@ -15,6 +15,7 @@ from landmark import dgex
 from landmark import evaluate
 from landmark import fileio
 from landmark import preprocess
+from landmark import selectors
 
 
 @dataclasses.dataclass
@@ -56,19 +57,21 @@ def dgex_universe(data_config):
 
 
 def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
-  """The panels every run compares, all of size k inside the gene universe.
+  """The panels every run compares, all of size min(k, L1000 genes in the universe).
 
-  `deeplift`: the top-k ranked genes; `l1000`: L1000's landmarks; `variance`: the k most
-  variable training genes; `random_i`: seeded uniform draws (the noise floor).
+  `deeplift`: the top-k ranked genes; the others are `selectors.select`'s: `l1000`: L1000's
+  landmarks; `variance`: the k most variable training genes; `random_i`: the uniform random
+  draw of seed `seed + i` (the noise floor).
   """
+  # These three selectors read neither a config nor an encoder.
+  context = selectors.SelectionContext(data.genes, data.train, l1000_symbols, config=None)
+  l1000 = selectors.select('l1000', context, min(k, len(data.genes)))
+  k = len(l1000)
   universe = set(data.genes)
-  l1000 = [g for g in l1000_symbols if g in universe]
-  k = min(k, len(l1000))
-  panels = {'deeplift': [g for g in ranked_symbols if g in universe][:k], 'l1000': l1000[:k]}
-  panels['variance'] = list(data.genes[np.argsort(-data.train.var(axis=0), kind='stable')[:k]])
-  rng = np.random.default_rng(seed)
+  panels = {'deeplift': [g for g in ranked_symbols if g in universe][:k], 'l1000': l1000,
+            'variance': selectors.select('variance', context, k)}
   for i in range(n_random):
-    panels[f'random_{i}'] = list(rng.choice(data.genes, size=k, replace=False))
+    panels[f'random_{i}'] = selectors.select('random', context, k, seed + i)
   return panels
 
 

@@ -13,6 +13,7 @@ from scipy import stats
 
 from configs import common
 from landmark import deeplift
+from landmark import panels
 from landmark import ranking
 from landmark import selectors
 
@@ -262,3 +263,20 @@ def test_bad_requests(small_context):
                                           small_context.config)
   with pytest.raises(ValueError, match='needs a trained AutoEncoder'):
     selectors.select('integrated_gradients', no_encoder, 5)
+
+
+def test_reference_panels_are_the_selectors_panels():
+  values, _, _ = planted_modules((10, 10, 10), n_background=10, n_samples=60)
+  genes = symbols(values.shape[1])
+  data = panels.GeneSplits(genes, values, values, values, np.zeros(len(values)))
+  l1000 = ['G039', 'NOT_MEASURED', 'G003', 'G017', 'G003']
+  ranked = ['ALSO_NOT', *genes[::-1]]
+  made = panels.reference_panels(data, ranked, l1000, k=5, n_random=3, seed=10)
+  assert list(made) == ['deeplift', 'l1000', 'variance', 'random_0', 'random_1', 'random_2']
+  context = selectors.SelectionContext(genes, values, l1000, make_config())
+  assert made['l1000'] == ['G039', 'G003', 'G017']   # k is cut to L1000's 3 genes
+  assert made['deeplift'] == list(genes[::-1][:3])
+  assert made['variance'] == selectors.select('variance', context, 3)
+  for i in range(3):
+    assert made[f'random_{i}'] == selectors.select('random', context, 3, 10 + i)
+  assert len({tuple(made[f'random_{i}']) for i in range(3)}) == 3
