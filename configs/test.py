@@ -11,6 +11,7 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, epochs=3, seed=0)
   config = common.base_config()
   config.seed = arg.seed
+  config.seeds = 2
   config.data.max_samples = 64
   config.model.hidden = (32,)
   config.model.bottleneck = 8

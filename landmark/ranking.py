@@ -102,6 +102,25 @@ def rank_genes(probe_scores, probes, annotation):
   return genes[list(RANKING_COLUMNS)].reset_index(drop=True)
 
 
+def consensus_ranking(rankings):
+  """Genes ranked by their mean rank over several rankings (one per AE seed).
+
+  Ties are broken by symbol. Columns: rank, symbol, entrez, probes, mean_rank, rank_sd
+  (sd over the rankings; 0 for a single one) and rank_<i> for each input ranking.
+  """
+  symbols = set(rankings[0].symbol)
+  if any(set(r.symbol) != symbols for r in rankings[1:]):
+    raise ValueError('consensus_ranking: the rankings do not rank the same genes')
+  table = rankings[0].set_index('symbol')[['entrez', 'probes']]
+  ranks = pd.concat([r.set_index('symbol')['rank'].rename(f'rank_{i}')
+                     for i, r in enumerate(rankings)], axis=1).reindex(table.index)
+  table = table.assign(mean_rank=ranks.mean(axis=1),
+                       rank_sd=ranks.std(axis=1, ddof=1).fillna(0.0), **ranks)
+  table = table.reset_index().sort_values(['mean_rank', 'symbol'])
+  table.insert(0, 'rank', np.arange(1, len(table) + 1))
+  return table.reset_index(drop=True)
+
+
 def select_landmarks(ranking, k=943):
   """The symbols of the k best-ranked genes."""
   if k > len(ranking):

@@ -36,6 +36,35 @@ def _verdict(row):
           f"{row['set_b']} {row['b_wins']}; {noise}.")
 
 
+def _spread(quality, figure, fmt='.4f'):
+  """'mean ± sd' of a per-seed figure of `ae_summary.json` (just the mean for one seed)."""
+  if len(quality['seeds']) == 1:
+    return format(quality[figure], fmt)
+  return f"{quality[figure]:{fmt}} ± {quality[figure + '_sd']:{fmt}}"
+
+
+def _seed_stability(ranking, k):
+  """How alike the seeds' top-k gene sets are: mean pairwise overlap, as a sentence."""
+  columns = [c for c in ranking.columns if c.startswith('rank_')]
+  if len(columns) < 2:
+    return ''
+  tops = [set(ranking.symbol[ranking[c] <= k]) for c in columns]
+  shared = [len(a & b) for i, a in enumerate(tops) for b in tops[i + 1:]]
+  return (f"The {len(columns)} seeds' own top {k} genes share {sum(shared) / len(shared):.0f} "
+          f"genes per pair on average ({min(shared)}–{max(shared)}); all seeds agree on "
+          f"{len(set.intersection(*tops))}.")
+
+
+def _seed_panels(summary):
+  """The per-seed DeepLIFT panels' figures as mean ± sd over seeds, per model."""
+  seeds = summary[summary['panel'].str.startswith('deeplift_seed_')]
+  return ', '.join(
+      f"{kind} mean PCC {g['pcc_mean'].mean():.4f} ± {g['pcc_mean'].std():.4f} "
+      f"(z against random {g['pcc_z_random'].mean():+.2f} ± {g['pcc_z_random'].std():.2f}), "
+      f"mean MAE {g['mae_mean'].mean():.4f} ± {g['mae_mean'].std():.4f}"
+      for kind, g in seeds.groupby('model'))
+
+
 def write_report(config, workdir, quality, ranking, panels, go_tables, clustering):
   """Writes `<workdir>/report.md` linking every figure of the run."""
   with open(os.path.join(workdir, 'data_summary.json')) as f:
@@ -44,6 +73,10 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
     overlap = json.load(f)
   k = config.deeplift.top_k
   pass_fraction = quality['n_pass'] / quality['n_features']
+  n_seeds = len(quality['seeds'])
+  summary = panels['summary']
+  seed_line = (f"Each of the {n_seeds} seeds' own DeepLIFT panel (`deeplift_seed_<s>`), as mean "
+               f"± sd over seeds: {_seed_panels(summary)}." if n_seeds > 1 else '')
   comparisons = panels['comparisons']
   split_sizes = ', '.join(f"{name} {split['samples']} profiles" for name, split in data_summary.items())
   lines = [
@@ -52,15 +85,20 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
       f"{data_summary['train']['features']} probes; studies {data_summary['train']['studies']}.", '',
       '## AutoEncoder reconstruction (held-out test split, original units)', '',
       _table(pd.DataFrame([
-          {'': 'this run', 'mean per-gene MAE': quality['mean_mae'],
-           'mean per-gene PCC': quality['mean_pcc'], 'pass permutation test': f'{pass_fraction:.1%}'},
+          {'': f"this run ({n_seeds} seed{'s' * (n_seeds > 1)}, mean ± sd)",
+           'mean per-gene MAE': _spread(quality, 'mean_mae'),
+           'mean per-gene PCC': _spread(quality, 'mean_pcc'),
+           'pass permutation test': f'{pass_fraction:.1%}'},
           {'': 'paper (11,100 GEO profiles)', 'mean per-gene MAE': PAPER_AE['mean_mae'],
            'mean per-gene PCC': PAPER_AE['mean_pcc'],
            'pass permutation test': f"{PAPER_AE['pass_fraction']:.1%}"}])), '',
       f"Against trivial baselines on the same profiles: {quality['baselines']['verdict']}.", '',
-      '![per-gene MAE and PCC](ae_density.png)', '',
+      f"![per-gene MAE and PCC, seed {quality['seeds'][0]}](seed_{quality['seeds'][0]}/ae_density.png)",
+      '',
       '## DeepLIFT landmarks', '',
-      f"`landmarks.tsv` ranks all {len(ranking)} genes. The top {k} share {overlap['count']} "
+      f"`landmarks.tsv` ranks all {len(ranking)} genes by their mean DeepLIFT rank over the "
+      f"{n_seeds} seeds (each seed's own ranking, with scores, is `seed_<s>/landmarks.tsv`). "
+      f"{_seed_stability(ranking, k)} The top {k} share {overlap['count']} "
       f"genes with L1000's 978 landmarks (expected by chance {overlap['expected']:.1f}, "
       f"hypergeometric p = {overlap['p_value']:.3g}; the paper's list shared 129).", '',
       'Top 20: ' + ', '.join(ranking['symbol'].head(20)), '',
@@ -71,12 +109,12 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
       f"Models trained on the training split, scored on the {data_summary['test']['samples']} "
       f"held-out profiles over {panels['n_targets']} common target genes. `*_z_random`: "
       'distance from the random panels in their standard deviations.', '',
-      _table(panels['summary'][~panels['summary']['panel'].str.startswith('random_')]), '',
+      _table(summary[~summary['panel'].str.startswith('random_')]), '',
+      seed_line, '',
       'Random panels: ' + ', '.join(
           f"{kind} mean PCC {g['pcc_mean'].mean():.4f} ± {g['pcc_mean'].std():.4f}, "
           f"mean MAE {g['mae_mean'].mean():.4f} ± {g['mae_mean'].std():.4f} ({len(g)} panels)"
-          for kind, g in panels['summary'][panels['summary']['panel'].str.startswith('random_')]
-          .groupby('model')), '',
+          for kind, g in summary[summary['panel'].str.startswith('random_')].groupby('model')), '',
       'How much of each panel\'s genes\' variance is explained by study (median η², training '
       f'split, after study correction `{config.preprocess.study_correction}`), and its mean '
       'expression:', '',

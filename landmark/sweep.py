@@ -40,6 +40,7 @@ def member_results(workdir):
   panels = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
   linear = panels[panels['model'] == 'linear'].set_index('panel')
   random = linear[linear.index.str.startswith('random_')]
+  seeds = linear[linear.index.str.startswith('deeplift_seed_')]
   return {'ae_mae': quality['mean_mae'], 'ae_pcc': quality['mean_pcc'],
           'ae_pass_fraction': quality['n_pass'] / quality['n_features'],
           'ae_gain_over_study_mean': quality['baselines']['gain_over_study'],
@@ -47,6 +48,7 @@ def member_results(workdir):
           'deeplift_pcc': linear.loc['deeplift', 'pcc_mean'],
           'deeplift_mae': linear.loc['deeplift', 'mae_mean'],
           'deeplift_pcc_z_random': linear.loc['deeplift', 'pcc_z_random'],
+          'deeplift_seed_pcc_sd': seeds['pcc_mean'].std() if len(seeds) > 1 else 0.0,
           'l1000_pcc': linear.loc['l1000', 'pcc_mean'],
           'random_pcc_mean': random['pcc_mean'].mean(), 'random_pcc_sd': random['pcc_mean'].std()}
 

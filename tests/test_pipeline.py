@@ -1,5 +1,6 @@
 """The whole run on the real compendium with the tiny test config."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,11 @@ from landmark import data
 from landmark import deeplift
 from landmark import pipeline
 
-EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 'scaler.npz',
-                  'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json', 'landmarks.tsv',
-                  'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz',
-                  'panels.tsv', 'panel_summary.tsv', 'panel_comparisons.tsv',
+SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
+              'landmarks.tsv', 'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz')
+EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 'ae_summary.json',
+                  'landmarks.tsv', 'l1000_overlap.json', 'panels.tsv',
+                  *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES), 'panel_summary.tsv', 'panel_comparisons.tsv',
                   'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
                   'go_deeplift.tsv', 'go_deeplift.png', 'clustering.tsv', 'report.md')
 
@@ -32,29 +34,51 @@ def workdir(tmp_path_factory):
 def test_run_writes_every_result(workdir):
   for name in EXPECTED_FILES:
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
-  assert os.listdir(os.path.join(workdir, 'checkpoints'))
-  assert any(f.startswith('events') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  for seed in (0, 1):
+    assert os.listdir(os.path.join(workdir, f'seed_{seed}', 'checkpoints'))
+    assert any(f.startswith('events')
+               for f in os.listdir(os.path.join(workdir, f'seed_{seed}', 'tensorboard')))
   report = open(os.path.join(workdir, 'report.md')).read()
   assert 'DeepLIFT vs L1000' in report and 'fig3_linear.png' in report
 
 
 def test_landmarks_rank_every_gene(workdir):
-  ranking = pd.read_csv(os.path.join(workdir, 'landmarks.tsv'), sep='\t')
-  assert list(ranking.columns) == ['rank', 'symbol', 'entrez', 'probes', 'score']
-  assert len(ranking) > 10000 and ranking['symbol'].is_unique
-  np.testing.assert_array_equal(ranking['rank'], np.arange(1, len(ranking) + 1))
-  assert (np.diff(ranking['score']) <= 0).all()
+  seeds = [pd.read_csv(os.path.join(workdir, f'seed_{seed}', 'landmarks.tsv'), sep='\t')
+           for seed in (0, 1)]
+  for ranking in seeds:
+    assert list(ranking.columns) == ['rank', 'symbol', 'entrez', 'probes', 'score']
+    assert len(ranking) > 10000 and ranking['symbol'].is_unique
+    np.testing.assert_array_equal(ranking['rank'], np.arange(1, len(ranking) + 1))
+    assert (np.diff(ranking['score']) <= 0).all()
+  assert seeds[0]['symbol'].head(100).tolist() != seeds[1]['symbol'].head(100).tolist()
+  consensus = pd.read_csv(os.path.join(workdir, 'landmarks.tsv'), sep='\t')
+  mean_rank = sum(r.set_index('symbol')['rank'] for r in seeds) / 2
+  np.testing.assert_allclose(consensus.set_index('symbol')['mean_rank'],
+                             mean_rank.reindex(consensus['symbol']))
+  assert (np.diff(consensus['mean_rank']) >= 0).all()
+
+
+def test_ae_summary_is_the_mean_over_seeds(workdir):
+  per_seed = [json.load(open(os.path.join(workdir, f'seed_{seed}', 'ae_summary.json')))
+              for seed in (0, 1)]
+  summary = json.load(open(os.path.join(workdir, 'ae_summary.json')))
+  assert summary['seeds'] == [0, 1]
+  for figure in ('mean_mae', 'mean_pcc'):
+    values = [s[figure] for s in per_seed]
+    assert summary[figure] == pytest.approx(np.mean(values))
+    assert summary[f'{figure}_sd'] == pytest.approx(np.std(values, ddof=1))
 
 
 def test_panels_compare_on_common_targets(workdir):
   summary = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
   fixed = summary[~summary['panel'].str.startswith('random_')]
-  assert set(fixed['panel']) == {'deeplift', 'l1000', 'variance'}
+  assert set(fixed['panel']) == {'deeplift', 'deeplift_seed_0', 'deeplift_seed_1', 'l1000',
+                                 'variance'}
   assert fixed.groupby('model')['targets'].nunique().eq(1).all()
   genes = pd.read_csv(os.path.join(workdir, 'panels.tsv'), sep='\t')
   assert not genes.duplicated().any()
   counts = summary.groupby('model')['panel'].count()
-  assert counts['linear'] == 3 + 4 and counts['dgex'] == 3 + 3   # configs/test.py
+  assert counts['linear'] == 5 + 4 and counts['dgex'] == 5 + 3   # configs/test.py
   assert summary['pcc_mean'].between(-1, 1).all() and (summary['mae_mean'] > 0).all()
   comparisons = pd.read_csv(os.path.join(workdir, 'panel_comparisons.tsv'), sep='\t')
   assert comparisons['null_z'].notna().all()
@@ -69,8 +93,8 @@ def _forward(layers, activation, x):
 
 def test_summation_to_delta_on_the_trained_real_autoencoder(workdir):
   """sum_j C_jk = a_k(x) - a_k(x0): float32 export to 1e-4 relative, float64 to 1e-9."""
-  encoder = np.load(os.path.join(workdir, 'deeplift', 'encoder.npz'))
-  sample = np.load(os.path.join(workdir, 'deeplift', 'sample.npz'))
+  encoder = np.load(os.path.join(workdir, 'seed_0', 'deeplift', 'encoder.npz'))
+  sample = np.load(os.path.join(workdir, 'seed_0', 'deeplift', 'sample.npz'))
   n_layers = sum(k.startswith('W') for k in encoder.files)
   activation = str(encoder['activations'][0])
   layers = [(encoder[f'W{i}'].astype(np.float64), encoder[f'b{i}'].astype(np.float64))

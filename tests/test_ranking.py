@@ -115,3 +115,22 @@ def test_write_landmarks_round_trip(tmp_path, small_annotation):
   ranking.write_landmarks(tmp_path / 'landmarks.tsv', ranked)
   back = pd.read_csv(tmp_path / 'landmarks.tsv', sep='\t', dtype={'entrez': str}, keep_default_na=False)
   pd.testing.assert_frame_equal(back, ranked, check_dtype=False)
+
+
+def test_consensus_is_the_mean_rank_over_seeds(small_annotation):
+  probes = small_annotation.probe.to_numpy()
+  rng = np.random.default_rng(3)
+  rankings = [ranking.rank_genes(rng.normal(size=len(probes)), probes, small_annotation)
+              for _ in range(3)]
+  consensus = ranking.consensus_ranking(rankings)
+  by_hand = pd.concat([r.set_index('symbol')['rank'] for r in rankings], axis=1).mean(axis=1)
+  np.testing.assert_allclose(consensus.set_index('symbol')['mean_rank'],
+                             by_hand.reindex(consensus.symbol))
+  assert (np.diff(consensus['mean_rank']) >= 0).all()
+  np.testing.assert_array_equal(consensus['rank'], np.arange(1, len(consensus) + 1))
+  assert set(consensus.symbol) == set(rankings[0].symbol)
+  single = ranking.consensus_ranking(rankings[:1])
+  assert single.symbol.tolist() == rankings[0].symbol.tolist()
+  assert (single['rank_sd'] == 0).all()
+  with pytest.raises(ValueError, match='same genes'):
+    ranking.consensus_ranking([rankings[0], rankings[1].iloc[1:]])

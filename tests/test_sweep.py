@@ -23,8 +23,10 @@ def fake_run(calls):
         {'mean_mae': 1 / b, 'mean_pcc': 0.5, 'n_pass': b, 'n_features': 1000,
          'baselines': {'gain_over_study': 0.1}}))
     fileio.write_text(os.path.join(workdir, 'l1000_overlap.json'), json.dumps({'count': b}))
-    rows = [{'model': 'linear', 'panel': p, 'pcc_mean': 0.6, 'mae_mean': 0.5,
-             'pcc_z_random': 1.0} for p in ('deeplift', 'l1000', 'random_0', 'random_1')]
+    rows = [{'model': 'linear', 'panel': p, 'pcc_mean': pcc, 'mae_mean': 0.5,
+             'pcc_z_random': 1.0}
+            for p, pcc in (('deeplift', 0.6), ('deeplift_seed_0', 0.5), ('deeplift_seed_1', 0.7),
+                           ('l1000', 0.6), ('random_0', 0.6), ('random_1', 0.6))]
     fileio.write_table(os.path.join(workdir, 'panel_summary.tsv'), pd.DataFrame(rows), index=False)
     fileio.write_text(os.path.join(workdir, 'report.md'), 'done')
   return run
@@ -36,7 +38,9 @@ def test_sweep_runs_each_member_once_and_compares(tmp_path):
   table = sweep.run_sweep(config, str(tmp_path), fake_run(calls))
   assert calls == [8, 16]
   assert list(table['model.bottleneck']) == [8, 16]
-  assert list(pd.read_csv(tmp_path / 'sweep.tsv', sep='\t')['l1000_overlap']) == [8, 16]
+  written = pd.read_csv(tmp_path / 'sweep.tsv', sep='\t')
+  assert list(written['l1000_overlap']) == [8, 16]
+  assert written['deeplift_seed_pcc_sd'].round(12).tolist() == [0.141421356237, 0.141421356237]
   assert os.path.getsize(tmp_path / 'sweep.png') > 0
   hparams = metric_writing.read_scalars(tmp_path / 'bottleneck_16' / 'tensorboard' / 'hparams')
   assert hparams['hparams/ae_mae'] == [(0, 1 / 16)]
