@@ -5,13 +5,20 @@ Needs `bgedv2_QNORM.gctx` from the D-GEX authors (GCTX, 11.5 GB; read in chunks)
   python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx --workdir=runs/paper
   python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx,bottleneck=50 \
       --workdir=runs/paper_b50
+
+On GPUs, `bf16` computes the AutoEncoder and D-GEX in bfloat16 with float32 parameters
+(DeepLIFT stays float32); `--mode=dry_run` estimates either setting's time and memory:
+
+  python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx,bf16 \
+      --workdir=runs/paper_bf16
+  python main.py --config=configs/default.py:bf16 --workdir=runs/dry_bf16 --mode=dry_run
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, gctx='bgedv2_QNORM.gctx', bottleneck=100, seed=0)
+  arg = common.parse_arg(arg, gctx='bgedv2_QNORM.gctx', bottleneck=100, seed=0, bf16=False)
   config = common.base_config()
   config.seed = arg.seed
   config.data.studies = (arg.gctx,)
@@ -19,4 +26,6 @@ def get_config(arg=None):
   config.preprocess.log2 = 'never'         # the compendium is log2 and quantile-normalised
   config.model.bottleneck = arg.bottleneck
   config.dgex.hidden = (9000, 9000, 9000)  # D-GEX's best model
+  if arg.bf16:
+    config.model.compute_dtype = config.dgex.compute_dtype = 'bfloat16'
   return config

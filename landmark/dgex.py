@@ -18,6 +18,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from landmark import models
 from landmark import sharding
 
 OUTPUT_INIT_RANGE = 1e-4          # D-GEX's `irange` of the linear output layer
@@ -52,19 +53,25 @@ def _symmetric_uniform(limit):
 
 
 class DGEX(nnx.Module):
-  """MLP landmarks -> targets: tanh hidden layers with dropout, linear output."""
+  """MLP landmarks -> targets: tanh hidden layers with dropout, linear output.
 
-  def __init__(self, n_landmarks, hidden, n_targets, dropout, *, rngs):
+  Layers compute in `dtype` (bfloat16 on GPUs, say) from float32 parameters; predictions
+  are float32, so the loss, its gradients and the MAEs are too.
+  """
+
+  def __init__(self, n_landmarks, hidden, n_targets, dropout, dtype=jnp.float32, *, rngs):
     widths = (n_landmarks, *hidden)
     # glorot_uniform is U(±sqrt(6 / (fan_in + fan_out))), D-GEX's hidden-layer range.
     self.hidden = nnx.List([
         nnx.Linear(fan_in, fan_out, kernel_init=nnx.initializers.glorot_uniform(),
-                   bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+                   bias_init=nnx.initializers.zeros_init(), dtype=dtype,
+                   param_dtype=jnp.float32, rngs=rngs)
         for fan_in, fan_out in zip(widths[:-1], widths[1:])])
     self.dropout = nnx.Dropout(dropout)
     self.output = nnx.Linear(widths[-1], n_targets,
                              kernel_init=_symmetric_uniform(OUTPUT_INIT_RANGE),
-                             bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+                             bias_init=nnx.initializers.zeros_init(), dtype=dtype,
+                             param_dtype=jnp.float32, rngs=rngs)
 
   def __call__(self, x, dropout_key=None):
     """Dropout is applied only when a key is given (training)."""
@@ -72,7 +79,14 @@ class DGEX(nnx.Module):
       x = jnp.tanh(layer(x))
       if dropout_key is not None:
         x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(dropout_key, index))
-    return self.output(x)
+    return self.output(x).astype(jnp.float32)
+
+
+def build_dgex(config_dgex, n_landmarks, n_targets, key):
+  """The D-GEX network of `config_dgex` (widths, dropout, compute dtype), drawn from `key`."""
+  dtype = models.compute_dtype(config_dgex.compute_dtype, 'dgex.compute_dtype')
+  return DGEX(n_landmarks, tuple(config_dgex.hidden), n_targets, config_dgex.dropout, dtype,
+              rngs=nnx.Rngs(params=key))
 
 
 def _blocks(array, block_size):
@@ -88,8 +102,8 @@ def _blocks(array, block_size):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
-def _train_step(graphdef, optimizer, split, params, opt_state, x, y, batch, mask, dropout_key,
-                step):
+def train_step(graphdef, optimizer, split, params, opt_state, x, y, batch, mask, dropout_key,
+               step):
   """One SGD step on the rows `batch` of (x, y), split by the sharding `split`.
 
   Rows with mask 0 are padding. Parameters are replicated, so GSPMD turns the gradient
@@ -199,9 +213,8 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
   batch_size = sharding.round_up(min(config_dgex.batch_size, n_train), mesh.size)
 
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
-  model = DGEX(x_train.shape[1], tuple(config_dgex.hidden), y_train.shape[1],
-               config_dgex.dropout, rngs=nnx.Rngs(params=init_key))
-  graphdef, params = nnx.split(model)
+  graphdef, params = nnx.split(build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
+                                         init_key))
   optimizer = build_optimizer(config_dgex)
   params = jax.device_put(params, whole)
   state = {
@@ -238,7 +251,7 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
       learning_rate = float(opt_state.hyperparams['learning_rate'])
       order = np.random.default_rng([seed, epoch]).permutation(n_train)
       for index, (batch, mask) in enumerate(zip(_blocks(order, batch_size), masks)):
-        params, opt_state = _train_step(
+        params, opt_state = train_step(
             graphdef, optimizer, split, params, opt_state, x_train_device, y_train_device,
             sharding.put_batch(mesh, batch), sharding.put_batch(mesh, mask), dropout_key,
             epoch * steps_per_epoch + index)

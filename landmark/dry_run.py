@@ -1,9 +1,14 @@
 """Dry run: the full-scale shapes on random data, a few steps each, and what the run will cost.
 
 Builds the config's AutoEncoder at `config.dry_run.features` inputs, times its jitted
-training epoch over `config.dry_run.steps` batches and DeepLIFT scoring of one chunk, and
-extrapolates to `config.dry_run.samples` profiles (the paper: 111,009 after duplicate
-removal, 90% for training). Nothing is read from disk, so it runs before the data arrive.
+training epoch over `config.dry_run.steps` batches and DeepLIFT scoring of one chunk; builds
+the config's D-GEX at `config.dry_run.dgex_landmarks` -> `dgex_targets` and times as many of
+its training steps. Both run in the config's compute dtypes. The timings are extrapolated to
+the training split of `config.dry_run.samples` profiles (the paper: 111,009 after duplicate
+removal, 80% for training): one AE's epochs and DeepLIFT over the training profiles, run
+once per seed (`config.seeds`), and the epochs of every D-GEX fit of the panels stage
+(D-GEX's per-epoch validation passes are not counted). Nothing is read from disk, so it runs
+before the data arrive.
 """
 
 import json
@@ -17,6 +22,7 @@ import jax
 import numpy as np
 
 from landmark import deeplift
+from landmark import dgex
 from landmark import fileio
 from landmark import sharding
 from landmark import train
@@ -30,6 +36,10 @@ def _seconds(run):
   return time.perf_counter() - started
 
 
+def _megabytes(tree):
+  return sum(leaf.nbytes for leaf in jax.tree.leaves(tree)) / 2**20
+
+
 def _peak_memory_bytes():
   """Peak device memory where the backend reports it, else the process's peak RSS."""
   stats = jax.devices()[0].memory_stats() or {}
@@ -38,19 +48,14 @@ def _peak_memory_bytes():
   return 'host RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run(config, workdir):
-  """Times the full-shape steps and writes `<workdir>/dry_run.json`; returns the estimate."""
+def _autoencoder(config, mesh, key, n_train):
+  """AE training step and DeepLIFT timings at the full shapes, extrapolated to `n_train`."""
   n_features, batch, steps = config.dry_run.features, config.train.batch_size, config.dry_run.steps
-  n_train = int(config.dry_run.samples * (1 - config.preprocess.val_fraction
-                                          - config.preprocess.test_fraction))
-  mesh = sharding.make_mesh(config)
   sharding.check_divisible(mesh, batch, 'config.train.batch_size')
-  key = jax.random.key(config.seed)
   model = train.build_model(config, n_features, key)
   optimizer = train.build_optimizer(config)
   graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
   params = nnx.to_pure_dict(params)
-  n_params = sum(p.size for p in jax.tree.leaves(params))
   train_epoch = train.make_train_epoch(
       train.make_train_step(graphdef, rest, optimizer, config.train.l2), batch, mesh)
   data = jax.random.uniform(jax.random.fold_in(key, 1), (steps * batch, n_features))
@@ -68,24 +73,91 @@ def run(config, workdir):
   reference = chunk.mean(axis=0)
   score_seconds = _seconds(lambda: deeplift.score_inputs(
       encoder, config.model.activation, chunk, reference, mesh=mesh)) / batch
-  memory_kind, peak_bytes = _peak_memory_bytes()
   steps_per_epoch = -(-n_train // batch)
-  estimate = {
-      'devices': [str(d) for d in mesh.devices.flat],
-      'features': n_features, 'train_samples': n_train, 'batch_size': batch,
-      'parameters': n_params,
-      'parameter_and_adam_mb': 3 * n_params * 4 / 2**20,
-      f'peak_memory_mb_{memory_kind.replace(" ", "_")}': peak_bytes / 2**20,
+  return {
+      'features': n_features, 'batch_size': batch,
+      'ae_compute_dtype': config.model.compute_dtype,
+      'parameters': sum(p.size for p in jax.tree.leaves(state['params'])),
+      'parameter_and_adam_mb': _megabytes(state),
       'ae_step_seconds': step_seconds,
       'ae_epoch_seconds': steps_per_epoch * step_seconds,
       'ae_training_hours': config.train.epochs * steps_per_epoch * step_seconds / 3600,
       'deeplift_seconds_per_sample': score_seconds,
       'deeplift_hours': n_train * score_seconds / 3600,
   }
+
+
+def _dgex(config, mesh, key, n_train):
+  """D-GEX training step timing at the full shapes, extrapolated to its fits over `n_train`."""
+  n_landmarks, n_targets = config.dry_run.dgex_landmarks, config.dry_run.dgex_targets
+  batch, steps = config.dgex.batch_size, config.dry_run.steps
+  sharding.check_divisible(mesh, batch, 'config.dgex.batch_size')
+  graphdef, params = nnx.split(dgex.build_dgex(config.dgex, n_landmarks, n_targets, key))
+  optimizer = dgex.build_optimizer(config.dgex)
+  whole, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  state = {'params': jax.device_put(params, whole)}
+  state['opt_state'] = jax.device_put(optimizer.init(state['params']), whole)
+  x, y = (jax.device_put(jax.random.normal(jax.random.fold_in(key, index),
+                                           (steps * batch, width)), whole)
+          for index, width in ((1, n_landmarks), (2, n_targets)))
+  batches = [sharding.put_batch(mesh, rows) for rows in np.arange(steps * batch).reshape(steps, -1)]
+  mask = sharding.put_batch(mesh, np.ones(batch, np.float32))
+
+  def run_steps():
+    for step, rows in enumerate(batches):
+      state['params'], state['opt_state'] = dgex.train_step(
+          graphdef, optimizer, split, state['params'], state['opt_state'], x, y, rows, mask,
+          jax.random.fold_in(key, 3), step)
+    return state['params']
+
+  step_seconds = _seconds(run_steps) / steps
+  fit_hours = config.dgex.epochs * -(-n_train // batch) * step_seconds / 3600
+  # The panels stage (landmark.pipeline.landmark_panels_stage) fits D-GEX to the deeplift,
+  # l1000 and variance panels, to each seed's own DeepLIFT panel when there are several
+  # seeds, and to `random_sets_nonlinear` random panels.
+  fits = 0
+  if 'dgex' in config.evaluate.models:
+    fits = (3 + (config.seeds if config.seeds > 1 else 0)
+            + config.evaluate.random_sets_nonlinear)
+  return {
+      'dgex_landmarks': n_landmarks, 'dgex_targets': n_targets, 'dgex_batch_size': batch,
+      'dgex_compute_dtype': config.dgex.compute_dtype,
+      'dgex_parameters': sum(p.size for p in jax.tree.leaves(state['params'])),
+      # Parameters, optimizer state and the copy of the best epoch's parameters.
+      'dgex_state_mb': _megabytes(state) + _megabytes(state['params']),
+      'dgex_step_seconds': step_seconds,
+      'dgex_fit_hours': fit_hours,
+      'dgex_fits': fits,
+      'dgex_hours': fits * fit_hours,
+  }
+
+
+def run(config, workdir):
+  """Times the full-shape steps and writes `<workdir>/dry_run.json`; returns the estimate."""
+  n_train = int(config.dry_run.samples * (1 - config.preprocess.val_fraction
+                                          - config.preprocess.test_fraction))
+  mesh = sharding.make_mesh(config)
+  key = jax.random.key(config.seed)
+  estimate = {'devices': [str(d) for d in mesh.devices.flat], 'train_samples': n_train,
+              'seeds': config.seeds,
+              **_autoencoder(config, mesh, jax.random.fold_in(key, 0), n_train),
+              **_dgex(config, mesh, jax.random.fold_in(key, 1), n_train)}
+  estimate['total_hours'] = (config.seeds * (estimate['ae_training_hours']
+                                             + estimate['deeplift_hours'])
+                             + estimate['dgex_hours'])
+  memory_kind, peak_bytes = _peak_memory_bytes()
+  estimate[f'peak_memory_mb_{memory_kind.replace(" ", "_")}'] = peak_bytes / 2**20
   fileio.write_text(os.path.join(workdir, 'dry_run.json'), json.dumps(estimate, indent=2))
-  logging.info('Dry run on %s: AE %.0f epochs x %d steps x %.3f s = %.2f h; DeepLIFT over %d '
-               'samples %.2f h; %.0f MB parameters + Adam; peak %s %.0f MB',
-               estimate['devices'], config.train.epochs, steps_per_epoch, step_seconds,
-               estimate['ae_training_hours'], n_train, estimate['deeplift_hours'],
-               estimate['parameter_and_adam_mb'], memory_kind, peak_bytes / 2**20)
+  logging.info(
+      'Dry run on %s, per seed (%d): AE (%s) %d epochs x %.3f s/step = %.2f h, DeepLIFT over '
+      '%d samples %.2f h; D-GEX (%s) %d -> %s -> %d, %d fits x %d epochs x %.3f s/step = '
+      '%.2f h; total %.2f h. %.0f MB AE parameters + Adam, %.0f MB D-GEX parameters + '
+      'optimizer + best; peak %s %.0f MB', estimate['devices'], config.seeds,
+      config.model.compute_dtype, config.train.epochs,
+      estimate['ae_step_seconds'], estimate['ae_training_hours'], n_train,
+      estimate['deeplift_hours'], config.dgex.compute_dtype, estimate['dgex_landmarks'],
+      tuple(config.dgex.hidden), estimate['dgex_targets'], estimate['dgex_fits'],
+      config.dgex.epochs, estimate['dgex_step_seconds'], estimate['dgex_hours'],
+      estimate['total_hours'], estimate['parameter_and_adam_mb'], estimate['dgex_state_mb'],
+      memory_kind, peak_bytes / 2**20)
   return estimate

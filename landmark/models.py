@@ -10,6 +10,14 @@ import numpy as np
 from landmark import fileio
 
 ACTIVATIONS = {'sigmoid': jax.nn.sigmoid, 'tanh': jnp.tanh, 'relu': jax.nn.relu}
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name, field):
+  """The jnp dtype of a config's `compute_dtype` string; `field` names it in the error."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'{field} must be one of {sorted(COMPUTE_DTYPES)}, got {name!r}')
+  return COMPUTE_DTYPES[name]
 
 
 class AutoEncoder(nnx.Module):
@@ -21,16 +29,20 @@ class AutoEncoder(nnx.Module):
   the bottleneck, whose activations are the learned features, nor the output. It is active
   only in training mode (`model.train()`); `model.eval()` switches it off for scoring.
   Kernels start Glorot-uniform and biases zero: Keras's Dense defaults, as in the paper.
+  Mixed precision: layers compute in `dtype` (e.g. bfloat16 on GPUs) from float32
+  parameters, and `encode` and `__call__` return float32, so losses, metrics, gradients and
+  checkpoints stay float32 whatever the compute dtype.
   """
 
   def __init__(self, n_inputs, hidden=(500,), bottleneck=100, activation='sigmoid',
-               dropout=0.1, *, rngs: nnx.Rngs):
+               dropout=0.1, dtype=jnp.float32, *, rngs: nnx.Rngs):
     encoder_widths = (n_inputs, *hidden, bottleneck)
     decoder_widths = encoder_widths[::-1]
 
     def dense(widths):
       init = nnx.initializers.glorot_uniform()
-      return nnx.List([nnx.Linear(i, o, kernel_init=init, rngs=rngs)
+      return nnx.List([nnx.Linear(i, o, kernel_init=init, dtype=dtype, param_dtype=jnp.float32,
+                                  rngs=rngs)
                        for i, o in zip(widths[:-1], widths[1:])])
 
     self.encoder = dense(encoder_widths)
@@ -39,11 +51,11 @@ class AutoEncoder(nnx.Module):
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def _stack(self, layers, x, rngs):
-    """Applies `layers`, each followed by the activation and, if hidden, dropout."""
+    """Applies `layers`, each followed by the activation and, if hidden, dropout; float32 out."""
     act = ACTIVATIONS[self.activation]
     for layer in layers[:-1]:
       x = self.dropout(act(layer(x)), rngs=rngs)
-    return act(layers[-1](x))
+    return act(layers[-1](x)).astype(jnp.float32)
 
   def encode(self, x, *, rngs=None):
     """Bottleneck activations: the learned sample features."""
@@ -54,7 +66,8 @@ class AutoEncoder(nnx.Module):
     return self._stack(self.decoder, self.encode(x, rngs=rngs), rngs)
 
   def encoder_layers(self):
-    """Encoder (W, b) pairs as numpy arrays, in the `act(x @ W + b)` convention."""
+    """Encoder (W, b) pairs as float32 numpy arrays (the parameters, whatever the compute
+    dtype, so DeepLIFT scores in float32), in the `act(x @ W + b)` convention."""
     return [(np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])) for layer in self.encoder]
 
   def kernels(self):

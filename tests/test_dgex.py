@@ -2,6 +2,7 @@
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
@@ -136,6 +137,42 @@ def test_dgex_beats_linear_on_planted_nonlinear_map():
   dgex_mae = np.abs(model.predict(x[test]) - y[test]).mean()
   linear_mae = np.abs(dgex.fit_linear(x[train], y[train]).predict(x[test]) - y[test]).mean()
   assert dgex_mae < 0.5 * linear_mae
+
+
+def test_bfloat16_dgex_has_float32_parameters_and_outputs(expression):
+  """Same parameters as the float32 network; float32 predictions within bfloat16's precision."""
+  x = jnp.asarray((expression - expression.mean(axis=0)) / (expression.std(axis=0) + 1e-3),
+                  jnp.float32)[:, :300]
+  key = jax.random.key(0)
+  mixed, full = (dgex.build_dgex(small_config(hidden=(256, 128), compute_dtype=dtype), 300, 50,
+                                 key) for dtype in ('bfloat16', 'float32'))
+  mixed_params, full_params = (nnx.to_pure_dict(nnx.state(m, nnx.Param)) for m in (mixed, full))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(mixed_params))
+  assert_trees_equal(mixed_params, full_params)
+  low, high = mixed(x), full(x)
+  assert low.dtype == jnp.float32
+  assert not np.array_equal(low, high)
+  np.testing.assert_allclose(low, high, rtol=0, atol=2e-2 * np.abs(high).max())
+
+
+def test_bfloat16_fit_follows_float32_fit():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(500, 20)).astype(np.float32)
+  y = np.sin(x @ rng.normal(size=(20, 5)) * 2 / np.sqrt(20)) @ rng.normal(size=(5, 50))
+  y = (y + 0.05 * rng.normal(size=(500, 50))).astype(np.float32)
+  fits = {dtype: dgex.fit_dgex(small_config(hidden=(128,), learning_rate=0.2, epochs=15,
+                                            batch_size=50, dropout=0.0, lr_floor=1e-5,
+                                            compute_dtype=dtype),
+                               x[:400], y[:400], x[400:], y[400:])
+          for dtype in ('bfloat16', 'float32')}
+  mixed, full = fits['bfloat16'], fits['float32']
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(mixed.params))
+  assert mixed.history['train_mae'][-1] < 0.85 * mixed.history['train_mae'][0]
+  for key in ('train_mae', 'val_mae'):
+    np.testing.assert_allclose(mixed.history[key], full.history[key], rtol=1e-2)
+  predictions = mixed.predict(x[400:])
+  assert predictions.dtype == np.float32
+  np.testing.assert_allclose(predictions, full.predict(x[400:]), rtol=0, atol=5e-2)
 
 
 def test_next_learning_rate_rule():

@@ -1,10 +1,14 @@
 """The AutoEncoder's architecture and modes, and the min-max scaler."""
 
 from flax import nnx
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from configs import test as test_config
 from landmark import models
+from landmark import train
 
 
 def _model(n_inputs=40, hidden=(16,), bottleneck=4, dropout=0.5, seed=0):
@@ -72,6 +76,69 @@ def test_explicit_dropout_rngs_are_reproducible():
   first = model(x, rngs=nnx.Rngs(dropout=3))
   np.testing.assert_array_equal(first, model(x, rngs=nnx.Rngs(dropout=3)))
   assert not np.array_equal(first, model(x, rngs=nnx.Rngs(dropout=4)))
+
+
+def _bf16_config():
+  config = test_config.get_config()
+  config.model.compute_dtype = 'bfloat16'
+  return config
+
+
+def test_bfloat16_model_has_float32_parameters_and_outputs(expression):
+  """Same parameters as the float32 model; outputs float32, within bfloat16's precision."""
+  x = jnp.asarray(expression, jnp.float32)
+  key = jax.random.key(0)
+  mixed = train.build_model(_bf16_config(), x.shape[1], key)
+  full = train.build_model(test_config.get_config(), x.shape[1], key)
+  for model in (mixed, full):
+    model.eval()
+  for kernel, reference in zip(mixed.kernels(), full.kernels()):
+    assert kernel.dtype == jnp.float32
+    np.testing.assert_array_equal(kernel, reference)
+  for (kernel, bias), (ref_kernel, ref_bias) in zip(mixed.encoder_layers(),
+                                                    full.encoder_layers()):
+    assert kernel.dtype == bias.dtype == np.float32   # what DeepLIFT scores with
+    np.testing.assert_array_equal(kernel, ref_kernel)
+    np.testing.assert_array_equal(bias, ref_bias)
+  for method in ('encode', '__call__'):
+    low, high = getattr(mixed, method)(x), getattr(full, method)(x)
+    assert low.dtype == jnp.float32
+    assert not np.array_equal(low, high)                 # it did compute in bfloat16...
+    np.testing.assert_allclose(low, high, rtol=0, atol=1e-2)   # ...to ~2-3 digits
+    assert np.abs(low - high).mean() < 3e-3
+
+
+def _training_losses(config, x, steps=30):
+  """Losses of `steps` full-batch training steps; asserts they and the parameters are float32."""
+  model = train.build_model(config, x.shape[1], jax.random.key(0))
+  optimizer = train.build_optimizer(config)
+  graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
+  params = nnx.to_pure_dict(params)
+  opt_state = optimizer.init(params)
+  step = jax.jit(train.make_train_step(graphdef, rest, optimizer, config.train.l2))
+  losses = []
+  for index in range(steps):
+    params, opt_state, loss = step(params, opt_state, x, jnp.ones(len(x)), jax.random.key(index))
+    assert loss.dtype == jnp.float32
+    losses.append(float(loss))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+  return np.array(losses)
+
+
+def test_bfloat16_training_follows_float32_training(expression):
+  x = jnp.asarray(expression, jnp.float32)
+  mixed = _training_losses(_bf16_config(), x)
+  full = _training_losses(test_config.get_config(), x)
+  assert mixed[-1] < 0.92 * mixed[0]
+  np.testing.assert_allclose(mixed, full, rtol=0, atol=2e-3)
+
+
+def test_unknown_compute_dtype_is_one_line_error():
+  config = test_config.get_config()
+  config.model.compute_dtype = 'float16'
+  with pytest.raises(ValueError, match=r"config.model.compute_dtype must be one of "
+                                       r"\['bfloat16', 'float32'\], got 'float16'"):
+    train.build_model(config, 10, jax.random.key(0))
 
 
 def _train_values():
