@@ -45,7 +45,7 @@ def _spread(quality, figure, fmt='.4f'):
 
 def _seed_stability(ranking, k):
   """How alike the seeds' top-k gene sets are: mean pairwise overlap, as a sentence."""
-  columns = [c for c in ranking.columns if c.startswith('rank_')]
+  columns = [c for c in ranking.columns if c.startswith('rank_') and c[len('rank_'):].isdigit()]
   if len(columns) < 2:
     return ''
   tops = [set(ranking.symbol[ranking[c] <= k]) for c in columns]
@@ -104,7 +104,8 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
       'Top 20: ' + ', '.join(ranking['symbol'].head(20)), '',
       '## Inferring target genes from a panel', '',
       f"Panels of {panels['panel_size']} genes inside D-GEX's gene universe "
-      f"({panels['n_genes']} genes present): DeepLIFT's top genes, L1000's landmarks, the most "
+      f"({panels['n_genes']} genes present): DeepLIFT's consensus top genes (and each seed's), "
+      "L1000's landmarks, the most "
       f"variable genes, and {config.evaluate.random_sets} random panels (the noise floor). "
       f"Models trained on the training split, scored on the {data_summary['test']['samples']} "
       f"held-out profiles over {panels['n_targets']} common target genes. `*_z_random`: "
