@@ -63,7 +63,7 @@ def base_config():
   config.data.stream = False               # train and score from one GCTX left on disk
                                            # (landmark.streaming); val/test read into memory
   config.data.chunk_samples = 512          # stream: consecutive samples per HDF5 read
-  config.data.shuffle_buffer_chunks = 8    # stream: chunks pooled and shuffled together
+  config.data.shuffle_buffer_chunks = 4    # stream: chunks pooled and shuffled together
   config.data.prefetch = 4                 # stream: batches read ahead on a background thread
 
   config.preprocess = ml_collections.ConfigDict()

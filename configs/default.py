@@ -6,6 +6,10 @@ Needs `bgedv2_QNORM.gctx` from the D-GEX authors (GCTX, 11.5 GB; read in chunks)
   python main.py --config=configs/default.py:gctx=/data/bgedv2_QNORM.gctx,bottleneck=50 \
       --workdir=runs/paper_b50
 
+The AE trains, and DeepLIFT scores, from the file in sample chunks (`config.data.stream`,
+landmark.streaming), so memory holds a few chunks, not the 11.5 GB; `stream=0` reads it
+whole instead, with the paper's duplicate removal.
+
 On GPUs, `bf16` computes the AutoEncoder and D-GEX in bfloat16 with float32 parameters
 (DeepLIFT stays float32); `--mode=dry_run` estimates either setting's time and memory:
 
@@ -18,12 +22,17 @@ from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, gctx='bgedv2_QNORM.gctx', bottleneck=100, seed=0, bf16=False)
+  arg = common.parse_arg(arg, gctx='bgedv2_QNORM.gctx', bottleneck=100, seed=0, bf16=False,
+                         stream=True)
   config = common.base_config()
   config.seed = arg.seed
   config.data.studies = (arg.gctx,)
   config.data.samples_table = ''
   config.preprocess.log2 = 'never'         # the compendium is log2 and quantile-normalised
+  config.data.stream = arg.stream          # train and score from the file, never all in RAM;
+  if arg.stream:                           # so no duplicate removal (it needs every profile
+    config.preprocess.dedup = False        # in memory) and no second quantile normalisation
+    config.preprocess.quantile_normalize = False
   config.model.bottleneck = arg.bottleneck
   config.dgex.hidden = (9000, 9000, 9000)  # D-GEX's best model
   if arg.bf16:

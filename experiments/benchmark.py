@@ -14,6 +14,18 @@ every measurement alike and the ratios stay fair on a shared machine:
             encoder (n -> hidden -> bottleneck, sigmoid): samples/s, and achieved FLOP/s
             (deeplift.deeplift_flops: one forward pass and one backward pass per unit) over
             the matmul peak (`deeplift_samples_per_s`, `deeplift_ratio`).
+  stream    larger than memory (landmark.streaming), measured once, not interleaved: a
+            --stream_samples x --features float32 GCTX is written in chunks to a temporary
+            directory; a fresh subprocess fits the scaler in one streaming pass, trains
+            --stream_epochs epochs of the AutoEncoder streamed from the file
+            (train.train_autoencoder; the figures are the last epoch's, the first one
+            compiles) and DeepLIFT-scores the first --stream_score_samples samples (0 =
+            all) streamed through the trained encoder. It reports that process's peak
+            resident memory beside the file's size (`stream_peak_rss_mb`,
+            `stream_file_mb`; `stream_baseline_rss_mb` is the process before any work)
+            and the fraction of the epoch the step waited for data
+            (`stream_data_wait_fraction`). The file is deleted afterwards; it was just
+            written, so it is read from the page cache, not the disk.
 
 FLOP count of one step, batch B, layer sizes (in, out): forward F = 2 B sum(in * out);
 backward = 2 F minus the input layer's input gradient (2 B n_inputs hidden, never needed:
@@ -25,12 +37,17 @@ Timings are best-of---repeats wall times; the JSON records the load average as w
 
   python -m experiments.benchmark --out=runs/benchmark.json
   python -m experiments.benchmark --sections=matmul,ae_step --batch=512 --out=/tmp/b.json
+  python -m experiments.benchmark --sections=stream --merge --out=runs/benchmark.json
 """
 
 import dataclasses
 import functools
 import json
+import multiprocessing
 import os
+import resource
+import shutil
+import tempfile
 import time
 from typing import Callable
 
@@ -43,8 +60,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import common
+from landmark import data
 from landmark import deeplift
 from landmark import fileio
+from landmark import streaming
 from landmark import train
 
 _OUT = flags.DEFINE_string('out', None, 'JSON file for the results.')
@@ -58,6 +77,12 @@ _STEPS = flags.DEFINE_integer('steps', 8, 'Steps (calls, or scanned steps) per t
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; the best is reported.')
 _DEEPLIFT_SAMPLES = flags.DEFINE_integer('deeplift_samples', 128, 'Samples scored per timed '
                                         'DeepLIFT repeat (encoder n -> hidden -> bottleneck).')
+_STREAM_SAMPLES = flags.DEFINE_integer('stream_samples', 20000, 'Samples in the streamed GCTX.')
+_STREAM_EPOCHS = flags.DEFINE_integer('stream_epochs', 2, 'Streamed training epochs.')
+_STREAM_SCORE_SAMPLES = flags.DEFINE_integer('stream_score_samples', 0, 'Samples DeepLIFT '
+                                            'scores from the stream (0 = all).')
+_MERGE = flags.DEFINE_bool('merge', False, 'Update the keys of an existing --out JSON '
+                           'instead of replacing it.')
 flags.mark_flag_as_required('out')
 
 
@@ -211,6 +236,78 @@ def deeplift_scoring():
 SECTIONS = {'matmul': matmul, 'ae_step': ae_step, 'torch': torch_cpu, 'deeplift': deeplift_scoring}
 
 
+def write_random_gctx(path, n_samples, n_features, chunk_samples=1024):
+  """A GCTX of uniform [0, 16) float32 values, written chunk by chunk (never whole in memory)."""
+  import h5py  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  with h5py.File(path, 'w') as f:
+    matrix = f.create_dataset(data.GCTX_MATRIX, (n_samples, n_features), np.float32,
+                              chunks=(min(chunk_samples, n_samples), n_features))
+    for start in range(0, n_samples, chunk_samples):
+      stop = min(start + chunk_samples, n_samples)
+      matrix[start:stop] = rng.uniform(0, 16, (stop - start, n_features)).astype(np.float32)
+    f.create_dataset(f'{data.GCTX_ROW_META}/id',
+                     data=np.array([f'probe_{j}' for j in range(n_features)], 'S'))
+    f.create_dataset(f'{data.GCTX_COL_META}/id',
+                     data=np.array([f'sample_{i}' for i in range(n_samples)], 'S'))
+
+
+def _stream_run(path, workdir, hidden, bottleneck, batch, epochs, score_samples):
+  """In a fresh process: scaler pass, streamed training, streamed DeepLIFT; peak RSS."""
+  jax.block_until_ready(jnp.zeros(1))
+  baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+  config = common.base_config()
+  config.model.hidden, config.model.bottleneck = (hidden,), bottleneck
+  config.train.batch_size, config.train.epochs = batch, epochs
+  config.train.checkpoint_every_epochs = epochs
+  options = dict(chunk_samples=config.data.chunk_samples, prefetch=config.data.prefetch,
+                 shuffle_buffer_chunks=config.data.shuffle_buffer_chunks)
+  stream = streaming.SampleStream(path, **options)
+  started = time.perf_counter()
+  scaler = streaming.fit_scaler(stream)
+  scaler_seconds = time.perf_counter() - started
+  model, _, history = train.train_autoencoder(config, workdir, stream, None)
+  scored = streaming.SampleStream(path, np.arange(score_samples or len(stream)), **options)
+  arrays = scored.with_transform(scaler.transform).arrays()
+  reference = scaler.transform(stream.stats().mean[None])[0]
+  started = time.perf_counter()
+  deeplift.score_inputs(model.encoder_layers(), config.model.activation, arrays, reference,
+                        max_chunk_mb=256.0)
+  score_seconds = time.perf_counter() - started
+  return {
+      'stream_scaler_pass_mb_per_s': os.path.getsize(path) / 2**20 / scaler_seconds,
+      'stream_train_samples_per_s': history[train.SAMPLES_PER_SEC][-1],
+      'stream_data_wait_fraction': history[train.DATA_WAIT_FRACTION][-1],
+      'stream_score_samples': len(scored),
+      'stream_score_samples_per_s': len(scored) / score_seconds,
+      'stream_score_data_wait_fraction': arrays.wait_seconds / score_seconds,
+      'stream_peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+      'stream_baseline_rss_mb': baseline_rss,  # the process after importing and starting JAX
+  }
+
+
+def stream_section():
+  """Streams a generated GCTX through training and scoring in a subprocess (see top)."""
+  directory = tempfile.mkdtemp(prefix='stream_benchmark_')
+  try:
+    path = os.path.join(directory, 'random.gctx')
+    started = time.perf_counter()
+    write_random_gctx(path, _STREAM_SAMPLES.value, _FEATURES.value)
+    logging.info('Wrote %s (%.0f MB) in %.0f s', path, os.path.getsize(path) / 2**20,
+                 time.perf_counter() - started)
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+      results = pool.apply(_stream_run, (path, os.path.join(directory, 'run'), _HIDDEN.value,
+                                         _BOTTLENECK.value, _BATCH.value, _STREAM_EPOCHS.value,
+                                         _STREAM_SCORE_SAMPLES.value))
+    results.update({'stream_samples': _STREAM_SAMPLES.value,
+                    'stream_file_mb': os.path.getsize(path) / 2**20,
+                    'stream_load_average_1min': os.getloadavg()[0]})
+  finally:
+    shutil.rmtree(directory)
+  results['stream_peak_rss_over_file'] = results['stream_peak_rss_mb'] / results['stream_file_mb']
+  return results
+
+
 def summarize(timers, seconds):
   """Per-timer seconds and GFLOP/s, and the headline ratios between sections."""
   gflops = {name: timers[name].flops / seconds[name] / 1e9 for name in timers}
@@ -254,15 +351,22 @@ def main(argv):
     raise app.UsageError('Too many command-line arguments.')
   timers = {}
   for name in _SECTIONS.value:
-    timers.update(SECTIONS[name]())
-  seconds = time_interleaved(timers, _REPEATS.value)
+    if name != 'stream':
+      timers.update(SECTIONS[name]())
   results = {'device': str(jax.devices()[0]), 'jax_version': jax.__version__,
              'batch': _BATCH.value, 'layers': layer_sizes(),
              'matmul_precision': str(jax.config.jax_default_matmul_precision),
-             'xla_flags': os.environ.get('XLA_FLAGS', ''),
-             'load_average_1min': os.getloadavg()[0],  # > cores: other work shared the CPU
-             **summarize(timers, seconds)}
+             'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  if timers:
+    seconds = time_interleaved(timers, _REPEATS.value)
+    results.update(load_average_1min=os.getloadavg()[0],  # > cores: other work shared the CPU
+                   **summarize(timers, seconds))
+  if 'stream' in _SECTIONS.value:
+    results.update(stream_section())
   print(table(results))
+  if _MERGE.value and os.path.exists(_OUT.value):
+    with open(_OUT.value) as f:
+      results = {**json.load(f), **results}
   fileio.write_text(_OUT.value, json.dumps(results, indent=2) + '\n')
 
 

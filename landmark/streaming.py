@@ -119,7 +119,7 @@ class SampleStream:
   """
 
   def __init__(self, path, rows=None, feature_index=None, *, chunk_samples=512,
-               shuffle_buffer_chunks=8, prefetch=4, transform=None):
+               shuffle_buffer_chunks=4, prefetch=4, transform=None):
     if chunk_samples < 1 or shuffle_buffer_chunks < 1 or prefetch < 0:
       raise ValueError(f'chunk_samples ({chunk_samples}) and shuffle_buffer_chunks '
                        f'({shuffle_buffer_chunks}) must be positive, prefetch ({prefetch}) >= 0')
@@ -179,9 +179,12 @@ class SampleStream:
     carry = np.empty((0, self.shape[1]), np.float32)
     with data_lib.GctxReader(self.path) as reader:
       for first in range(0, len(order), self.shuffle_buffer_chunks):
-        pool = [carry] + [self._read(reader, chunks[c])
-                          for c in order[first:first + self.shuffle_buffer_chunks]]
-        pool = np.concatenate(pool)
+        group = [chunks[c] for c in order[first:first + self.shuffle_buffer_chunks]]
+        pool = np.empty((len(carry) + sum(map(len, group)), self.shape[1]), np.float32)
+        pool[:len(carry)], filled = carry, len(carry)
+        for rows in group:  # read into the pool, so memory holds it and one chunk at most
+          pool[filled:filled + len(rows)] = self._read(reader, rows)
+          filled += len(rows)
         mixed = rng.permutation(len(pool))
         n_full = len(pool) // batch_size * batch_size
         for start in range(0, n_full, batch_size):
