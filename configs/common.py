@@ -65,6 +65,8 @@ def base_config():
   config.data.chunk_samples = 512          # stream: consecutive samples per HDF5 read
   config.data.shuffle_buffer_chunks = 4    # stream: chunks pooled and shuffled together
   config.data.prefetch = 4                 # stream: batches read ahead on a background thread
+  config.data.stream_eval_samples = 20000  # stream: training rows read into memory for the
+                                           # panel and clustering stages (0 = all)
 
   config.preprocess = ml_collections.ConfigDict()
   config.preprocess.log2 = 'auto'          # 'auto' (max > linear_threshold), 'always', 'never'

@@ -58,6 +58,17 @@ def _value_range(split):
   return [float(np.min(split.values)), float(np.max(split.values))]
 
 
+def in_memory(config, splits):
+  """`splits` with a streamed training split read into memory: at most
+  `data.stream_eval_samples` seeded random rows, for the stages that need a matrix."""
+  if not isinstance(splits.train, streaming.SampleStream):
+    return splits
+  train = splits.train.subset(config.data.stream_eval_samples, config.seed)
+  logging.info('Reading %d of %d streamed training profiles into memory for evaluation',
+               len(train), len(splits.train))
+  return preprocess.Splits(train.to_compendium(), splits.val, splits.test)
+
+
 def _train_profiles(splits):
   """Training values and studies for `diagnostics.trivial_baselines`.
 
@@ -122,19 +133,29 @@ def train_stage(config, workdir, splits):
 
 
 def explain_stage(config, workdir, splits, model, scaler):
-  """Scores every probe with DeepLIFT, ranks genes and writes `landmarks.tsv`."""
+  """Scores every probe with DeepLIFT, ranks genes and writes `landmarks.tsv`.
+
+  A streamed split is scored chunk by chunk as it is read; its mean profile is the
+  `train_mean` reference (the mean of the scaled rows: the scaling is affine).
+  """
   scored = dict(splits.items())[config.deeplift.samples]
-  x = scaler.transform(scored.values)
-  reference = deeplift.make_reference(config.deeplift.reference, scaler.transform(splits.train.values))
+  if isinstance(scored, streaming.SampleStream):
+    x = scored.with_transform(scaler.transform).arrays()
+    exported = next(iter(scored.subset(config.deeplift.n_export, config.seed)
+                         .with_transform(scaler.transform).arrays()))
+  else:
+    x = exported = scaler.transform(scored.values)
+  reference = deeplift.make_reference(config.deeplift.reference,
+                                      scaler.transform(_train_profiles(splits)[0]))
   layers = model.encoder_layers()
   scores = deeplift.score_inputs(layers, config.model.activation, x, reference,
                                  config.deeplift.aggregate, config.deeplift.max_chunk_mb,
-                                 num_samples=len(x), mesh=sharding.make_mesh(config))
+                                 num_samples=len(scored), mesh=sharding.make_mesh(config))
   annotation = ranking_lib.read_probe_annotation(config.data.annotation)
   ranking = ranking_lib.rank_genes(scores, scored.features, annotation)
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
   deeplift.export_for_checking(os.path.join(workdir, 'deeplift'), layers, config.model.activation,
-                               x, reference, n=config.deeplift.n_export)
+                               exported, reference, n=config.deeplift.n_export)
   write_l1000_overlap(config, workdir, ranking)
   return ranking
 
@@ -222,6 +243,8 @@ def clustering_stage(config, workdir, splits, model, scaler):
   meta = pd.concat([c.meta for c in everything])
   bottleneck = np.asarray(model.encode(jnp.asarray(scaler.transform(values))))
   rows, figure_study = [], None
+  if 'label' not in meta:
+    meta = meta.assign(label=np.nan)
   for study, group in meta.groupby('study', sort=True):
     labels = group['label'].to_numpy()
     if group['label'].isna().any() or len(set(labels)) < 2:
@@ -238,6 +261,9 @@ def clustering_stage(config, workdir, splits, model, scaler):
     rows.append(table)
     if figure_study is None or len(set(labels)) > figure_study[1]:
       figure_study = (study, len(set(labels)), representations, labels)
+  if not rows:
+    logging.info('No study has sample labels of two or more classes: nothing to cluster')
+    return pd.DataFrame()
   clustering = pd.concat(rows, ignore_index=True)
   fileio.write_table(os.path.join(workdir, 'clustering.tsv'), clustering, index=False)
   study, _, representations, labels = figure_study
@@ -269,6 +295,7 @@ def run(config, workdir, mode='all'):
   ranking = consensus_stage(config, workdir, seed_rankings)
   if mode == 'explain':
     return
+  splits = in_memory(config, splits)
   panels = landmark_panels_stage(config, workdir, splits, ranking, seed_rankings)
   go_tables = go_stage(config, workdir, splits, ranking)
   clustering = clustering_stage(config, workdir, splits, *trained[0])

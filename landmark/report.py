@@ -134,7 +134,8 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
       '## Clustering labelled samples', '',
       'Hierarchical clustering (average linkage, correlation distance) of each labelled study, '
       'scored against its labels:', '',
-      _table(clustering), '',
+      _table(clustering) if len(clustering) else 'No study has labels of two or more classes.',
+      '',
       *[f'![clustering]({name})' for name in sorted(os.listdir(workdir))
         if name.startswith('clustering_') and name.endswith('.png')], '',
   ]

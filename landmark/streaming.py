@@ -236,6 +236,15 @@ class SampleStream:
       self._stats = ColumnStats(minimum, maximum, total / done)
     return self._stats
 
+  def subset(self, n, seed):
+    """A seeded random `n` of the rows (all of them when n is 0 or not below their number)."""
+    if not 0 < n < len(self):
+      return self
+    rows = np.sort(np.random.default_rng(seed).choice(self.rows, n, replace=False))
+    return SampleStream(self.path, rows, self.feature_index, chunk_samples=self.chunk_samples,
+                        shuffle_buffer_chunks=self.shuffle_buffer_chunks, prefetch=self.prefetch,
+                        transform=self.transform)
+
   def to_compendium(self):
     """The rows read into memory as a `data.Compendium` (for val/test splits)."""
     values = np.concatenate(list(self.arrays()))

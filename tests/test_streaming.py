@@ -234,3 +234,29 @@ def test_settings_that_need_the_matrix_in_memory_are_refused(real_gctx, tmp_path
   config = _stream_config(real_gctx[0], **{setting: value})
   with pytest.raises(ValueError, match=f'cannot run preprocess.{setting}'):
     pipeline.prepare_data(config, str(tmp_path))
+
+
+def test_the_whole_run_streams_a_real_gctx(tmp_path):
+  """Every stage on a streamed GCTX of 60 real profiles at full HG-U133A width: DeepLIFT
+  scores the stream, the evaluation stages read a subset of its rows into memory."""
+  frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
+                        index_col='probe', usecols=range(31))
+            for study in ('chowdary', 'nakayama')]
+  table = pd.concat(frames, axis=1)
+  compendium = data.Compendium(np.log2(np.maximum(table.T.to_numpy(np.float32), 1.0)),
+                               table.index, table.columns,
+                               pd.DataFrame(index=pd.Index(table.columns, name='sample')))
+  path = str(tmp_path / 'two_studies.gctx')
+  data.write_gctx(path, compendium, chunk_samples=8)
+  config = _stream_config(path)
+  config.seeds = 1
+  config.data.stream_eval_samples = 30
+  config.evaluate.models = ('linear',)
+  workdir = str(tmp_path / 'run')
+  pipeline.run(config, workdir)
+  ranking = pd.read_csv(os.path.join(workdir, 'landmarks.tsv'), sep='\t')
+  assert len(ranking) > 10000 and ranking['symbol'].is_unique
+  sample = np.load(os.path.join(workdir, 'seed_0', 'deeplift', 'sample.npz'))
+  assert sample['contributions'].shape[0] == 8   # the first streamed chunk of the subset
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert 'DeepLIFT vs L1000' in report and 'No study has labels' in report
