@@ -115,9 +115,10 @@ SEED_VARYING = ('mean_mae', 'mean_pcc', 'n_pass')
 def train_stage(config, workdir, splits):
   """One AutoEncoder per seed (`train_seed`, each in `seed_<s>/`); `ae_summary.json` holds
   their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary."""
-  trained = [train_seed(seeded, seed_dir, splits) for seeded, seed_dir in seed_runs(config, workdir)]
+  runs = seed_runs(config, workdir)
+  trained = [train_seed(seeded, seed_dir, splits) for seeded, seed_dir in runs]
   per_seed = [quality for _, _, quality in trained]
-  quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in seed_runs(config, workdir)])
+  quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in runs])
   for figure in SEED_VARYING:
     values = np.array([q[figure] for q in per_seed], np.float64)
     quality[figure] = float(values.mean())
