@@ -39,12 +39,11 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 import pandas as pd
 
+from landmark import data
 from landmark import evaluate
 from landmark import fileio
 from landmark import panels as panels_lib
 from landmark import pipeline
-from landmark import preprocess
-from landmark import ranking
 from landmark import selectors
 from landmark import sweep
 from landmark import train
@@ -112,8 +111,8 @@ def fold_panels(config, workdir, names, sizes, seeds):
   the AutoEncoder is trained (or reloaded) and every selector chooses again.
   """
   splits = pipeline.prepare_data(config, workdir)
-  genes = panels_lib.gene_splits(splits, preprocess.read_annotation(config.data.annotation),
-                                 panels_lib.dgex_universe(config.data))
+  annotation = data.read_probe_annotation(config.data.annotation)
+  genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   wanted = [(name, seed) for name in names
             for seed in range(seeds if name in selectors.STOCHASTIC else 1)]
   path = os.path.join(workdir, PANELS_FILE)
@@ -128,7 +127,7 @@ def fold_panels(config, workdir, names, sizes, seeds):
                                              splits.val.values)
   encoder = selectors.TrainedEncoder(model.encoder_layers(), config.model.activation,
                                      scaler.transform(splits.train.values), splits.train.features,
-                                     ranking.read_probe_annotation(config.data.annotation))
+                                     annotation)
   context = selectors.SelectionContext(genes.genes, genes.train,
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
                                        config, encoder)
@@ -225,10 +224,13 @@ def summarize(table, alpha):
 
 
 def plot(path, summary):
-  """Mean PCC and centred MAE against k, one column per model; bars: sd over seeds."""
+  """Mean PCC and centred MAE against k, one column per model; bars: sd over seeds.
+
+  L1000 has at most 943 genes: above that its points repeat its whole list.
+  """
   models = summary['model'].unique()
   figure, axes = plt.subplots(len(METRICS), len(models), figsize=(5.5 * len(models), 8),
-                              squeeze=False)
+                              squeeze=False, layout='constrained')
   for column, kind in enumerate(models):
     for row, metric in enumerate(METRICS):
       ax = axes[row, column]

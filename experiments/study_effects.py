@@ -30,11 +30,11 @@ from ml_collections import config_flags
 import numpy as np
 import pandas as pd
 
+from landmark import data
 from landmark import evaluate
 from landmark import fileio
 from landmark import panels as panels_lib
 from landmark import pipeline
-from landmark import preprocess
 from landmark import selectors
 
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
@@ -94,7 +94,7 @@ def missing_models(config, cell_dir, seed):
           if not os.path.exists(os.path.join(cell_dir, f'seed_{seed}', f'metrics_{kind}.tsv.gz'))]
 
 
-def run_cell(config, cell_dir, seed, prepared):
+def run_cell(config, cell_dir, seed, prepared, annotation):
   """Trains (or reloads) seed `seed`'s AE of one cell and scores its panels with every model
   not scored yet; scores the cell's random panels the first time."""
   splits, genes, context, fixed = prepared
@@ -115,7 +115,7 @@ def run_cell(config, cell_dir, seed, prepared):
   for reference in config.study_effects.references:
     explained = cell_config(config, holdout, correction, seed, reference)
     ranking = pipeline.explain_stage(explained, os.path.join(seed_dir, f'deeplift_{reference}'),
-                                     splits, model, scaler)
+                                     splits, model, scaler, annotation)
     in_universe = ranking['symbol'][ranking['symbol'].isin(set(genes.genes))]
     panels[f'deeplift_{reference}'] = in_universe.tolist()[:k]
   panels.update(fixed)
@@ -229,7 +229,7 @@ def main(argv):
   del argv
   config, workdir = flags.FLAGS.config, _WORKDIR.value
   se = config.study_effects
-  annotation = preprocess.read_annotation(config.data.annotation)
+  annotation = data.read_probe_annotation(config.data.annotation)
   universe = panels_lib.dgex_universe(config.data)
   l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
   cells = [(seed, holdout, correction) for seed in range(se.seeds) for holdout in se.holdouts
@@ -242,7 +242,7 @@ def main(argv):
       prepared[holdout, correction] = prepare_cell(config, cell_dir, holdout, correction,
                                                    annotation, universe, l1000)
     if not done:
-      run_cell(config, cell_dir, seed, prepared[holdout, correction])
+      run_cell(config, cell_dir, seed, prepared[holdout, correction], annotation)
     elapsed = time.perf_counter() - started
     logging.info('Cell %d/%d done (held-out %s, %s, seed %d); %.0f s so far, ETA %.0f s',
                  i + 1, len(cells), holdout, correction, seed, elapsed,

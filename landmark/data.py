@@ -376,15 +376,41 @@ def attach_sample_table(compendium, path):
   return dataclasses.replace(compendium, meta=meta)
 
 
-def read_probe_ids(path):
-  """The known probe IDs of a platform annotation table (column `probe`)."""
+ANNOTATION_COLUMNS = ('probe', 'genbank', 'symbol', 'entrez', 'title')
+GENE_SEPARATOR = '///'   # between the genes of a multi-gene probe, and their Entrez IDs
+
+
+def read_string_table(path, columns, what):
+  """A TSV of strings ('' where empty) with the given columns; one-line errors name the file."""
+  path = os.fspath(path)
   _check_file(path)
-  return pd.read_csv(path, sep='\t', usecols=['probe'], dtype=str)['probe'].to_numpy()
+  try:
+    table = pd.read_csv(path, sep='\t', dtype=str, keep_default_na=False)
+  except pd.errors.EmptyDataError:
+    raise DataError(path, f'{what} is empty') from None
+  missing = [column for column in columns if column not in table.columns]
+  if missing:
+    raise DataError(path, f'{what} lacks column(s) {missing}; has {list(table.columns)}')
+  if table.empty:
+    raise DataError(path, f'{what} has no rows')
+  table = table[list(columns)].apply(lambda column: column.str.strip())
+  table.attrs['source'] = path
+  return table
+
+
+def read_probe_annotation(path):
+  """The platform's probe table (GPL96 layout): probe, genbank, symbol, entrez, title.
+
+  Empty fields are ''; a probe of several genes lists them (and their Entrez IDs)
+  separated by `GENE_SEPARATOR`. Read once per run and passed to the stages that map
+  probes to genes (ranking, collapsing, GO).
+  """
+  return read_string_table(path, ANNOTATION_COLUMNS, 'probe annotation')
 
 
 def load_compendium(data_config):
   """Reads, checks and combines the studies a config names."""
-  known = read_probe_ids(data_config.annotation)
+  known = read_probe_annotation(data_config.annotation)['probe'].to_numpy()
   studies = []
   for path in data_config.studies:
     study = read_any(path)

@@ -133,7 +133,7 @@ def train_stage(config, workdir, splits):
   return [(model, scaler) for model, scaler, _ in trained], quality
 
 
-def explain_stage(config, workdir, splits, model, scaler):
+def explain_stage(config, workdir, splits, model, scaler, annotation):
   """Scores every probe with DeepLIFT, ranks genes and writes `landmarks.tsv`.
 
   A streamed split is scored chunk by chunk as it is read; its mean profile is the
@@ -151,8 +151,7 @@ def explain_stage(config, workdir, splits, model, scaler):
   layers = model.encoder_layers()
   scores = deeplift.score_inputs(layers, config.model.activation, x, reference,
                                  config.deeplift.aggregate, config.deeplift.max_chunk_mb,
-                                 num_samples=len(scored), mesh=sharding.make_mesh(config))
-  annotation = ranking_lib.read_probe_annotation(config.data.annotation)
+                                 num_samples=scored.shape[0], mesh=sharding.make_mesh(config))
   ranking = ranking_lib.rank_genes(scores, scored.features, annotation)
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
   deeplift.export_for_checking(os.path.join(workdir, 'deeplift'), layers, config.model.activation,
@@ -182,11 +181,10 @@ def read_ranking(workdir):
   return pd.read_csv(os.path.join(workdir, LANDMARKS_FILE), sep='\t', dtype={'entrez': str})
 
 
-def landmark_panels_stage(config, workdir, splits, ranking, seed_rankings):
+def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings):
   """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
   own panel `deeplift_seed_<s>`), L1000, top-variance and random panels."""
   ev = config.evaluate
-  annotation = preprocess.read_annotation(config.data.annotation)
   genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
@@ -219,11 +217,11 @@ def landmark_panels_stage(config, workdir, splits, ranking, seed_rankings):
           'panel_size': len(panels['l1000']), 'n_genes': len(genes.genes)}
 
 
-def go_stage(config, workdir, splits, ranking):
+def go_stage(config, workdir, splits, annotation, ranking):
   """GO molecular-function enrichment of the DeepLIFT and L1000 landmarks."""
-  annotation = preprocess.read_annotation(config.data.annotation)
-  measured = annotation['symbol'].reindex(splits.train.features).dropna()
-  universe = sorted({g for s in measured for g in s.split(' /// ')})
+  measured = annotation[annotation['probe'].isin(splits.train.features)]['symbol']
+  universe = sorted({g.strip() for s in measured for g in s.split(data_lib.GENE_SEPARATOR)
+                     if g.strip()})
   gene_sets = evaluate.read_gmt(config.data.go_gmt)
   ev = config.evaluate
   tables = {}
@@ -287,17 +285,18 @@ def run(config, workdir, mode='all'):
   trained, quality = train_stage(config, workdir, splits)
   if mode == 'train':
     return
+  annotation = data_lib.read_probe_annotation(config.data.annotation)
   seed_rankings = []
   for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):
     if mode == 'explain' or not os.path.exists(os.path.join(seed_dir, LANDMARKS_FILE)):
-      seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler))
+      seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler, annotation))
     else:
       seed_rankings.append(read_ranking(seed_dir))
   ranking = consensus_stage(config, workdir, seed_rankings)
   if mode == 'explain':
     return
   splits = in_memory(config, splits)
-  panels = landmark_panels_stage(config, workdir, splits, ranking, seed_rankings)
-  go_tables = go_stage(config, workdir, splits, ranking)
+  panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings)
+  go_tables = go_stage(config, workdir, splits, annotation, ranking)
   clustering = clustering_stage(config, workdir, splits, *trained[0])
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)

@@ -214,21 +214,15 @@ def prepare(compendium, config, seed, workdir=None):
   return splits
 
 
-def read_annotation(path):
-  """Probe annotation (GPL96 layout: probe, symbol, entrez, ...) indexed by probe."""
-  data_lib._check_file(path)
-  return pd.read_csv(path, sep='\t', dtype=str).set_index('probe')
-
-
 def collapse_to_genes(compendium, annotation, genes=None):
   """Probe -> gene matrix: a gene's value is the mean of its probes (method.md §1).
 
-  Probes annotated to several genes (`///`) or none are left out. `genes` optionally
-  restricts and orders the output (e.g. D-GEX's 10,463 genes); genes without a probe
-  in the data are dropped with a log line.
+  `annotation` is `data.read_probe_annotation`'s table. Probes annotated to several genes
+  or none are left out. `genes` optionally restricts and orders the output (e.g. D-GEX's
+  10,463 genes); genes without a probe in the data are dropped with a log line.
   """
-  symbols = annotation['symbol'].reindex(compendium.features)
-  usable = symbols.notna().to_numpy() & ~symbols.fillna('').str.contains('///').to_numpy()
+  symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).fillna('')
+  usable = ((symbols != '') & ~symbols.str.contains(data_lib.GENE_SEPARATOR)).to_numpy()
   if not usable.any():
     raise data_lib.DataError(compendium.source, 'no feature is a probe of the annotation')
   symbols = symbols.to_numpy()[usable]

@@ -4,47 +4,21 @@ A probe annotated with several genes ('A /// B') counts for each of them; a gene
 the maximum over its probes (method.md section 3). Probes without a gene symbol are dropped.
 """
 
-import os
-
 from absl import logging
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from landmark import data as data_lib
 from landmark import fileio
 
-ANNOTATION_COLUMNS = ('probe', 'genbank', 'symbol', 'entrez', 'title')
 L1000_COLUMNS = ('probe', 'entrez', 'symbol', 'title')
 RANKING_COLUMNS = ('rank', 'symbol', 'entrez', 'probes', 'score')
-SEPARATOR = '///'
-
-
-def _read_tsv(path, columns, what):
-  """A TSV of strings ('' where empty) with the given columns; one-line errors name the file."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f'{path}: {what} not found')
-  try:
-    table = pd.read_csv(path, sep='\t', dtype=str, keep_default_na=False)
-  except pd.errors.EmptyDataError:
-    raise ValueError(f'{path}: {what} is empty') from None
-  missing = [column for column in columns if column not in table.columns]
-  if missing:
-    raise ValueError(f'{path}: {what} lacks column(s) {missing}; has {list(table.columns)}')
-  if table.empty:
-    raise ValueError(f'{path}: {what} has no rows')
-  table = table[list(columns)].apply(lambda column: column.str.strip())
-  table.attrs['source'] = path
-  return table
+SEPARATOR = data_lib.GENE_SEPARATOR
 
 
 def _split(field):
   return [item.strip() for item in field.split(SEPARATOR) if item.strip()]
-
-
-def read_probe_annotation(path):
-  """The GPL96 probe table: probe, genbank, symbol, entrez, title ('' where missing)."""
-  return _read_tsv(path, ANNOTATION_COLUMNS, 'probe annotation')
 
 
 def _probe_genes(annotation):
@@ -135,7 +109,7 @@ def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
   renamed between annotation releases). The universe is the ranked genes; p is the
   hypergeometric probability of an overlap at least this large for a random landmark set.
   """
-  table = _read_tsv(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
+  table = data_lib.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
   by_entrez = {entrez: symbol for symbol, field in zip(ranking.symbol, ranking.entrez)
                for entrez in _split(field)}
   universe = set(ranking.symbol)

@@ -46,7 +46,7 @@ class TrainedEncoder:
   x: np.ndarray             # (samples, probes) training split scaled as the AE saw it: the
                             # samples scored and the source of the reference (config.deeplift)
   probes: np.ndarray        # feature IDs of x's columns
-  annotation: pd.DataFrame  # `ranking.read_probe_annotation`: probes -> genes
+  annotation: pd.DataFrame  # `data.read_probe_annotation`: probes -> genes
 
 
 @dataclasses.dataclass

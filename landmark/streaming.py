@@ -291,7 +291,8 @@ def prepare_splits(config):
   with data_lib.GctxReader(path) as reader:
     n_samples, features = len(reader), reader.features
   header = data_lib.Compendium(np.empty((0, len(features))), features, [], None, source=path)
-  data_lib.check_orientation(header, data_lib.read_probe_ids(data_config.annotation))
+  data_lib.check_orientation(
+      header, data_lib.read_probe_annotation(data_config.annotation)['probe'].to_numpy())
   pre = config.preprocess
   if pre.drop_control_probes:
     header = preprocess.drop_control_probes(header)

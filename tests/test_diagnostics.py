@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from landmark import correction
+from landmark import data
 from landmark import diagnostics
 from landmark import preprocess
 
@@ -65,8 +66,8 @@ def real_genes(real_compendium, real_config):
   compendium = preprocess.drop_control_probes(preprocess.to_log2(real_compendium))
   values = preprocess.QuantileNormalizer().fit(compendium.values).transform(compendium.values)
   compendium = dataclasses.replace(compendium, values=values)
-  annotation = preprocess.read_annotation(real_config.data.annotation)
-  symbols = annotation['symbol'].reindex(compendium.features).to_numpy()
+  annotation = data.read_probe_annotation(real_config.data.annotation)
+  symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).to_numpy()
   rng = np.random.default_rng(0)
   keep = np.isin(symbols, EPITHELIAL) | np.isin(np.arange(len(symbols)),
                                                 rng.choice(len(symbols), 300, replace=False))

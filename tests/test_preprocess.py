@@ -101,9 +101,9 @@ def test_gene_list_that_matches_nothing(real_compendium, tmp_path):
 
 
 def test_collapse_to_genes_is_mean_of_probes(real_compendium):
-  annotation = preprocess.read_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))
+  annotation = data.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))
   genes = preprocess.collapse_to_genes(real_compendium, annotation)
-  probes = annotation.index[annotation['symbol'] == 'DDR1']
+  probes = annotation['probe'][annotation['symbol'] == 'DDR1']
   columns = np.isin(real_compendium.features, probes)
   assert columns.sum() >= 2
   np.testing.assert_allclose(genes.values[:, list(genes.features).index('DDR1')],

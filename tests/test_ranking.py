@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from configs.common import data_path
+from landmark import data
 from landmark import ranking
 
 GPL96 = data_path('annotation', 'gpl96_probes.tsv')
@@ -26,12 +27,12 @@ def small_annotation(tmp_path):
       ('p5', 'X5', 'D', '4', 'gene d'),
       ('p6', 'X6', 'E', '5', 'gene e'),
   ]))
-  return ranking.read_probe_annotation(path)
+  return data.read_probe_annotation(path)
 
 
 @pytest.fixture(scope='module')
 def gpl96():
-  return ranking.read_probe_annotation(GPL96)
+  return data.read_probe_annotation(GPL96)
 
 
 def test_gene_score_is_max_over_probes_and_multi_gene_probes_count_for_each(small_annotation):
@@ -80,13 +81,13 @@ def test_errors_name_the_file(tmp_path, small_annotation):
   with pytest.raises(ValueError, match='probes.tsv.*none of the 2 feature IDs'):
     ranking.rank_genes([1.0, 2.0], ['nope_at', 'other_at'], small_annotation)
   with pytest.raises(ValueError, match='missing.tsv.*not found'):
-    ranking.read_probe_annotation(tmp_path / 'missing.tsv')
+    data.read_probe_annotation(tmp_path / 'missing.tsv')
   (tmp_path / 'empty.tsv').write_text('')
   with pytest.raises(ValueError, match='empty.tsv.*empty'):
-    ranking.read_probe_annotation(tmp_path / 'empty.tsv')
+    data.read_probe_annotation(tmp_path / 'empty.tsv')
   (tmp_path / 'header.tsv').write_text(HEADER)
   with pytest.raises(ValueError, match='header.tsv.*no rows'):
-    ranking.read_probe_annotation(tmp_path / 'header.tsv')
+    data.read_probe_annotation(tmp_path / 'header.tsv')
   with pytest.raises(ValueError, match='Cannot select 10'):
     ranking.select_landmarks(ranking.rank_genes([1.0], ['p1'], small_annotation), k=10)
 
