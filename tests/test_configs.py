@@ -6,6 +6,7 @@ from configs import common
 from configs import cross_study
 from configs import default
 from configs import quick
+from configs import study_effects
 from configs import sweep as sweep_config
 from configs import test as test_config
 from landmark import sweep
@@ -20,7 +21,8 @@ def test_parse_arg_casts_flags_and_lists():
     common.parse_arg('nope=1', epochs=1)
 
 
-@pytest.mark.parametrize('module', [cross_study, default, quick, sweep_config, test_config])
+@pytest.mark.parametrize('module', [cross_study, default, quick, study_effects, sweep_config,
+                                    test_config])
 def test_every_config_builds_with_paper_defaults(module):
   config = module.get_config()
   assert config.model.activation == 'sigmoid' and config.train.l2 == 1e-6
@@ -40,6 +42,15 @@ def test_sweep_members_override_one_field():
   member = sweep.member_config(config, config.sweep.parameter, 400)
   assert member.model.bottleneck == 400 and 'sweep' not in member
   assert member.train.epochs == 2 and config.model.bottleneck == 100
+
+
+def test_study_effects_grid_parses():
+  config = study_effects.get_config('holdout=chowdary,GSE781,correction=none,models=ridge,seeds=2')
+  assert tuple(config.study_effects.holdouts) == ('chowdary', 'GSE781')
+  assert tuple(config.study_effects.corrections) == ('none',)
+  assert tuple(config.study_effects.references) == ('zeros', 'train_mean')
+  assert tuple(config.evaluate.models) == ('ridge',) and config.study_effects.seeds == 2
+  assert config.preprocess.split == 'leave_study_out'
 
 
 def test_cross_study_sweeps_every_held_out_study():
