@@ -5,7 +5,8 @@ fixed panels (L1000, top variance) and `evaluate.random_sets` random panels of L
 are drawn on the training studies. For every seed the AE is trained (`train_seed`, which
 also writes the AE-vs-per-study-mean diagnostic) and DeepLIFT ranks genes once per
 reference. Every panel infers all genes outside it on the held-out study, with each model of
-`evaluate.models`; per-gene PCC and per-study-centred MAE are kept. Seeds run outermost,
+`evaluate.models`; per-gene PCC and per-study-centred MAE are kept, and the summary judges
+all panels of a fold on their common targets (`read_cell`). Seeds run outermost,
 so an interrupted run has whole folds at fewer seeds; finished pieces are skipped on rerun.
 
 Writes per cell and model `<holdout>/<correction>/random_<model>.tsv.gz` and per seed
@@ -13,6 +14,7 @@ Writes per cell and model `<holdout>/<correction>/random_<model>.tsv.gz` and per
 model), `study_effects.tsv` (the same averaged over folds) and `study_effects.png`.
 
   python -m experiments.study_effects --config=configs/study_effects.py --workdir=runs/study_effects
+  python -m experiments.study_effects --workdir=runs/study_effects --summarize_only  # tables now
 """
 
 import glob
@@ -40,6 +42,8 @@ from landmark import selectors
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
                                 lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for every fold and the tables.')
+_SUMMARIZE_ONLY = flags.DEFINE_bool('summarize_only', False, 'Only tabulate what the cells '
+                                    'finished so far left in --workdir; train nothing.')
 flags.mark_flag_as_required('workdir')
 
 METRICS = ('pcc', 'mae_centred')
@@ -90,6 +94,7 @@ def score_random_panels(config, context, genes, k, kind):
 
 
 def missing_models(config, cell_dir, seed):
+  """The models of `config.evaluate.models` that have not scored seed `seed` of a cell yet."""
   return [kind for kind in config.evaluate.models
           if not os.path.exists(os.path.join(cell_dir, f'seed_{seed}', f'metrics_{kind}.tsv.gz'))]
 
@@ -209,14 +214,15 @@ def plot(path, folds):
   models = sorted(folds['model'].unique())
   figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 4.5), squeeze=False)
   holdouts = sorted(folds['holdout'].unique())
-  settings = folds[['correction', 'panel']].drop_duplicates().sort_values(['panel', 'correction'])
+  panels, corrections = sorted(folds['panel'].unique()), sorted(folds['correction'].unique())
   for ax, kind in zip(axes[0], models):
-    for i, (correction, panel) in enumerate(settings.itertuples(index=False)):
-      rows = folds[(folds['model'] == kind) & (folds['correction'] == correction) &
-                   (folds['panel'] == panel)].set_index('holdout').reindex(holdouts)
-      offset = (i - len(settings) / 2) * 0.06
-      ax.plot(np.arange(len(holdouts)) + offset, rows['pcc_z_random'], 'o',
-              label=f'{panel} / {correction}', color=f'C{i % 10}')
+    for i, panel in enumerate(panels):          # colour: panel; marker: correction
+      for j, correction in enumerate(corrections):
+        rows = folds[(folds['model'] == kind) & (folds['correction'] == correction) &
+                     (folds['panel'] == panel)].set_index('holdout').reindex(holdouts)
+        offset = (i * len(corrections) + j - len(panels) * len(corrections) / 2) * 0.06
+        ax.plot(np.arange(len(holdouts)) + offset, rows['pcc_z_random'], 'os^D'[j % 4],
+                label=f'{panel} / {correction}', color=f'C{i}')
     ax.axhspan(-2, 2, color='0.9', zorder=0)
     ax.axhline(0, color='0.5', lw=0.8)
     ax.set_xticks(range(len(holdouts)), holdouts)
@@ -235,7 +241,7 @@ def main(argv):
   cells = [(seed, holdout, correction) for seed in range(se.seeds) for holdout in se.holdouts
            for correction in se.corrections]
   prepared, started = {}, time.perf_counter()
-  for i, (seed, holdout, correction) in enumerate(cells):
+  for i, (seed, holdout, correction) in enumerate([] if _SUMMARIZE_ONLY.value else cells):
     cell_dir = os.path.join(workdir, holdout, correction)
     done = not missing_models(config, cell_dir, seed)
     if not done and (holdout, correction) not in prepared:
