@@ -75,7 +75,7 @@ def score_panels(config, genes, panels, seed, models):
 
 
 def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1000):
-  """Splits, gene matrices and the fixed panels of one cell (the same for every seed)."""
+  """Splits, gene matrices, fixed panels and AE baselines of one cell (the same for every seed)."""
   base = cell_config(config, holdout, correction)
   splits = pipeline.prepare_data(base, cell_dir)
   genes = panels_lib.gene_splits(splits, annotation, universe)
@@ -83,12 +83,12 @@ def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1
   fixed = {'l1000': selectors.select('l1000', context, len(genes.genes))}
   k = len(fixed['l1000'])
   fixed['variance'] = selectors.select('variance', context, k)
-  return splits, genes, context, fixed
+  return splits, genes, context, fixed, pipeline.study_baselines(splits)
 
 
 def score_random_panels(config, context, genes, k, kind):
   """Seeded random panels of size k through model `kind`: the noise band of each metric."""
-  n = config.evaluate.random_sets if kind == 'ridge' else config.evaluate.random_sets_nonlinear
+  n = panels_lib.random_panel_count(config.evaluate, kind)
   randoms = {f'random_{i}': selectors.select('random', context, k, seed=i) for i in range(n)}
   return score_panels(config, genes, randoms, 0, (kind,))
 
@@ -102,7 +102,7 @@ def missing_models(config, cell_dir, seed):
 def run_cell(config, cell_dir, seed, prepared, annotation):
   """Trains (or reloads) seed `seed`'s AE of one cell and scores its panels with every model
   not scored yet; scores the cell's random panels the first time."""
-  splits, genes, context, fixed = prepared
+  splits, genes, context, fixed, baselines = prepared
   base, k = context.config, len(fixed['l1000'])
   for kind in base.evaluate.models:
     random_path = os.path.join(cell_dir, f'random_{kind}.tsv.gz')
@@ -115,7 +115,7 @@ def run_cell(config, cell_dir, seed, prepared, annotation):
   seed_dir = os.path.join(cell_dir, f'seed_{seed}')
   holdout, correction = base.preprocess.holdout_study, base.preprocess.study_correction
   seeded = cell_config(config, holdout, correction, seed)
-  model, scaler, quality = pipeline.train_seed(seeded, seed_dir, splits)
+  model, scaler, quality = pipeline.train_seed(seeded, seed_dir, splits, baselines)
   panels = {}
   for reference in config.study_effects.references:
     explained = cell_config(config, holdout, correction, seed, reference)

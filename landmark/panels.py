@@ -75,6 +75,14 @@ def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
   return panels
 
 
+def random_panel_count(evaluate_config, kind):
+  """How many random panels model `kind` is scored on: `random_sets` for the closed-form
+  linear models, `random_sets_nonlinear` for those that train (each panel a full fit)."""
+  if kind in ('linear', 'ridge'):
+    return evaluate_config.random_sets
+  return evaluate_config.random_sets_nonlinear
+
+
 def common_targets(data, panels):
   """Genes in none of the non-random panels: the targets every panel is judged on."""
   fixed = set().union(*(set(p) for name, p in panels.items() if not name.startswith('random_')))

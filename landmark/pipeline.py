@@ -90,19 +90,21 @@ def seed_runs(config, workdir):
   return runs
 
 
-def _baselines(splits):
+def study_baselines(splits):
+  """`diagnostics.trivial_baselines` of the test split: the same for every seed's AE."""
   return diagnostics.trivial_baselines(
       *_train_profiles(splits), splits.test.values, splits.test.meta['study'].to_numpy())
 
 
-def train_seed(config, workdir, splits):
-  """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split."""
+def train_seed(config, workdir, splits, baselines):
+  """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
+  beside `baselines` (`study_baselines(splits)`)."""
   train_x = splits.train if config.data.stream else splits.train.values
   model, scaler, _ = train.train_autoencoder(config, workdir, train_x, splits.val.values)
   quality = train.evaluate_reconstruction(model, scaler, splits.test.values, workdir,
                                           config.evaluate.block_size, splits.train.features,
                                           config.evaluate.permutation_alpha)
-  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], _baselines(splits))
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
   logging.info('AutoEncoder on %d held-out profiles: %s', len(splits.test.values), quality)
   logging.info('%s', quality['baselines']['verdict'])
@@ -115,8 +117,8 @@ SEED_VARYING = ('mean_mae', 'mean_pcc', 'n_pass')
 def train_stage(config, workdir, splits):
   """One AutoEncoder per seed (`train_seed`, each in `seed_<s>/`); `ae_summary.json` holds
   their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary."""
-  runs = seed_runs(config, workdir)
-  trained = [train_seed(seeded, seed_dir, splits) for seeded, seed_dir in runs]
+  runs, baselines = seed_runs(config, workdir), study_baselines(splits)
+  trained = [train_seed(seeded, seed_dir, splits, baselines) for seeded, seed_dir in runs]
   per_seed = [quality for _, _, quality in trained]
   quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in runs])
   for figure in SEED_VARYING:
@@ -124,7 +126,7 @@ def train_stage(config, workdir, splits):
     quality[figure] = float(values.mean())
     quality[f'{figure}_sd'] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     quality[f'{figure}_per_seed'] = values.tolist()
-  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], _baselines(splits))
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
   if len(per_seed) > 1:
     logging.info('AutoEncoder over %d seeds: MAE %.4f ± %.4f, PCC %.4f ± %.4f', len(per_seed),
@@ -201,8 +203,7 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   membership = pd.DataFrame([(name, g) for name, p in panels.items() for g in p],
                             columns=['panel', 'gene'])
   fileio.write_table(os.path.join(workdir, 'panels.tsv'), membership, index=False)
-  n_random = {kind: ev.random_sets if kind == 'linear' else ev.random_sets_nonlinear
-              for kind in ev.models}
+  n_random = {kind: panels_lib.random_panel_count(ev, kind) for kind in ev.models}
   results = panels_lib.evaluate_panels(config, genes, panels, targets, ev.models, n_random,
                                        config.seed)
   summary = panels_lib.summarize(results, ev.permutation_alpha)
