@@ -11,6 +11,7 @@ import jax
 from ml_collections import config_flags
 
 from landmark import pipeline
+from landmark import sharding
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, events and results.')
@@ -22,6 +23,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
+  sharding.initialize(FLAGS.config)   # before the first use of a device
   logging.info('JAX %s, process %d of %d, devices: %s', jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   pipeline.run(FLAGS.config, _WORKDIR.value, _MODE.value)

@@ -108,6 +108,11 @@ def base_config():
   config.mesh = ml_collections.ConfigDict()   # data parallelism (landmark.sharding)
   config.mesh.devices = 0                  # devices on the 'batch' axis; 0 = all
   config.mesh.distributed = False          # jax.distributed.initialize() first (multi-host)
+  # Where the processes of a multi-host run meet: '' / -1 = auto-detected on SLURM, Open MPI
+  # and TPU pods; elsewhere (say, processes started by hand) give all three (README).
+  config.mesh.coordinator_address = ''     # host:port of process 0's coordinator service
+  config.mesh.num_processes = -1           # processes in the run
+  config.mesh.process_id = -1              # this process's rank, 0 .. num_processes - 1
 
   config.dry_run = ml_collections.ConfigDict()   # --mode=dry_run: full shapes, random data
   config.dry_run.samples = 111009          # the paper's compendium after duplicate removal

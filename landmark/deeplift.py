@@ -209,15 +209,14 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   dtype = _float_dtype(first)
   names = _activation_names(activations, len(layers))
   mesh = mesh or sharding.device_mesh()
-  whole = sharding.replicated(mesh)
-  layers = jax.device_put(_cast_layers(layers, dtype), whole)
+  layers = sharding.replicate(mesh, _cast_layers(layers, dtype))
   reference = np.asarray(reference, dtype)
-  reference_device = jax.device_put(reference, whole)
+  reference_device = sharding.replicate(mesh, reference)
   n_inputs, n_units = reference.shape[0], layers[-1][0].shape[1]
   bytes_per_sample = tensors_per_sample * n_units * n_inputs * np.dtype(dtype).itemsize
   chunk_rows = int(max_chunk_mb * 2**20 // bytes_per_sample) // mesh.size * mesh.size
   chunk_rows = max(mesh.size, chunk_rows)
-  total = jax.device_put(jnp.zeros(n_inputs, dtype), whole)
+  total = sharding.replicate(mesh, np.zeros(n_inputs, dtype))
   n_seen, start = 0, time.monotonic()
   for chunk in _regroup(itertools.chain([first], batches), chunk_rows):
     rows = sharding.round_up(min(chunk_rows, _next_power_of_two(len(chunk))), mesh.size)
@@ -250,7 +249,13 @@ def deeplift_flops(layer_sizes, n_samples):
 
 
 def export_for_checking(directory, layers, activations, x, reference, n=16, eps=DEFAULT_EPS):
-  """Writes encoder.npz and sample.npz (float32) so Captum or SHAP can recompute C."""
+  """Writes encoder.npz and sample.npz (float32) so Captum or SHAP can recompute C.
+
+  Only process 0 of a multi-host run writes (`sharding.is_primary`); the others skip the
+  work, which runs on the local device alone.
+  """
+  if not sharding.is_primary():
+    return
   names = _activation_names(activations, len(layers))
   layers32 = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
   x32 = np.asarray(x[:n], np.float32)

@@ -148,10 +148,14 @@ def next_learning_rate(learning_rate, train_mae, previous_train_mae, decay, floo
 
 
 def _with_learning_rate(opt_state, learning_rate):
-  """Replaces the injected learning rate (same dtype and shape, so no recompilation)."""
+  """Replaces the injected learning rate (same dtype, shape and sharding: no recompilation).
+
+  The new value is placed on the current one's devices, all hosts' in a multi-host run,
+  where a host-local array could not be checkpointed.
+  """
   current = opt_state.hyperparams['learning_rate']
-  hyperparams = {**opt_state.hyperparams,
-                 'learning_rate': jnp.asarray(learning_rate, current.dtype)}
+  hyperparams = {**opt_state.hyperparams, 'learning_rate': jax.device_put(
+      np.asarray(learning_rate, current.dtype), current.sharding)}
   return opt_state._replace(hyperparams=hyperparams)
 
 
@@ -205,7 +209,6 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
     raise ValueError(f'dgex.epochs must be at least 1, got {epochs}')
   mesh = mesh or sharding.device_mesh()
   sharding.check_divisible(mesh, config_dgex.batch_size, 'dgex.batch_size')
-  whole = sharding.replicated(mesh)
   x_scaler = Standardizer.fit(x_train, config_dgex.std_epsilon)
   y_scaler = Standardizer.fit(y_train, config_dgex.std_epsilon)
   x_train, x_val = (x_scaler.transform(x).astype(np.float32) for x in (x_train, x_val))
@@ -216,10 +219,10 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
   graphdef, params = nnx.split(build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
                                          init_key))
   optimizer = build_optimizer(config_dgex)
-  params = jax.device_put(params, whole)
+  params, opt_state = sharding.replicate(mesh, (params, optimizer.init(params)))
   state = {
       'params': params,
-      'opt_state': jax.device_put(optimizer.init(params), whole),
+      'opt_state': opt_state,
       'best': jax.tree.map(jnp.copy, params),
       'history': {key: np.full(epochs, np.nan, np.float32) for key in HISTORY_KEYS},
   }
@@ -234,12 +237,12 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
 
   monitor = np.sort(np.random.default_rng(seed).permutation(n_train)[:train_monitor])
   eval_sets = {
-      name: jax.device_put((_blocks(x, batch_size), _blocks(y, batch_size),
-                            _blocks(np.ones(len(x), np.float32), batch_size)), whole)
+      name: sharding.replicate(mesh, (_blocks(x, batch_size), _blocks(y, batch_size),
+                                      _blocks(np.ones(len(x), np.float32), batch_size)))
       for name, (x, y) in (('train', (x_train[monitor], y_train[monitor])),
                            ('val', (x_val, y_val)))}
-  y_std = jax.device_put(np.asarray(y_scaler.std, np.float32), whole)
-  x_train_device, y_train_device = jax.device_put((x_train, y_train), whole)
+  y_std = sharding.replicate(mesh, np.asarray(y_scaler.std, np.float32))
+  x_train_device, y_train_device = sharding.replicate(mesh, (x_train, y_train))
   split = sharding.batch_sharding(mesh)
   masks = _blocks(np.ones(n_train, np.float32), batch_size)
   steps_per_epoch = len(masks)

@@ -11,6 +11,8 @@ import time
 from tensorboard.backend.event_processing import event_accumulator
 import tensorboardX
 
+from landmark import sharding
+
 
 class MetricWriter:
   """Scalars, figures and hyperparameters of one run, written to `logdir`.
@@ -19,20 +21,29 @@ class MetricWriter:
   the events a crashed predecessor wrote at steps >= s, so every step has one value.
   Event file names end in the creation time in ns: tensorboardX names files by the second
   only, so a writer opened in the same second as its predecessor would overwrite its file.
+  In a multi-host run only process 0 writes (`sharding.is_primary`); on the others every
+  method does nothing.
   """
 
   def __init__(self, logdir, purge_step=None):
-    self._writer = tensorboardX.SummaryWriter(
-        os.fspath(logdir), purge_step=purge_step, filename_suffix=f'.{time.time_ns()}')
+    self._writer = None
+    if sharding.is_primary():
+      self._writer = tensorboardX.SummaryWriter(
+          os.fspath(logdir), purge_step=purge_step, filename_suffix=f'.{time.time_ns()}')
 
   def write_scalars(self, step, scalars):
     """Writes a dict of tag -> number at `step`."""
-    for tag, value in scalars.items():
-      self._writer.add_scalar(tag, float(value), global_step=step)
+    if self._writer is not None:
+      for tag, value in scalars.items():
+        self._writer.add_scalar(tag, float(value), global_step=step)
 
   def write_figure(self, step, tag, figure):
     """Renders a matplotlib figure as an image summary (and closes it)."""
-    self._writer.add_figure(tag, figure, global_step=step, close=True)
+    if self._writer is not None:
+      self._writer.add_figure(tag, figure, global_step=step, close=True)
+    else:
+      import matplotlib.pyplot as plt
+      plt.close(figure)
 
   def write_hparams(self, hparams, metrics):
     """Records a run's hyperparameters with its final metrics for the HParams dashboard.
@@ -42,14 +53,17 @@ class MetricWriter:
     """
     hparams = {key: value if isinstance(value, (numbers.Number, str, bool)) else str(value)
                for key, value in hparams.items()}
-    self._writer.add_hparams(hparams, {tag: float(value) for tag, value in metrics.items()},
-                             name='hparams')
+    if self._writer is not None:
+      self._writer.add_hparams(hparams, {tag: float(value) for tag, value in metrics.items()},
+                               name='hparams')
 
   def flush(self):
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.flush()
 
   def close(self):
-    self._writer.close()
+    if self._writer is not None:
+      self._writer.close()
 
   def __enter__(self):
     return self

@@ -242,7 +242,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
   streamed = isinstance(train_x, streaming.SampleStream)
   scaler = streaming.fit_scaler(train_x) if streamed else models.MinMaxScaler().fit(train_x)
-  scaler.save(os.path.join(workdir, 'scaler.npz'))
+  if sharding.is_primary():
+    scaler.save(os.path.join(workdir, 'scaler.npz'))
 
   key = jax.random.key(config.seed)
   model = build_model(config, train_x.shape[1], jax.random.fold_in(key, 0))
@@ -250,8 +251,8 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   train_graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
   eval_graphdef = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)[0]
   params = nnx.to_pure_dict(params)
-  state = jax.device_put({'params': params, 'opt_state': optimizer.init(params),
-                          'rng': jax.random.key_data(key)}, sharding.replicated(mesh))
+  state = sharding.replicate(mesh, {'params': params, 'opt_state': optimizer.init(params),
+                                    'rng': jax.random.key_data(key)})
 
   manager = checkpointing.make_manager(
       os.path.join(workdir, 'checkpoints'), save_every=config.train.checkpoint_every_epochs,
@@ -327,7 +328,8 @@ def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, f
   """Per-gene MAE, PCC and permutation p-value of reconstructing held-out `x` (original units).
 
   Writes `<workdir>/ae_gene_metrics.tsv` (feature, mae, pcc, perm_p) and the density plot
-  `<workdir>/ae_density.png` (Fig. 2a); returns a summary dict.
+  `<workdir>/ae_density.png` (Fig. 2a) from process 0 (`sharding.is_primary`); returns a
+  summary dict.
   """
   x = np.asarray(x, np.float32)
   prediction = scaler.inverse_transform(np.asarray(reconstruct(model, scaler.transform(x))))
@@ -335,10 +337,11 @@ def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, f
   pcc = evaluate.per_gene_pcc(x, prediction)
   perm_p = evaluate.permutation_test(x, prediction, block_size=permutation_block)
   features = np.arange(x.shape[1]) if features is None else np.asarray(features)
-  table = pd.DataFrame({'feature': features, 'mae': mae, 'pcc': pcc, 'perm_p': perm_p})
-  fileio.write_table(os.path.join(workdir, 'ae_gene_metrics.tsv'), table, index=False)
-  evaluate.plot_density(os.path.join(workdir, 'ae_density.png'),
-                        {'MAE': mae, 'PCC': pcc}, 'per-gene value on held-out samples')
+  if sharding.is_primary():
+    table = pd.DataFrame({'feature': features, 'mae': mae, 'pcc': pcc, 'perm_p': perm_p})
+    fileio.write_table(os.path.join(workdir, 'ae_gene_metrics.tsv'), table, index=False)
+    evaluate.plot_density(os.path.join(workdir, 'ae_density.png'),
+                          {'MAE': mae, 'PCC': pcc}, 'per-gene value on held-out samples')
   return {'n_samples': len(x), 'n_features': x.shape[1], 'mean_mae': float(np.mean(mae)),
           'mean_pcc': float(np.mean(pcc)), 'n_pass': int(np.sum(perm_p < alpha)),
           'alpha': alpha}
