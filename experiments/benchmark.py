@@ -22,8 +22,10 @@ every measurement alike and the ratios stay fair on a shared machine:
             compiles) and DeepLIFT-scores the first --stream_score_samples samples (0 =
             all) streamed through the trained encoder. It reports that process's peak
             resident memory beside the file's size (`stream_peak_rss_mb`,
-            `stream_file_mb`; `stream_baseline_rss_mb` is the process before any work)
-            and the fraction of the epoch the step waited for data
+            `stream_file_mb`; `stream_baseline_rss_mb` is the process before any work),
+            the resident memory at the end of each epoch and its mean growth per epoch
+            (`stream_rss_after_epoch_mb`, `stream_rss_growth_per_epoch_mb`: ~0 when no
+            buffers are retained across epochs) and the fraction of the epoch the step waited for data
             (`stream_data_wait_fraction`). The file is deleted afterwards; it was just
             written, so it is read from the page cache, not the disk.
 
@@ -43,6 +45,7 @@ Timings are best-of---repeats wall times; the JSON records the load average as w
 import dataclasses
 import functools
 import json
+import logging as logging_lib
 import multiprocessing
 import os
 import resource
@@ -78,7 +81,7 @@ _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; the best is report
 _DEEPLIFT_SAMPLES = flags.DEFINE_integer('deeplift_samples', 128, 'Samples scored per timed '
                                         'DeepLIFT repeat (encoder n -> hidden -> bottleneck).')
 _STREAM_SAMPLES = flags.DEFINE_integer('stream_samples', 20000, 'Samples in the streamed GCTX.')
-_STREAM_EPOCHS = flags.DEFINE_integer('stream_epochs', 2, 'Streamed training epochs.')
+_STREAM_EPOCHS = flags.DEFINE_integer('stream_epochs', 3, 'Streamed training epochs.')
 _STREAM_SCORE_SAMPLES = flags.DEFINE_integer('stream_score_samples', 0, 'Samples DeepLIFT '
                                             'scores from the stream (0 = all).')
 _MERGE = flags.DEFINE_bool('merge', False, 'Update the keys of an existing --out JSON '
@@ -252,8 +255,27 @@ def write_random_gctx(path, n_samples, n_features, chunk_samples=1024):
                      data=np.array([f'sample_{i}' for i in range(n_samples)], 'S'))
 
 
+def _current_rss_mb():
+  """This process's resident memory now (Linux), in MiB."""
+  with open('/proc/self/status') as status:
+    return next(int(line.split()[1]) for line in status if line.startswith('VmRSS:')) / 2**10
+
+
+class _RssAtEpochEnd(logging_lib.Handler):
+  """Notes the resident memory whenever train.train_autoencoder logs an epoch's end."""
+
+  def __init__(self):
+    super().__init__()
+    self.rss_mb = []
+
+  def emit(self, record):
+    if record.pathname == train.__file__ and str(record.msg).startswith('epoch '):
+      self.rss_mb.append(_current_rss_mb())
+
+
 def _stream_run(path, workdir, hidden, bottleneck, batch, epochs, score_samples):
   """In a fresh process: scaler pass, streamed training, streamed DeepLIFT; peak RSS."""
+  logging.set_verbosity(logging.INFO)  # a spawned process starts without the parent's flags
   jax.block_until_ready(jnp.zeros(1))
   baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
   config = common.base_config()
@@ -266,7 +288,11 @@ def _stream_run(path, workdir, hidden, bottleneck, batch, epochs, score_samples)
   started = time.perf_counter()
   scaler = streaming.fit_scaler(stream)
   scaler_seconds = time.perf_counter() - started
+  epoch_ends = _RssAtEpochEnd()
+  logging.get_absl_logger().addHandler(epoch_ends)
   model, _, history = train.train_autoencoder(config, workdir, stream, None)
+  logging.get_absl_logger().removeHandler(epoch_ends)
+  rss_after_epoch = epoch_ends.rss_mb
   scored = streaming.SampleStream(path, np.arange(score_samples or len(stream)), **options)
   arrays = scored.with_transform(scaler.transform).arrays()
   reference = scaler.transform(stream.stats().mean[None])[0]
@@ -283,6 +309,9 @@ def _stream_run(path, workdir, hidden, bottleneck, batch, epochs, score_samples)
       'stream_score_data_wait_fraction': arrays.wait_seconds / score_seconds,
       'stream_peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
       'stream_baseline_rss_mb': baseline_rss,  # the process after importing and starting JAX
+      'stream_rss_after_epoch_mb': rss_after_epoch,
+      'stream_rss_growth_per_epoch_mb': ((rss_after_epoch[-1] - rss_after_epoch[0])
+                                         / max(epochs - 1, 1)),
   }
 
 
