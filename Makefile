@@ -15,8 +15,10 @@ $(STAMP): requirements.txt
 demo: $(STAMP)
 	JAX_PLATFORMS=cpu $(VENV)/bin/python main.py --config=configs/quick.py --workdir=$(WORKDIR)
 
+# Two workers, each given whole test modules (module fixtures run once), slowest first
+# (tests/conftest.py): XLA compiles on one core, so two workers keep both busy.
 test: $(STAMP)
-	JAX_PLATFORMS=cpu $(VENV)/bin/python -m pytest -q tests
+	JAX_PLATFORMS=cpu $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 clean:
 	rm -rf $(VENV) runs

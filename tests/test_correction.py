@@ -5,18 +5,16 @@ import pandas as pd
 import pytest
 
 from landmark import correction
-from landmark import preprocess
 
 N_PROBES = 2000
 
 
 @pytest.fixture(scope='module')
-def real(real_compendium):
+def real(real_normalised):
   """(values, studies): log2, quantile-normalised, a seeded subset of non-control probes."""
-  compendium = preprocess.drop_control_probes(preprocess.to_log2(real_compendium))
-  values = preprocess.QuantileNormalizer().fit(compendium.values).transform(compendium.values)
+  values = real_normalised.values
   probes = np.sort(np.random.default_rng(0).choice(values.shape[1], N_PROBES, replace=False))
-  return values[:, probes], compendium.meta['study'].to_numpy()
+  return values[:, probes], real_normalised.meta['study'].to_numpy()
 
 
 def study_means(values, studies):

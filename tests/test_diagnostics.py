@@ -1,7 +1,5 @@
 """Study-effect diagnostics against scipy and hand computations, and on the real studies."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -61,17 +59,14 @@ def test_ae_vs_baselines_verdict(ae_mae, beyond, phrase):
 
 
 @pytest.fixture(scope='module')
-def real_genes(real_compendium, real_config):
+def real_genes(real_normalised, real_config):
   """Gene-level values (log2, quantile-normalised) of the epithelial markers and ~280 genes."""
-  compendium = preprocess.drop_control_probes(preprocess.to_log2(real_compendium))
-  values = preprocess.QuantileNormalizer().fit(compendium.values).transform(compendium.values)
-  compendium = dataclasses.replace(compendium, values=values)
   annotation = data.read_probe_annotation(real_config.data.annotation)
-  symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).to_numpy()
+  symbols = annotation.set_index('probe')['symbol'].reindex(real_normalised.features).to_numpy()
   rng = np.random.default_rng(0)
   keep = np.isin(symbols, EPITHELIAL) | np.isin(np.arange(len(symbols)),
                                                 rng.choice(len(symbols), 300, replace=False))
-  return preprocess.collapse_to_genes(compendium.take_features(keep), annotation)
+  return preprocess.collapse_to_genes(real_normalised.take_features(keep), annotation)
 
 
 def test_real_epithelial_markers_are_mostly_study(real_genes):

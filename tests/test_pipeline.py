@@ -1,4 +1,4 @@
-"""The whole run on the real compendium with the tiny test config."""
+"""The whole run, started through main.py, on the real compendium with the tiny test config."""
 
 import json
 import os
@@ -22,13 +22,30 @@ EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 
                   *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES), 'panel_summary.tsv', 'panel_comparisons.tsv',
                   'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
                   'go_deeplift.tsv', 'go_deeplift.png', 'clustering.tsv', 'report.md')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOTTLENECK, EPOCHS = 6, 2   # set on the command line: configs/test.py has 8 and 3
+PANEL_SIZE = 100   # deeplift.top_k: the 17 panel fits on the paper's 943 genes crawl on a busy CPU
 
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
+def main_run(tmp_path_factory):
+  """One whole run, started as a user starts it: (workdir, main.py's log).
+
+  Every test of this module reads its results, so the run happens once.
+  """
   workdir = str(tmp_path_factory.mktemp('run'))
-  pipeline.run(test_config.get_config(), workdir)
-  return workdir
+  result = subprocess.run(
+      [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
+       f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
+       f'--workdir={workdir}'],
+      capture_output=True, text=True, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-5000:]
+  return workdir, result.stderr
+
+
+@pytest.fixture(scope='module')
+def workdir(main_run):
+  return main_run[0]
 
 
 def test_run_writes_every_result(workdir):
@@ -77,6 +94,7 @@ def test_panels_compare_on_common_targets(workdir):
   assert fixed.groupby('model')['targets'].nunique().eq(1).all()
   genes = pd.read_csv(os.path.join(workdir, 'panels.tsv'), sep='\t')
   assert not genes.duplicated().any()
+  assert genes.groupby('panel').size().eq(PANEL_SIZE).all()
   counts = summary.groupby('model')['panel'].count()
   assert counts['linear'] == 5 + 4 and counts['dgex'] == 5 + 3   # configs/test.py
   assert summary['pcc_mean'].between(-1, 1).all() and (summary['mae_mean'] > 0).all()
@@ -126,11 +144,11 @@ def test_failed_run_keeps_earlier_results(workdir, tmp_path):
   assert [open(os.path.join(workdir, name)).read() for name in names] == before
 
 
-def test_main_parses_config_overrides(tmp_path):
-  result = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/test.py:epochs=1',
-       '--config.model.bottleneck=4', f'--workdir={tmp_path}', '--mode=prepare'],
-      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)), check=True)
-  assert 'devices' in result.stderr
-  config = open(tmp_path / 'config.json').read()
-  assert '"bottleneck": 4' in config and '"epochs": 1' in config
+def test_main_parses_config_overrides(main_run):
+  workdir, log = main_run
+  assert 'devices' in log
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert config['model']['bottleneck'] == BOTTLENECK and config['deeplift']['top_k'] == PANEL_SIZE
+  assert config['train']['epochs'] == config['dgex']['epochs'] == EPOCHS
+  encoder = np.load(os.path.join(workdir, 'seed_0', 'deeplift', 'encoder.npz'))
+  assert encoder['W2'].shape[1] == BOTTLENECK   # W2: hidden -> bottleneck, as overridden

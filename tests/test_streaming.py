@@ -36,13 +36,19 @@ def numbered(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def real_gctx(tmp_path_factory):
-  """60 real profiles (chowdary, nakayama), log2, 600 probes and the AFFX controls, as GCTX."""
+def two_studies():
+  """60 real profiles, the first 30 of chowdary and of nakayama: probes x samples, linear."""
   frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
                         index_col='probe', usecols=range(31))
             for study in ('chowdary', 'nakayama')]
-  table = pd.concat(frames, axis=1)
-  table = table[(np.arange(len(table)) < 600) | table.index.str.startswith('AFFX')]
+  return pd.concat(frames, axis=1)
+
+
+@pytest.fixture(scope='module')
+def real_gctx(two_studies, tmp_path_factory):
+  """The 60 real profiles, log2, 600 probes and the AFFX controls, as GCTX."""
+  keep = (np.arange(len(two_studies)) < 600) | two_studies.index.str.startswith('AFFX')
+  table = two_studies[keep]
   values = np.log2(np.maximum(table.T.to_numpy(np.float32), 1.0))
   compendium = data.Compendium(values, table.index, table.columns,
                                pd.DataFrame(index=pd.Index(table.columns, name='sample')))
@@ -236,22 +242,19 @@ def test_settings_that_need_the_matrix_in_memory_are_refused(real_gctx, tmp_path
     pipeline.prepare_data(config, str(tmp_path))
 
 
-def test_the_whole_run_streams_a_real_gctx(tmp_path):
+def test_the_whole_run_streams_a_real_gctx(two_studies, tmp_path):
   """Every stage on a streamed GCTX of 60 real profiles at full HG-U133A width: DeepLIFT
   scores the stream, the evaluation stages read a subset of its rows into memory."""
-  frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
-                        index_col='probe', usecols=range(31))
-            for study in ('chowdary', 'nakayama')]
-  table = pd.concat(frames, axis=1)
-  compendium = data.Compendium(np.log2(np.maximum(table.T.to_numpy(np.float32), 1.0)),
-                               table.index, table.columns,
-                               pd.DataFrame(index=pd.Index(table.columns, name='sample')))
+  compendium = data.Compendium(np.log2(np.maximum(two_studies.T.to_numpy(np.float32), 1.0)),
+                               two_studies.index, two_studies.columns,
+                               pd.DataFrame(index=pd.Index(two_studies.columns, name='sample')))
   path = str(tmp_path / 'two_studies.gctx')
   data.write_gctx(path, compendium, chunk_samples=8)
   config = _stream_config(path)
   config.seeds = 1
   config.data.stream_eval_samples = 30
   config.evaluate.models = ('linear',)
+  config.evaluate.random_sets = 0   # random panels: test_pipeline.py
   workdir = str(tmp_path / 'run')
   pipeline.run(config, workdir)
   ranking = pd.read_csv(os.path.join(workdir, 'landmarks.tsv'), sep='\t')
