@@ -303,20 +303,33 @@ class LinearModel:
     return np.asarray(jnp.asarray(x, self.weights.dtype) @ self.weights + self.intercept)
 
 
-def fit_linear(x, y, ridge=0.0):
-  """Least squares with an unpenalised intercept and an optional ridge term.
+def _centred_svd(x, y):
+  """The SVD of centred `x` and the centred `y` projected on its left singular vectors.
 
-  The ridge penalty is solved as least squares on [x_c; sqrt(ridge) I] (centred x), which
-  gives the closed form (x_cᵀx_c + ridge I)⁻¹x_cᵀy_c through an SVD and the minimum-norm
-  solution when ridge is 0 and x is rank deficient (fewer samples than landmarks). Runs in
-  float64 when jax_enable_x64 is on.
+  Returns (x_mean, y_mean, s, vt, uᵀy_c, keep); `keep` drops the singular values that
+  numpy's pinv and lstsq treat as zero, so that an unpenalised fit is minimum-norm.
   """
   x, y = jnp.asarray(x), jnp.asarray(y)
   x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-  n_features = x.shape[1]
-  design = jnp.concatenate([x - x_mean, jnp.sqrt(ridge) * jnp.eye(n_features, dtype=x.dtype)])
-  targets = jnp.concatenate([y - y_mean, jnp.zeros((n_features, y.shape[1]), y.dtype)])
-  weights = jnp.linalg.lstsq(design, targets)[0]
+  u, s, vt = jnp.linalg.svd(x - x_mean, full_matrices=False)
+  keep = s > s[0] * max(x.shape) * jnp.finfo(x.dtype).eps
+  return x_mean, y_mean, s, vt, u.T @ (y - y_mean), keep
+
+
+def _shrinkage(s, keep, penalty):
+  """diag(s / (s² + penalty)) of the ridge solution W = V diag(.) Uᵀ y_c (pinv at 0)."""
+  return jnp.where(keep, s / (s ** 2 + penalty), 0.0)
+
+
+def fit_linear(x, y, ridge=0.0):
+  """Least squares with an unpenalised intercept and an optional ridge term.
+
+  Solved through the SVD of centred x: the closed form (x_cᵀx_c + ridge I)⁻¹x_cᵀy_c, and
+  the minimum-norm solution when ridge is 0 and x is rank deficient (fewer samples than
+  landmarks). Runs in float64 when jax_enable_x64 is on.
+  """
+  x_mean, y_mean, s, vt, projected_y, keep = _centred_svd(x, y)
+  weights = vt.T @ (_shrinkage(s, keep, ridge)[:, None] * projected_y)
   return LinearModel(weights, y_mean - x_mean @ weights)
 
 
@@ -327,23 +340,17 @@ def fit_ridge(x, y, x_val, y_val, relative_penalties):
   training landmarks, so one grid suits any panel size and scale (0 = minimum-norm least
   squares). One SVD serves the whole grid: W(λ) = V diag(s / (s² + λ)) Uᵀ y_c.
   """
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-  u, s, vt = jnp.linalg.svd(x - x_mean, full_matrices=False)
-  projected_y = u.T @ (y - y_mean)
-  projected_val = (jnp.asarray(x_val, x.dtype) - x_mean) @ vt.T
+  x_mean, y_mean, s, vt, projected_y, keep = _centred_svd(x, y)
+  projected_val = (jnp.asarray(x_val, x_mean.dtype) - x_mean) @ vt.T
   scale = jnp.mean(s ** 2)
-  keep = s > s[0] * max(x.shape) * jnp.finfo(x.dtype).eps   # pinv's cut-off for λ = 0
-
-  def shrinkage(penalty):
-    return jnp.where(keep, s / (s ** 2 + penalty * scale), 0.0)
-
-  errors = [float(jnp.mean(jnp.abs(projected_val @ (shrinkage(p)[:, None] * projected_y)
-                                   + y_mean - y_val))) for p in relative_penalties]
+  errors = [float(jnp.mean(jnp.abs(projected_val @ (_shrinkage(s, keep, p * scale)[:, None]
+                                                    * projected_y) + y_mean - y_val)))
+            for p in relative_penalties]
   best = int(np.argmin(errors))
   logging.info('ridge: relative penalty %g (validation MAE %.4f; grid %s)',
                relative_penalties[best], errors[best], np.round(errors, 4).tolist())
-  weights = vt.T @ (shrinkage(relative_penalties[best])[:, None] * projected_y)
+  weights = vt.T @ (_shrinkage(s, keep, relative_penalties[best] * scale)[:, None]
+                    * projected_y)
   return LinearModel(weights, y_mean - x_mean @ weights)
 
 

@@ -64,6 +64,16 @@ def test_linear_equals_lstsq_with_intercept(dtype, rtol):
   np.testing.assert_allclose(predictions, design @ coefficients, rtol=rtol, atol=10 * rtol)
 
 
+def test_linear_is_minimum_norm_with_more_landmarks_than_samples():
+  rng = np.random.default_rng(3)
+  x, y = rng.normal(size=(20, 50)), rng.normal(size=(20, 3))
+  with jax.enable_x64(True):
+    model = dgex.fit_linear(x, y)
+  centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
+  np.testing.assert_allclose(model.weights, np.linalg.pinv(centred_x) @ centred_y, rtol=1e-8,
+                             atol=1e-12)
+
+
 def test_ridge_equals_closed_form():
   rng = np.random.default_rng(1)
   x = rng.normal(2.0, 1.0, size=(30, 8))
