@@ -70,7 +70,7 @@ model, scaler, history = train.train_autoencoder(config, workdir, train_x, eval_
 params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
 summary = train.evaluate_reconstruction(model, scaler, eval_x, workdir)
 
-scaled = (train_x - train_x.min(0)) / (np.ptp(train_x, axis=0) + 1e-6)
+scaled = scaler.transform(train_x)
 scores = deeplift.score_inputs(model.encoder_layers(), config.model.activation, scaled[:13],
                                scaled.mean(axis=0), max_chunk_mb=8 * 4 * 64 * 4 / 2**20,
                                mesh=mesh)
