@@ -4,9 +4,15 @@ import os
 
 import ml_collections
 
+from landmark.errors import ConfigError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get('LANDMARK_DATA', os.path.join(REPO, '..', 'shared', 'data'))
 HGU133A_STUDIES = ('bladderbatch', 'GSE781', 'chowdary', 'nakayama', 'borovecki')
+HGU133A_MORE_STUDIES = ('GSE1297', 'GSE3585', 'GSE6956', 'GSE1145', 'GSE14924', 'GSE16759',
+                        'GSE20164', 'GSE24739', 'GSE38666', 'GSE4183', 'GSE3325', 'bronchialIL13')
+COMPENDIUM_STUDIES = HGU133A_STUDIES + HGU133A_MORE_STUDIES
+_BOOLEANS = {'true': True, 'false': False, '1': True, '0': False, 'yes': True, 'no': False}
 
 
 def data_path(*parts):
@@ -14,34 +20,64 @@ def data_path(*parts):
   return os.path.normpath(os.path.join(SHARED_DATA, *parts))
 
 
-def parse_arg(arg, **defaults):
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """Parses big_vision-style 'key=value,flag' strings into a ConfigDict of defaults.
 
-  Values are cast to the type of their default; a bare key sets a bool to True; a tuple
-  default takes a comma-separated list ('bottleneck=25,50,100').
+  Commas separate the items, each a `key=value` or a bare `key` (sets a bool to True).
+  Values are cast to the type of their default; a tuple default takes its items joined
+  by '+' ('bottleneck=25+50+100'), so a comma always starts a new argument. Booleans take
+  true/false, 1/0 or yes/no. An unknown key or a value that does not cast raises a
+  ConfigError naming the argument.
   """
   parsed = ml_collections.ConfigDict(defaults)
-  key = None
   for item in filter(None, (arg or '').split(',')):
-    if '=' not in item and isinstance(defaults.get(key), tuple):
-      parsed[key] = parsed[key] + (type(defaults[key][0])(item),)
-      continue
-    key, _, value = item.partition('=')
+    key, equals, value = item.partition('=')
+    where = f'config argument {key}'
     if key not in defaults:
-      raise ValueError(f'Unknown config argument {key!r}; known: {sorted(defaults)}')
-    kind = type(defaults[key])
-    if kind is bool:
-      parsed[key] = value.lower() not in ('0', 'false', 'no') if value else True
-    elif kind is tuple:
-      parsed[key] = (type(defaults[key][0])(value),)
+      raise ConfigError(where, f'unknown; known: {", ".join(sorted(defaults))}')
+    default = defaults[key]
+    if not equals:
+      if not isinstance(default, bool):
+        raise ConfigError(where, f'needs a value ({key}=...); only booleans stand alone')
+      parsed[key] = True
+    elif isinstance(default, tuple):
+      kind = type(default[0]) if default else str
+      items = value.split('+')
+      if not all(items):
+        raise ConfigError(where, f'{value!r} has an empty item (items are joined by +)')
+      parsed[key] = tuple(_cast(where, item, kind) for item in items)
     else:
-      parsed[key] = kind(value)
+      parsed[key] = _cast(where, value, type(default))
   return parsed
+
+
+def _cast(where: str, value: str, kind: type):
+  """`value` as a `kind` (bool, int, float or str); a ConfigError at `where` if it is not."""
+  if kind is bool:
+    if value.lower() not in _BOOLEANS:
+      raise ConfigError(where, f'{value!r} is not a bool (true/false, 1/0, yes/no)')
+    return _BOOLEANS[value.lower()]
+  try:
+    return kind(value)
+  except ValueError:
+    article = 'an' if kind.__name__[0] in 'aeiou' else 'a'
+    raise ConfigError(where, f'{value!r} is not {article} {kind.__name__}') from None
 
 
 def hgu133a_studies():
   """The five real HG-U133A studies shipped in ../shared/data/hgu133a."""
   return tuple(data_path('hgu133a', f'{name}.tsv.gz') for name in HGU133A_STUDIES)
+
+
+def compendium_studies():
+  """All 17 real studies: ../shared/data/hgu133a and hgu133a_more (580 profiles)."""
+  return hgu133a_studies() + tuple(data_path('hgu133a_more', f'{name}.tsv.gz')
+                                   for name in HGU133A_MORE_STUDIES)
+
+
+def compendium_samples_tables():
+  """The sample tables of the 17 studies of `compendium_studies`."""
+  return (data_path('hgu133a', 'samples.tsv'), data_path('hgu133a_more', 'samples.tsv'))
 
 
 def base_config():
@@ -53,7 +89,8 @@ def base_config():
 
   config.data = ml_collections.ConfigDict()
   config.data.studies = hgu133a_studies()   # files; format picked from the extension
-  config.data.samples_table = data_path('hgu133a', 'samples.tsv')  # sample, study, label
+  config.data.samples_table = (data_path('hgu133a', 'samples.tsv'),)  # tables of sample,
+                                           # study, label, ...; () = none
   config.data.annotation = data_path('annotation', 'gpl96_probes.tsv')
   config.data.l1000_landmarks = data_path('annotation', 'l1000_landmarks.tsv')
   config.data.dgex_landmarks = data_path('annotation', 'dgex_landmark_genes.tsv')
@@ -73,6 +110,7 @@ def base_config():
   config.preprocess.linear_threshold = 100.0
   config.preprocess.log2_floor = 1.0       # linear values below the floor are raised to it
   config.preprocess.nan_policy = 'error'   # 'error' or 'impute' (per-feature mean)
+  config.preprocess.constant_samples = 'error'  # or 'drop': samples whose values are all equal
   config.preprocess.quantile_normalize = True
   config.preprocess.drop_control_probes = True   # AFFX-* hybridisation controls are not genes
   config.preprocess.feature_list = ''      # optional TSV of probes/genes to keep ('' = all)
@@ -80,8 +118,12 @@ def base_config():
   config.preprocess.dedup_clusters = 100
   config.preprocess.dedup_threshold = 1.0  # Euclidean distance in log2 units (D-GEX)
   config.preprocess.study_correction = 'none'   # 'none' (the paper), 'center', 'combat'
-  config.preprocess.split = 'random'       # 'random' or 'leave_study_out'
+  config.preprocess.split = 'random'       # 'random', 'leave_study_out' or 'study_kfold'
   config.preprocess.holdout_study = ''     # for split='leave_study_out'
+  config.preprocess.folds = 5              # split='study_kfold': whole studies dealt into
+  config.preprocess.fold = 0               # `folds` test folds; `fold` is the test set,
+  config.preprocess.fold_seed = 0          # the assignment drawn from `fold_seed` (not `seed`,
+                                           # so runs of different seeds share their folds)
   config.preprocess.val_fraction = 0.1
   config.preprocess.test_fraction = 0.1
 
@@ -90,17 +132,22 @@ def base_config():
   config.model.bottleneck = 100
   config.model.activation = 'sigmoid'
   config.model.dropout = 0.1
-  config.model.scale = 'minmax'            # per-gene [0, 1] scaling fitted on the train split
+  config.model.scale = 'minmax'            # per-gene [0, 1] scaling fitted on the train split,
+                                           # or 'standard' (z-score; needs a linear output)
+  config.model.output_activation = 'sigmoid'   # or 'linear'; hidden layers use `activation`
   config.model.compute_dtype = 'float32'   # or 'bfloat16' (GPUs); parameters stay float32
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 100
   config.train.batch_size = 256
   config.train.learning_rate = 1e-3        # Adam with Keras defaults
+  config.train.schedule = 'constant'       # or 'cosine': decay to 0 at the last step
+  config.train.warmup_epochs = 0.0         # linear warmup from 0 before the schedule
   config.train.b1 = 0.9
   config.train.b2 = 0.999
   config.train.eps = 1e-7
-  config.train.l2 = 1e-6                   # alpha * sum ||W||^2 added to the MAE loss
+  config.train.loss = 'mae'                # reconstruction loss, 'mae' or 'mse'
+  config.train.l2 = 1e-6                   # alpha * sum ||W||^2 added to the loss
   config.train.checkpoint_every_epochs = 10
   config.train.keep_checkpoints = 2
   config.train.log_every_epochs = 1

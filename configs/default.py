@@ -27,7 +27,7 @@ def get_config(arg=None):
   config = common.base_config()
   config.seed = arg.seed
   config.data.studies = (arg.gctx,)
-  config.data.samples_table = ''
+  config.data.samples_table = ()
   config.preprocess.log2 = 'never'         # the compendium is log2 and quantile-normalised
   config.data.stream = arg.stream          # train and score from the file, never all in RAM;
   if arg.stream:                           # so no duplicate removal (it needs every profile

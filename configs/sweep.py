@@ -4,7 +4,7 @@ Each member is the demo run (configs/quick.py) with one bottleneck size, in its 
 sub-workdir; a finished member is skipped, so an interrupted sweep resumes:
 
   python main.py --config=configs/sweep.py --workdir=runs/sweep --mode=sweep
-  python main.py --config=configs/sweep.py:bottleneck=25,100,400,epochs=50 --workdir=runs/s50 \
+  python main.py --config=configs/sweep.py:bottleneck=25+100+400,epochs=50 --workdir=runs/s50 \
       --mode=sweep
   tensorboard --logdir=runs/sweep   # HParams tab: members side by side
 """

@@ -50,9 +50,15 @@ import multiprocessing
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from typing import Callable
+
+# Run as a file (python experiments/benchmark.py), not with -m: the repository root goes on
+# the path, as -m puts it there, so that `configs` and `landmark` import.
+if not __package__:
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app
 from absl import flags

@@ -29,19 +29,22 @@ one difference is the prior variance of study locations, tau^2, divided by G gen
 import numpy as np
 
 from landmark import fileio
+from landmark.errors import NumericalError
 
 KINDS = ('none', 'center', 'combat')
 MIN_SAMPLES = {'none': 0, 'center': 2, 'combat': 3}
 COMBAT_TOLERANCE = 1e-4   # sva's `conv`: largest relative change of the posterior estimates
+COMBAT_MAX_ITERATIONS = 1000   # sva has no cap; the five real studies take 3 to 21
 
 
-def _posterior_location_scale(standardised):
+def _posterior_location_scale(standardised, study='', max_iterations=COMBAT_MAX_ITERATIONS):
   """ComBat's empirical-Bayes (gamma*, delta*) per gene for one study's standardised data.
 
   The study's location gamma_hat (mean) and scale delta_hat (variance, ddof=1) per gene are
   shrunk towards priors estimated across its genes: gamma ~ N(gamma_bar, tau^2) and
   delta ~ InvGamma(a, b) by the method of moments, as sva does. The conditional posterior
-  means depend on each other, so they are iterated to their joint fixed point.
+  means depend on each other, so they are iterated to their joint fixed point; a
+  NumericalError naming `study` if they do not reach it in `max_iterations`.
   """
   n = standardised.shape[0]
   gamma_hat = standardised.mean(axis=0)
@@ -50,7 +53,7 @@ def _posterior_location_scale(standardised):
   m, s2 = delta_hat.mean(), delta_hat.var(ddof=1)
   a, b = (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
   gamma, delta = gamma_hat, delta_hat
-  while True:
+  for _ in range(max_iterations):
     gamma_new = (tau2 * n * gamma_hat + delta * gamma_bar) / (tau2 * n + delta)
     sum2 = np.sum((standardised - gamma_new)**2, axis=0)
     delta_new = (0.5 * sum2 + b) / (0.5 * n + a - 1)
@@ -60,17 +63,21 @@ def _posterior_location_scale(standardised):
     gamma, delta = gamma_new, delta_new
     if change <= COMBAT_TOLERANCE:
       return gamma, delta
+  raise NumericalError('config.preprocess.study_correction',
+                       f'ComBat did not converge on study {study!r} in {max_iterations} '
+                       f'iterations (largest relative change {change:.3g}, tolerance '
+                       f'{COMBAT_TOLERANCE:g})')
 
 
-def _study_parameters(kind, values, grand_mean, pooled_sd):
-  """(offset, scale) per gene of one study, in the units of `values` (float64)."""
+def _study_parameters(kind, study, values, grand_mean, pooled_sd):
+  """(offset, scale) per gene of `study`, in the units of `values` (float64)."""
   own_mean = values.mean(axis=0)
   if kind == 'center':
     return own_mean - grand_mean, np.ones_like(grand_mean)
   varies = pooled_sd > 0
   offset, scale = own_mean - grand_mean, np.ones_like(grand_mean)
   standardised = (values[:, varies] - grand_mean[varies]) / pooled_sd[varies]
-  gamma, delta = _posterior_location_scale(standardised)
+  gamma, delta = _posterior_location_scale(standardised, study)
   offset[varies] = gamma * pooled_sd[varies]
   scale[varies] = np.sqrt(delta)
   return offset, scale
@@ -117,7 +124,8 @@ class StudyCorrection:
     self.grand_mean = sum(b.sum(axis=0) for b in blocks) / n_total
     residual_ss = sum(np.sum((b - b.mean(axis=0))**2, axis=0) for b in blocks)
     self.pooled_sd = np.sqrt(residual_ss / n_total)
-    parameters = [_study_parameters(self.kind, b, self.grand_mean, self.pooled_sd) for b in blocks]
+    parameters = [_study_parameters(self.kind, name, b, self.grand_mean, self.pooled_sd)
+                  for name, b in zip(names, blocks)]
     self.studies = names
     self.offset = np.stack([p[0] for p in parameters])
     self.scale = np.stack([p[1] for p in parameters])
@@ -139,7 +147,8 @@ class StudyCorrection:
         offset, scale = self.offset[seen[name]], self.scale[seen[name]]
       else:
         self._check_size(name, len(block))
-        offset, scale = _study_parameters(self.kind, block, self.grand_mean, self.pooled_sd)
+        offset, scale = _study_parameters(self.kind, name, block, self.grand_mean,
+                                          self.pooled_sd)
       corrected[rows] = (block - self.grand_mean - offset) / scale + self.grand_mean
     return corrected
 

@@ -4,26 +4,59 @@ Every reader returns a `Compendium` (samples x features, float32) and fails with
 one-line `DataError` that names the file and the problem.
 """
 
+import contextlib
 import dataclasses
 import gzip
 import os
+from typing import Iterable, Iterator, Sequence
+import zlib
 
 from absl import logging
 import h5py
 import numpy as np
 import pandas as pd
 
+from landmark.errors import ConfigError
+from landmark.errors import DataError
+
 GCTX_MATRIX = '0/DATA/0/matrix'
 GCTX_ROW_META = '0/META/ROW'   # features (CMap's rid)
 GCTX_COL_META = '0/META/COL'   # samples (CMap's cid)
 HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+FILE_COLUMN = 'file'   # meta column: the file each sample was read from
 
 
-class DataError(ValueError):
-  """Bad input data; the message is one line naming the file and the problem."""
+def plain_ids(ids: Iterable[object], n: int = 3) -> list[str]:
+  """The first `n` IDs as plain strs, so messages show 'GSM1', not np.str_('GSM1')."""
+  return [str(i) for i in list(ids)[:n]]
 
-  def __init__(self, source, problem):
-    super().__init__(f'{source}: {problem}')
+
+def _one_line(error):
+  text = error.args[0] if isinstance(error, KeyError) and error.args else error
+  return ' '.join(str(text).split())
+
+
+@contextlib.contextmanager
+def reading(path: str, what: str) -> Iterator[None]:
+  """Turns the low-level errors of reading `path` as `what` into DataErrors naming it.
+
+  Corrupt gzip streams, binary files fed to the text reader, unparsable tables and
+  missing or unreadable HDF5 objects otherwise surface as bare EOFError, zlib.error,
+  UnicodeDecodeError or KeyError without the file's name.
+  """
+  try:
+    yield
+  except DataError:
+    raise
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+    raise DataError(path, f'corrupt or truncated gzip file ({_one_line(e)})') from None
+  except UnicodeDecodeError as e:
+    raise DataError(path, f'not UTF-8 text at byte {e.start}: a binary file read as a '
+                    f'{what}?') from None
+  except pd.errors.ParserError as e:
+    raise DataError(path, f'cannot parse it as a {what} ({_one_line(e)})') from None
+  except (KeyError, OSError) as e:   # h5py: a missing object, an unreadable block
+    raise DataError(path, f'unreadable {what} ({_one_line(e)})') from None
 
 
 @dataclasses.dataclass
@@ -64,7 +97,8 @@ class Compendium:
     position = {f: i for i, f in enumerate(self.features)}
     missing = [f for f in ids if f not in position]
     if missing:
-      raise DataError(self.source, f'{len(missing)} requested features are absent, e.g. {missing[:3]}')
+      raise DataError(self.source, f'{len(missing)} requested features are absent, '
+                      f'e.g. {plain_ids(missing)}')
     return self.take_features([position[f] for f in ids])
 
 
@@ -79,7 +113,7 @@ def _check_unique(source, ids, what):
   ids = pd.Index(ids)
   if ids.has_duplicates:
     dup = ids[ids.duplicated()].unique()
-    raise DataError(source, f'{len(dup)} duplicate {what} IDs, e.g. {list(dup[:3])}')
+    raise DataError(source, f'{len(dup)} duplicate {what} IDs, e.g. {plain_ids(dup)}')
 
 
 def _numeric(source, frame):
@@ -89,7 +123,8 @@ def _numeric(source, frame):
   if bad.values.any():
     row, col = np.argwhere(bad.values)[0]
     raise DataError(source, f'{int(bad.values.sum())} non-numeric cells, first at row '
-                    f'{frame.index[row]!r}, column {frame.columns[col]!r}: {frame.iat[row, col]!r}')
+                    f'{str(frame.index[row])!r}, column {str(frame.columns[col])!r}: '
+                    f'{str(frame.iat[row, col])!r}')
   return numeric.to_numpy(np.float32)
 
 
@@ -100,12 +135,21 @@ def _study_name(path):
   return name.replace('_series_matrix', '')
 
 
-def _meta(samples, study, extra=None):
+def _meta(samples, study, extra=None, path=None):
   meta = pd.DataFrame(index=pd.Index(samples, name='sample'))
   if extra is not None:
     meta = meta.join(extra)
   meta['study'] = study
+  if path is not None:
+    meta[FILE_COLUMN] = path
   return meta
+
+
+def sample_files(compendium: 'Compendium') -> np.ndarray:
+  """The file each sample was read from (for messages about a cell or a sample)."""
+  if compendium.meta is not None and FILE_COLUMN in compendium.meta:
+    return compendium.meta[FILE_COLUMN].fillna(compendium.source).astype(str).to_numpy()
+  return np.full(compendium.shape[0], compendium.source, dtype=object)
 
 
 def read_table(path, study=None):
@@ -115,40 +159,47 @@ def read_table(path, study=None):
   """
   _check_file(path)
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rt') as f:
-    first = f.readline()
-  sep = ',' if ('.csv' in os.path.basename(path) and '\t' not in first) else '\t'
-  try:
-    frame = pd.read_csv(path, sep=sep, comment='!', index_col=0, dtype=str, skip_blank_lines=True)
-  except pd.errors.EmptyDataError:
-    raise DataError(path, 'file is empty') from None
-  if frame.shape[0] == 0 or frame.shape[1] == 0:
-    raise DataError(path, f'no data: {frame.shape[0]} rows x {frame.shape[1]} sample columns')
-  header = pd.read_csv(path, sep=sep, comment='!', header=None, nrows=1, dtype=str).iloc[0, 1:]
+  with reading(path, 'table'):
+    with opener(path, 'rt') as f:
+      first = f.readline()
+    sep = ',' if ('.csv' in os.path.basename(path) and '\t' not in first) else '\t'
+    try:
+      frame = pd.read_csv(path, sep=sep, comment='!', index_col=0, dtype=str,
+                          skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+      raise DataError(path, 'file is empty') from None
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+      raise DataError(path, f'no data: {frame.shape[0]} rows x {frame.shape[1]} sample columns')
+    header = pd.read_csv(path, sep=sep, comment='!', header=None, nrows=1, dtype=str).iloc[0, 1:]
   frame.index = frame.index.astype(str)
   frame.columns = header.astype(str).to_numpy()
   _check_unique(path, frame.index, 'feature')
   _check_unique(path, frame.columns, 'sample')
   values = _numeric(path, frame).T
   return Compendium(values, frame.index, frame.columns,
-                    _meta(frame.columns, study or _study_name(path)), source=path)
+                    _meta(frame.columns, study or _study_name(path), path=path), source=path)
 
 
 def read_gct(path, study=None):
   """Reads CMap GCT 1.2 or 1.3 text files (rows = features, columns = samples)."""
   _check_file(path)
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rt') as f:
-    version = f.readline().strip()
-    dims = f.readline().split('\t')
-  if version not in ('#1.2', '#1.3'):
-    raise DataError(path, f'not a GCT 1.2/1.3 file (first line {version!r})')
-  n_rows, n_cols = int(dims[0]), int(dims[1])
-  n_row_meta = int(dims[2]) if version == '#1.3' else 1
-  n_col_meta = int(dims[3]) if version == '#1.3' else 0
-  frame = pd.read_csv(path, sep='\t', skiprows=2, index_col=0, dtype=str)
+  with reading(path, 'GCT file'):
+    with opener(path, 'rt') as f:
+      version, dims = f.readline().strip(), f.readline().strip()
+    if version not in ('#1.2', '#1.3'):
+      raise DataError(path, f'not a GCT 1.2/1.3 file (first line {version!r})')
+    n_counts = 4 if version == '#1.3' else 2
+    counts = dims.split('\t')[:n_counts]
+    if len(counts) < n_counts or not all(c.strip().isdigit() for c in counts):
+      raise DataError(path, f'line 2 of a GCT {version[1:]} file needs {n_counts} counts, '
+                      f'got {dims!r}')
+    n_rows, n_cols, *meta_counts = [int(c) for c in counts]
+    n_row_meta, n_col_meta = meta_counts or (1, 0)
+    frame = pd.read_csv(path, sep='\t', skiprows=2, index_col=0, dtype=str)
+    frame.columns = pd.read_csv(path, sep='\t', skiprows=2, header=None, nrows=1,
+                                dtype=str).iloc[0, 1:]
   frame.index = frame.index.astype(str)
-  frame.columns = pd.read_csv(path, sep='\t', skiprows=2, header=None, nrows=1, dtype=str).iloc[0, 1:]
   col_meta = frame.iloc[:n_col_meta, n_row_meta:].T
   col_meta.columns = frame.index[:n_col_meta]
   body = frame.iloc[n_col_meta:, n_row_meta:]
@@ -157,7 +208,7 @@ def read_gct(path, study=None):
   _check_unique(path, body.index, 'feature')
   _check_unique(path, body.columns, 'sample')
   return Compendium(_numeric(path, body).T, body.index, body.columns,
-                    _meta(body.columns, study or _study_name(path), col_meta), source=path)
+                    _meta(body.columns, study or _study_name(path), col_meta, path), source=path)
 
 
 def _decode(array):
@@ -177,9 +228,20 @@ class GctxReader:
     try:
       self._file = h5py.File(path, 'r')
     except OSError as e:
-      raise DataError(path, f'not an HDF5/GCTX file ({e})') from None
-    if GCTX_MATRIX not in self._file:
-      raise DataError(path, f'no {GCTX_MATRIX} dataset: not a GCTX file')
+      raise DataError(path, f'not an HDF5/GCTX file ({_one_line(e)})') from None
+    try:
+      with reading(path, 'GCTX file'):
+        self._read_header()
+    except DataError:
+      self._file.close()
+      raise
+
+  def _read_header(self):
+    """Reads the sample and feature IDs and checks them against the matrix."""
+    path = self.path
+    for name in (GCTX_MATRIX, f'{GCTX_ROW_META}/id', f'{GCTX_COL_META}/id'):
+      if not isinstance(self._file.get(name), h5py.Dataset):
+        raise DataError(path, f'no /{name} dataset, which a GCTX file needs')
     self.matrix = self._file[GCTX_MATRIX]
     self.features = _decode(self._file[GCTX_ROW_META]['id'][:])
     self.samples = _decode(self._file[GCTX_COL_META]['id'][:])
@@ -207,13 +269,16 @@ class GctxReader:
   def sample_meta(self):
     """Column (sample) metadata as a DataFrame indexed by sample ID."""
     group = self._file[GCTX_COL_META]
-    columns = {k: _decode(group[k][:]) if group[k].dtype.kind in 'SOU' else group[k][:]
-               for k in group if k != 'id' and group[k].ndim == 1}
+    with reading(self.path, 'GCTX file'):
+      columns = {k: _decode(group[k][:]) if group[k].dtype.kind in 'SOU' else group[k][:]
+                 for k in group if isinstance(group[k], h5py.Dataset) and k != 'id'
+                 and group[k].ndim == 1}
     return pd.DataFrame(columns, index=pd.Index(self.samples, name='sample'))
 
   def read(self, start, stop, feature_index=None):
     """Samples [start, stop) as float32, optionally only the features at `feature_index`."""
-    block = self.matrix[start:stop]
+    with reading(self.path, 'GCTX file'):
+      block = self.matrix[start:stop]
     if feature_index is not None:
       block = block[:, feature_index]
     return np.asarray(block, dtype=np.float32)
@@ -234,7 +299,8 @@ def read_gctx(path, study=None, max_samples=0, chunk_size=4096):
       values[start:stop] = reader.read(start, stop)
     meta = reader.sample_meta().iloc[:n]
     return Compendium(values, reader.features, reader.samples[:n],
-                      _meta(reader.samples[:n], study or _study_name(path), meta), source=path)
+                      _meta(reader.samples[:n], study or _study_name(path), meta, path),
+                      source=path)
 
 
 def write_gctx(path, compendium, chunk_samples=1024):
@@ -270,14 +336,37 @@ def read_dgex_npy(path, features, study=None):
     raise DataError(path, f'{array.shape[0]} rows but {len(features)} feature IDs given{hint}')
   samples = [f'{_study_name(path)}_{i}' for i in range(array.shape[1])]
   return Compendium(np.asarray(array.T, dtype=np.float32), features, samples,
-                    _meta(samples, study or _study_name(path)), source=path)
+                    _meta(samples, study or _study_name(path), path=path), source=path)
 
 
 def _h5ad_index(group, path):
   key = group.attrs.get('_index', '_index')
-  if key not in group:
-    raise DataError(path, f'{group.name} has no index dataset {key!r}')
+  if not isinstance(group.get(key), h5py.Dataset):
+    raise DataError(path, f'{group.name} has no index dataset {str(key)!r}')
   return _decode(group[key][:])
+
+
+def _h5ad_sparse(group, path):
+  """A CSR/CSC `X` group as a dense array; a malformed one is a DataError naming `path`."""
+  import scipy.sparse
+  kind = group.attrs.get('encoding-type', 'csr_matrix')
+  kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+  matrix_types = {'csr_matrix': scipy.sparse.csr_matrix, 'csc_matrix': scipy.sparse.csc_matrix}
+  if kind not in matrix_types:
+    raise DataError(path, f'sparse X has encoding-type {kind!r}; csr_matrix or csc_matrix expected')
+  missing = [key for key in ('data', 'indices', 'indptr')
+             if not isinstance(group.get(key), h5py.Dataset)]
+  if 'shape' not in group.attrs:
+    missing.append('the shape attribute')
+  if missing:
+    raise DataError(path, f'sparse X lacks {", ".join(missing)}')
+  try:
+    matrix = matrix_types[kind]((group['data'][:], group['indices'][:], group['indptr'][:]),
+                                shape=tuple(int(n) for n in group.attrs['shape']))
+    matrix.check_format(full_check=True)
+  except (ValueError, TypeError) as e:
+    raise DataError(path, f'malformed sparse X ({_one_line(e)})') from None
+  return matrix.toarray()
 
 
 def read_h5ad(path, study=None):
@@ -286,40 +375,47 @@ def read_h5ad(path, study=None):
   try:
     f = h5py.File(path, 'r')
   except OSError as e:
-    raise DataError(path, f'not an HDF5/h5ad file ({e})') from None
-  with f:
+    raise DataError(path, f'not an HDF5/h5ad file ({_one_line(e)})') from None
+  with f, reading(path, 'h5ad file'):
     if 'X' not in f or 'obs' not in f or 'var' not in f:
       raise DataError(path, 'an h5ad file needs X, obs and var')
     samples, features = _h5ad_index(f['obs'], path), _h5ad_index(f['var'], path)
     x = f['X']
-    if isinstance(x, h5py.Dataset):
-      values = x[:]
-    else:
-      import scipy.sparse
-      kind = x.attrs.get('encoding-type', 'csr_matrix')
-      matrix_type = scipy.sparse.csr_matrix if kind == 'csr_matrix' else scipy.sparse.csc_matrix
-      values = matrix_type((x['data'][:], x['indices'][:], x['indptr'][:]),
-                           shape=tuple(x.attrs['shape'])).toarray()
+    values = x[:] if isinstance(x, h5py.Dataset) else _h5ad_sparse(x, path)
   _check_unique(path, features, 'feature')
   _check_unique(path, samples, 'sample')
-  return Compendium(values, features, samples, _meta(samples, study or _study_name(path)),
-                    source=path)
+  return Compendium(values, features, samples,
+                    _meta(samples, study or _study_name(path), path=path), source=path)
 
 
 def sniff_format(path):
   """'gctx', 'h5ad', 'gct' or 'table', from the file's content rather than its name.
 
-  Real files lie about their format: CMap ships GCT text under a .gctx name.
+  Real files lie about their format: CMap ships GCT text under a .gctx name. An HDF5 file
+  that is neither a GCTX (`/0/DATA/0/matrix`) nor an h5ad (`X`) falls back on its name, so
+  the reader of the format it claims says what it lacks.
   """
   _check_file(path)
   with open(path, 'rb') as f:
     head = f.read(8)
   if head == HDF5_SIGNATURE:
-    with h5py.File(path, 'r') as f:
-      return 'gctx' if GCTX_MATRIX in f else 'h5ad'
-  opener = gzip.open if head[:2] == b'\x1f\x8b' else open
-  with opener(path, 'rb') as f:
-    first = f.read(4)
+    try:
+      with h5py.File(path, 'r') as f:
+        top = set(f)
+        is_gctx = GCTX_MATRIX in f
+    except OSError as e:
+      raise DataError(path, f'unreadable HDF5 file ({_one_line(e)})') from None
+    name = path.removesuffix('.gz')
+    if is_gctx or ('X' not in top and name.endswith('.gctx')):
+      return 'gctx'
+    if 'X' in top or name.endswith('.h5ad'):
+      return 'h5ad'
+    raise DataError(path, f'an HDF5 file that is neither GCTX (no /{GCTX_MATRIX}) nor h5ad '
+                    f'(no X); its top-level objects are {sorted(top)}')
+  with reading(path, 'table'):
+    opener = gzip.open if head[:2] == b'\x1f\x8b' else open
+    with opener(path, 'rb') as f:
+      first = f.read(4)
   return 'gct' if first in (b'#1.2', b'#1.3') else 'table'
 
 
@@ -344,7 +440,7 @@ def check_orientation(compendium, known_features):
     raise DataError(compendium.source, f'looks transposed: {n_samples} sample IDs are known '
                     'feature IDs (expected features in rows, samples in columns)')
   raise DataError(compendium.source, f'none of its {len(compendium.features)} feature IDs '
-                  f'(e.g. {list(compendium.features[:3])}) is a known ID')
+                  f'(e.g. {plain_ids(compendium.features)}) is a known ID')
 
 
 def combine(compendia):
@@ -366,10 +462,36 @@ def combine(compendia):
                     pd.concat([p.meta for p in parts]), source=sources)
 
 
-def attach_sample_table(compendium, path):
-  """Adds the columns of a sample table (sample, study, label, ...) to the metadata."""
+def _read_sample_table(path):
   _check_file(path)
-  table = pd.read_csv(path, sep='\t', dtype=str).set_index('sample')
+  with reading(path, 'sample table'):
+    table = pd.read_csv(path, sep='\t', dtype=str)
+  if 'sample' not in table:
+    raise DataError(path, f"a sample table needs a 'sample' column; has {list(table.columns)}")
+  return table
+
+
+def attach_sample_table(compendium: Compendium, paths: Sequence[str]) -> Compendium:
+  """Adds the columns of sample tables (sample, study, label, ...) to the metadata.
+
+  `paths` (config.data.samples_table) is a tuple of tables, say one per folder of studies.
+  A sample listed twice, in one table or in two, is refused: which row holds would
+  otherwise depend on the order of the tables.
+  """
+  if isinstance(paths, (str, os.PathLike)):
+    raise ConfigError('config.data.samples_table', f'must be a tuple of paths, got the one '
+                      f'path {os.fspath(paths)!r}; write ({os.fspath(paths)!r},)')
+  tables = [_read_sample_table(path) for path in paths]
+  if not tables:
+    return compendium
+  table = pd.concat(tables, ignore_index=True)
+  files = np.repeat([os.fspath(path) for path in paths], [len(t) for t in tables])
+  repeated = table['sample'].duplicated(keep=False).to_numpy()
+  if repeated.any():
+    raise DataError(', '.join(dict.fromkeys(files[repeated])),
+                    f'{table["sample"][repeated].nunique()} samples are listed more than once, '
+                    f'e.g. {plain_ids(table["sample"][repeated].unique())}')
+  table = table.set_index('sample')
   meta = compendium.meta.drop(columns=[c for c in table.columns if c in compendium.meta])
   meta = meta.join(table)
   meta['study'] = meta['study'].fillna(compendium.meta['study'])
@@ -385,7 +507,8 @@ def read_string_table(path, columns, what):
   path = os.fspath(path)
   _check_file(path)
   try:
-    table = pd.read_csv(path, sep='\t', dtype=str, keep_default_na=False)
+    with reading(path, what):
+      table = pd.read_csv(path, sep='\t', dtype=str, keep_default_na=False)
   except pd.errors.EmptyDataError:
     raise DataError(path, f'{what} is empty') from None
   missing = [column for column in columns if column not in table.columns]

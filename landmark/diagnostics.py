@@ -1,16 +1,22 @@
-"""What every run states about study effects.
+"""What every run states about study effects and about what the AE learned.
 
 On a compendium of a few very different studies, an AutoEncoder can reconstruct profiles
 well by learning little more than which study each came from, and DeepLIFT then ranks
 study-separating genes first. These figures make that visible: the share of each gene's
 variance that study explains (eta^2), and the AE's error beside baselines that know only
-the study.
+the study. PCA of the AE's bottleneck width, fitted on the same training profiles, is the
+linear reconstruction an AE of that width should at least match.
 """
 
 import numpy as np
 import pandas as pd
+from sklearn import decomposition
+
+from landmark import evaluate
 
 SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
+PCA_WIDTHS = (10, 50)   # PCA baselines of every run, beside the one of the AE's bottleneck
+EXACT_PCA_ROWS = 4096   # fit_pca: exact SVD up to this many profiles (or genes)
 
 
 def _study_blocks(values, studies):
@@ -60,11 +66,51 @@ def trivial_baselines(train_values, train_studies, test_values, test_studies):
   }
 
 
-def ae_vs_baselines(ae_mae, baselines):
-  """The AE's reconstruction MAE beside `trivial_baselines`, with a plain verdict.
+def fit_pca(train_values, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+  """(mean profile, components) of PCA on the training profiles, at most `n_components`
+  components (capped by the rank of the centred training matrix).
+
+  Exact SVD up to `EXACT_PCA_ROWS` profiles; randomized SVD on larger matrices (a streamed
+  compendium's in-memory sample), where the exact one would take hours.
+  """
+  train_values = np.asarray(train_values, np.float32)
+  n_components = max(1, min(n_components, len(train_values) - 1, train_values.shape[1]))
+  solver = 'full' if min(train_values.shape) <= EXACT_PCA_ROWS else 'randomized'
+  pca = decomposition.PCA(n_components, svd_solver=solver, random_state=0).fit(train_values)
+  return pca.mean_.astype(np.float64), pca.components_.astype(np.float64)
+
+
+def pca_baselines(pca, values, widths) -> dict:
+  """Reconstruction of held-out `values` by the first w components of `pca` (`fit_pca`),
+  for every w in `widths`: mean + (x - mean) V_w' V_w.
+
+  Scored as the AE is: mean over genes of evaluate.per_gene_mae and per_gene_pcc, in the
+  units of `values`. Keys 'pca_<w>'; each entry has the components used (w capped by the
+  components fitted), mae and pcc.
+  """
+  mean, components = pca
+  values = np.asarray(values, np.float64)
+  scores = (values - mean) @ components.T
+  baselines = {}
+  for width in widths:
+    used = min(width, len(components))
+    reconstruction = mean + scores[:, :used] @ components[:used]
+    baselines[f'pca_{width}'] = {
+        'components': used,
+        'mae': float(np.mean(evaluate.per_gene_mae(values, reconstruction))),
+        'pcc': float(np.mean(evaluate.per_gene_pcc(values, reconstruction)))}
+  return baselines
+
+
+def ae_vs_baselines(ae_mae, baselines, ae_pcc=None, width=None):
+  """The AE's reconstruction beside `trivial_baselines` and PCA of its width, with a verdict.
 
   The AE learned more than study identity when its MAE is more than `SIMILAR` (10%) below
-  the per-study mean profile's; within 10% it explains little beyond the study.
+  the per-study mean profile's; within 10% it explains little beyond the study. When
+  `baselines['pca']` (`pca_baselines` of the same profiles) has width `width` (the AE's
+  bottleneck), the verdict also says whether the AE's mean per-gene PCC (`ae_pcc`) and MAE
+  reach that PCA's: an AE that does not has learned less than a linear projection of its
+  size.
   """
   study, overall = baselines['study_mean'], baselines['global_mean']
   gain_over_study = 1.0 - ae_mae / study
@@ -79,15 +125,29 @@ def ae_vs_baselines(ae_mae, baselines):
   if baselines['oracle_studies']:
     verdict += (f" (per-study mean of unseen {', '.join(baselines['oracle_studies'])} is an "
                 'oracle taken from the test study itself)')
-  return {
+  summary = {
       'ae_mae': float(ae_mae),
       'global_mean_mae': float(overall),
       'study_mean_mae': float(study),
       'gain_over_global': float(1.0 - ae_mae / overall),
       'gain_over_study': float(gain_over_study),
       'beyond_study': bool(gain_over_study > SIMILAR),
-      'verdict': verdict,
   }
+  pca = baselines.get('pca', {})
+  if ae_pcc is not None and f'pca_{width}' in pca:
+    same = pca[f'pca_{width}']
+    reaches = ae_pcc >= same['pcc'] and ae_mae <= same['mae']
+    verdict += (f"; AE PCC {ae_pcc:.3g} and MAE {ae_mae:.3g} vs PCA with {same['components']} "
+                f"components (its width) PCC {same['pcc']:.3g}, MAE {same['mae']:.3g}: " +
+                ('the AE reaches PCA of its width' if reaches else
+                 'the AE falls short of PCA of its width'))
+    summary.update(ae_pcc=float(ae_pcc), pca_width=int(width), pca_mae=same['mae'],
+                   pca_pcc=same['pcc'], pcc_minus_pca=float(ae_pcc - same['pcc']),
+                   gain_over_pca=float(1.0 - ae_mae / same['mae']), reaches_pca=bool(reaches))
+  if pca:
+    summary['pca'] = pca
+  summary['verdict'] = verdict
+  return summary
 
 
 def panel_study_effects(values, studies, genes, panels):

@@ -6,31 +6,50 @@ stochastic: they run once per seed (`config.seeds`, each in `seed_<s>/`), the la
 the consensus (mean rank over seeds) and the figures are given as mean ± sd over seeds.
 """
 
+import glob
 import json
 import os
+import shutil
 
 from absl import logging
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from landmark import checkpointing
 from landmark import data as data_lib
 from landmark import deeplift
 from landmark import diagnostics
+from landmark import errors
 from landmark import dry_run
 from landmark import evaluate
 from landmark import fileio
+from landmark import metric_writing
 from landmark import panels as panels_lib
 from landmark import preprocess
 from landmark import ranking as ranking_lib
 from landmark import report
+from landmark import run_identity
 from landmark import sharding
 from landmark import streaming
 from landmark import sweep
 from landmark import train
+from landmark import validation
 
 MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run')
 LANDMARKS_FILE = 'landmarks.tsv'
+# What each stage writes (globs; seed stages' relative to seed_<s>/): removed, with the
+# stage's record, when `overwrite` recomputes a stale stage.
+STAGE_OUTPUTS = {
+    'data': ('config.json', 'data_summary.json', 'quantile_reference.npy',
+             'study_correction.npz'),
+    'train': ('checkpoints', 'checkpoints.rejected', 'tensorboard', 'scaler.npz',
+              'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json'),
+    'explain': (LANDMARKS_FILE, 'l1000_overlap.json', 'deeplift'),
+    'consensus': ('ae_summary.json', LANDMARKS_FILE, 'l1000_overlap.json'),
+    'evaluate': ('panel_*.tsv', 'panels.tsv', 'fig3_*.png', 'go_*.tsv', 'go_*.png',
+                 'clustering*.tsv', 'clustering_*.png', 'report.md'),
+}
 
 
 def prepare_data(config, workdir):
@@ -41,14 +60,24 @@ def prepare_data(config, workdir):
   if config.data.stream:
     splits = streaming.prepare_splits(config)
   else:
-    splits = preprocess.prepare(data_lib.load_compendium(config.data), config, config.seed,
-                                workdir)
+    compendium = data_lib.load_compendium(config.data)
+    _check_top_k(config, compendium.features)
+    splits = preprocess.prepare(compendium, config, config.seed, workdir)
   summary = {name: {'samples': int(c.shape[0]), 'features': int(c.shape[1]),
                     'studies': c.meta['study'].value_counts().to_dict(),
                     'value_range': _value_range(c)}
              for name, c in splits.items()}
   fileio.write_text(os.path.join(workdir, 'data_summary.json'), json.dumps(summary, indent=2))
   return splits
+
+
+def _check_top_k(config, features):
+  """Refuses a `deeplift.top_k` larger than the genes the data can rank, before training."""
+  n_genes = ranking_lib.ranked_gene_count(
+      features, data_lib.read_probe_annotation(config.data.annotation))
+  if config.deeplift.top_k > n_genes:
+    raise errors.ConfigError('config.deeplift.top_k', f'{config.deeplift.top_k} landmarks '
+                             f'asked for, but the data have only {n_genes} annotated genes')
 
 
 def _value_range(split):
@@ -90,22 +119,51 @@ def seed_runs(config, workdir):
   return runs
 
 
-def study_baselines(splits):
-  """`diagnostics.trivial_baselines` of the test split: the same for every seed's AE."""
-  return diagnostics.trivial_baselines(
+def study_baselines(splits, pca_widths=(), pca_train=None):
+  """`diagnostics.trivial_baselines` of the test split: the same for every seed's AE.
+
+  With `pca_widths`, also PCA of each width fitted on `pca_train` (default: the training
+  values) and scored on the test split ('pca') and on the validation split ('pca_val',
+  beside the AE's per-epoch curves).
+  """
+  baselines = diagnostics.trivial_baselines(
       *_train_profiles(splits), splits.test.values, splits.test.meta['study'].to_numpy())
+  if pca_widths:
+    pca = diagnostics.fit_pca(splits.train.values if pca_train is None else pca_train,
+                              max(pca_widths))
+    baselines['pca'] = diagnostics.pca_baselines(pca, splits.test.values, pca_widths)
+    baselines['pca_val'] = diagnostics.pca_baselines(pca, splits.val.values, pca_widths)
+  return baselines
 
 
-def train_seed(config, workdir, splits, baselines):
+def write_baseline_scalars(config, workdir, baselines):
+  """The validation split's PCA baselines as TensorBoard scalars 'baseline/pca_<w>_{mae,pcc}'
+  in `<workdir>/tensorboard`, at the first and last epoch (a flat line beside 'eval/*');
+  written once, the first time the seed is trained."""
+  logdir = os.path.join(workdir, 'tensorboard')
+  scalars = {f'baseline/{name}_{metric}': entry[metric]
+             for name, entry in baselines.get('pca_val', {}).items() for metric in ('mae', 'pcc')}
+  if not scalars or (os.path.isdir(logdir) and
+                     set(scalars) <= set(metric_writing.read_scalars(logdir))):
+    return
+  with metric_writing.MetricWriter(logdir) as writer:
+    for step in (1, config.train.epochs):
+      writer.write_scalars(step, scalars)
+
+
+def train_seed(config, workdir, splits, baselines, identity):
   """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
-  beside `baselines` (`study_baselines(splits)`)."""
+  beside `baselines` (`study_baselines(splits)`); `identity` goes into its checkpoints."""
   train_x = splits.train if config.data.stream else splits.train.values
-  model, scaler, _ = train.train_autoencoder(config, workdir, train_x, splits.val.values)
+  model, scaler, _ = train.train_autoencoder(config, workdir, train_x, splits.val.values,
+                                             identity)
   quality = train.evaluate_reconstruction(model, scaler, splits.test.values, workdir,
                                           config.evaluate.block_size, splits.train.features,
                                           config.evaluate.permutation_alpha)
-  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines)
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines,
+                                                     quality['mean_pcc'], config.model.bottleneck)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
+  write_baseline_scalars(config, workdir, baselines)
   logging.info('AutoEncoder on %d held-out profiles: %s', len(splits.test.values), quality)
   logging.info('%s', quality['baselines']['verdict'])
   return model, scaler, quality
@@ -114,11 +172,20 @@ def train_seed(config, workdir, splits, baselines):
 SEED_VARYING = ('mean_mae', 'mean_pcc', 'n_pass')
 
 
-def train_stage(config, workdir, splits):
+def train_stage(config, workdir, splits, identity):
   """One AutoEncoder per seed (`train_seed`, each in `seed_<s>/`); `ae_summary.json` holds
-  their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary."""
-  runs, baselines = seed_runs(config, workdir), study_baselines(splits)
-  trained = [train_seed(seeded, seed_dir, splits, baselines) for seeded, seed_dir in runs]
+  their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary.
+
+  Each seed's stage is recorded in `identity` (a run_identity.RunIdentity) as it completes.
+  """
+  widths = tuple(sorted({*diagnostics.PCA_WIDTHS, config.model.bottleneck}))
+  runs = seed_runs(config, workdir)
+  baselines = study_baselines(splits, widths, in_memory(config, splits).train.values)
+  trained = []
+  for seeded, seed_dir in runs:
+    stage = f'train/seed_{seeded.seed}'
+    trained.append(train_seed(seeded, seed_dir, splits, baselines, identity.identity(stage)))
+    identity.mark_done(stage)
   per_seed = [quality for _, _, quality in trained]
   quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in runs])
   for figure in SEED_VARYING:
@@ -126,7 +193,8 @@ def train_stage(config, workdir, splits):
     quality[figure] = float(values.mean())
     quality[f'{figure}_sd'] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     quality[f'{figure}_per_seed'] = values.tolist()
-  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines)
+  quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines,
+                                                     quality['mean_pcc'], config.model.bottleneck)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
   if len(per_seed) > 1:
     logging.info('AutoEncoder over %d seeds: MAE %.4f ± %.4f, PCC %.4f ± %.4f', len(per_seed),
@@ -177,10 +245,6 @@ def consensus_stage(config, workdir, seed_rankings):
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
   write_l1000_overlap(config, workdir, ranking)
   return ranking
-
-
-def read_ranking(workdir):
-  return pd.read_csv(os.path.join(workdir, LANDMARKS_FILE), sep='\t', dtype={'entrez': str})
 
 
 def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings):
@@ -272,32 +336,91 @@ def clustering_stage(config, workdir, splits, model, scaler):
   return clustering
 
 
-def run(config, workdir, mode='all'):
-  """Runs `mode` of the pipeline in `workdir`, reusing what earlier runs left there."""
+def _checkpoint_identities(config, workdir):
+  """train/seed_<s> -> the run identity in that seed's newest checkpoint, for seeds with one."""
+  found = {}
+  for seeded, seed_dir in seed_runs(config, workdir):
+    metadata = checkpointing.latest_metadata(os.path.join(seed_dir, 'checkpoints'))
+    if metadata is not None:
+      found[f'train/seed_{seeded.seed}'] = metadata.get('identity')
+  return found
+
+
+def _remove_outputs(workdir, stage):
+  """Deletes what `stage` wrote (STAGE_OUTPUTS), so that it is recomputed from scratch."""
+  kind, _, seed = stage.partition('/seed_')
+  directory = os.path.join(workdir, f'seed_{seed}') if seed else workdir
+  for pattern in STAGE_OUTPUTS[kind]:
+    for path in glob.glob(os.path.join(directory, pattern)):
+      logging.info('--overwrite: removing %s (stale %s results)', path, stage)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      else:
+        os.remove(path)
+
+
+def run(config, workdir, mode='all', overwrite=False):
+  """Runs `mode` of the pipeline in `workdir`, reusing the stages whose results are current.
+
+  `prepare`, `train` and `explain` run the stages up to theirs; `evaluate` runs only the
+  evaluation, from the landmarks an earlier run of the same config left; `all` runs every
+  stage. Results made under another config or other data stop the run before anything is
+  written (landmark.run_identity), unless `overwrite` recomputes them.
+  """
+  validation.check_config(config)
   if mode == 'sweep':
-    return sweep.run_sweep(config, workdir, run)
-  os.makedirs(workdir, exist_ok=True)
+    return sweep.run_sweep(config, workdir,
+                           lambda member, member_dir: run(member, member_dir, 'all', overwrite))
   if mode == 'dry_run':
+    os.makedirs(workdir, exist_ok=True)
     return dry_run.run(config, workdir)
+  with run_identity.lock(workdir):
+    identity = run_identity.RunIdentity(config, workdir)
+    stale = identity.check(_checkpoint_identities(config, workdir), overwrite)
+    if mode == 'evaluate':
+      missing = [s for s in identity.stages()[:-1] if not identity.is_current(s)]
+      if missing:
+        raise errors.RunIdentityError(workdir, f'--mode=evaluate needs the landmarks of this '
+                                      f'config, but {missing[0]} has not run; run --mode=explain '
+                                      '(or all) first')
+    _run_stages(config, workdir, mode, identity, stale)
+
+
+def _run_stages(config, workdir, mode, identity, stale):
+  """The stages of `mode`; the outputs of `stale` ones are removed once the data are read and
+  prepared, so bad input never costs a result (the data stage rewrites its own)."""
   splits = prepare_data(config, workdir)
+  identity.forget(list(stale))
+  for stage in stale:
+    if stage != 'data':
+      _remove_outputs(workdir, stage)
   fileio.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
+  identity.mark_done('data')
   if mode == 'prepare':
     return
-  trained, quality = train_stage(config, workdir, splits)
+  trained, quality = train_stage(config, workdir, splits, identity)
   if mode == 'train':
     return
   annotation = data_lib.read_probe_annotation(config.data.annotation)
   seed_rankings = []
   for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):
-    if mode == 'explain' or not os.path.exists(os.path.join(seed_dir, LANDMARKS_FILE)):
-      seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler, annotation))
+    stage = f'explain/seed_{seeded.seed}'
+    if identity.is_current(stage):
+      seed_rankings.append(ranking_lib.read_landmarks(os.path.join(seed_dir, LANDMARKS_FILE)))
     else:
-      seed_rankings.append(read_ranking(seed_dir))
+      seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler, annotation))
+      identity.mark_done(stage)
   ranking = consensus_stage(config, workdir, seed_rankings)
+  identity.mark_done('consensus')
   if mode == 'explain':
+    return
+  if identity.is_current('evaluate'):
+    logging.info('The evaluation of these landmarks is current (%s); nothing to do.',
+                 os.path.join(workdir, 'report.md'))
     return
   splits = in_memory(config, splits)
   panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings)
   go_tables = go_stage(config, workdir, splits, annotation, ranking)
   clustering = clustering_stage(config, workdir, splits, *trained[0])
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
+  identity.mark_done('evaluate')

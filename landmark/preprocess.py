@@ -1,13 +1,14 @@
 """From raw studies to train/validation/test splits (method.md §1).
 
-log2 of linear-scale studies -> missing values -> feature selection -> near-duplicate
-removal -> split -> joint quantile normalisation and optional study correction, both
-fitted on the training split.
+missing values -> constant samples -> log2 of linear-scale studies -> feature selection ->
+near-duplicate removal -> split -> joint quantile normalisation and optional study
+correction, both fitted on the training split.
 """
 
 import dataclasses
 
 from absl import logging
+import ml_collections
 import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
@@ -15,6 +16,13 @@ from sklearn.cluster import MiniBatchKMeans
 from landmark import correction as correction_lib
 from landmark import data as data_lib
 from landmark import fileio
+from landmark.errors import ConfigError
+from landmark.errors import DataError
+
+LOG2_MODES = ('auto', 'always', 'never')
+NAN_POLICIES = ('error', 'impute')
+CONSTANT_SAMPLE_POLICIES = ('error', 'drop')
+SPLITS = ('random', 'leave_study_out', 'study_kfold')
 
 
 @dataclasses.dataclass
@@ -27,22 +35,74 @@ class Splits:
     return (('train', self.train), ('val', self.val), ('test', self.test))
 
 
+def _check_choice(field, value, choices):
+  if value not in choices:
+    raise ConfigError(f'config.preprocess.{field}',
+                      f'must be one of {", ".join(map(repr, choices))}, got {value!r}')
+
+
+def check_config(pre: ml_collections.ConfigDict) -> None:
+  """Fails with a ConfigError on a `config.preprocess` value that cannot work.
+
+  Needs no data, so a run can call it before reading or writing anything.
+  """
+  _check_choice('log2', pre.log2, LOG2_MODES)
+  _check_choice('nan_policy', pre.nan_policy, NAN_POLICIES)
+  _check_choice('constant_samples', pre.constant_samples, CONSTANT_SAMPLE_POLICIES)
+  _check_choice('split', pre.split, SPLITS)
+  _check_choice('study_correction', pre.study_correction, correction_lib.KINDS)
+  for field in ('val_fraction', 'test_fraction'):
+    if not 0 <= pre[field] < 1:
+      raise ConfigError(f'config.preprocess.{field}', f'must be in [0, 1), got {pre[field]!r}')
+  if pre.split == 'random' and pre.val_fraction + pre.test_fraction >= 1:
+    raise ConfigError('config.preprocess.test_fraction', f'{pre.test_fraction} + val_fraction '
+                      f'{pre.val_fraction} leaves no training samples')
+  if pre.split == 'leave_study_out' and not pre.holdout_study:
+    raise ConfigError('config.preprocess.holdout_study',
+                      "split='leave_study_out' needs the study to hold out")
+  if pre.split == 'study_kfold':   # folds <= the number of studies is checked at split time
+    if pre.folds < 2:
+      raise ConfigError('config.preprocess.folds', f'must be >= 2, got {pre.folds!r}')
+    if not 0 <= pre.fold < pre.folds:
+      raise ConfigError('config.preprocess.fold',
+                        f'must be in [0, folds) = [0, {pre.folds}), got {pre.fold!r}')
+  if pre.log2 != 'never' and not pre.log2_floor > 0:
+    raise ConfigError('config.preprocess.log2_floor', f'must be > 0, got {pre.log2_floor!r}')
+  if pre.dedup and pre.dedup_clusters < 1:
+    raise ConfigError('config.preprocess.dedup_clusters',
+                      f'must be >= 1, got {pre.dedup_clusters!r}')
+
+
+def _cell_error(compendium, bad, what, hint=''):
+  """A DataError about the cells marked in `bad`, naming the file that holds the first."""
+  rows, cols = np.nonzero(bad)
+  files = data_lib.sample_files(compendium)
+  first = files[rows[0]]
+  in_file = bad & (files == first)[:, None]
+  others = sorted(set(files[rows]) - {first})
+  also = f'; {int(bad.sum() - in_file.sum())} more in {", ".join(others)}' if others else ''
+  return DataError(first, f'{int(in_file.sum())} {what} in {int(in_file.any(axis=1).sum())} '
+                   f'samples x {int(in_file.any(axis=0).sum())} features, first at sample '
+                   f'{str(compendium.samples[rows[0]])!r}, feature '
+                   f'{str(compendium.features[cols[0]])!r}{also}{hint}')
+
+
 def to_log2(compendium, mode='auto', linear_threshold=100.0, floor=1.0):
   """log2 of each study that is on a linear scale (values below `floor` are raised to it).
 
   mode 'auto' treats a study as linear when its maximum exceeds `linear_threshold`
   (log2 microarray values stay below ~20); 'always' / 'never' force the choice.
   """
-  if mode not in ('auto', 'always', 'never'):
-    raise ValueError(f"preprocess.log2 must be 'auto', 'always' or 'never', got {mode!r}")
+  _check_choice('log2', mode, LOG2_MODES)
   values = compendium.values.copy()
   for study in compendium.meta['study'].unique():
     rows = (compendium.meta['study'] == study).to_numpy()
     linear = mode == 'always' or (mode == 'auto' and np.nanmax(values[rows]) > linear_threshold)
     if linear:
       if np.nanmin(values[rows]) < 0:
-        raise data_lib.DataError(compendium.source, f'study {study!r} has negative values '
-                                 'but was taken for linear scale: set preprocess.log2')
+        raise _cell_error(compendium, (values < 0) & rows[:, None], 'negative values',
+                          f' in study {str(study)!r}, which was taken for linear scale: set '
+                          'preprocess.log2')
       values[rows] = np.log2(np.maximum(values[rows], floor))
     logging.info('Study %s: %s scale', study, 'linear -> log2' if linear else 'log2 already')
   return dataclasses.replace(compendium, values=values)
@@ -50,24 +110,50 @@ def to_log2(compendium, mode='auto', linear_threshold=100.0, floor=1.0):
 
 def handle_missing(compendium, policy='error'):
   """Fails on NaN/inf values (saying how many and where) or imputes per-feature means."""
+  _check_choice('nan_policy', policy, NAN_POLICIES)
   bad = ~np.isfinite(compendium.values)
   if not bad.any():
     return compendium
-  rows, cols = np.nonzero(bad)
-  where = (f'{int(bad.sum())} NaN/inf values in {len(np.unique(rows))} samples x '
-           f'{len(np.unique(cols))} features, first at sample {compendium.samples[rows[0]]!r}, '
-           f'feature {compendium.features[cols[0]]!r}')
   if policy == 'error':
-    raise data_lib.DataError(compendium.source, where + " (set preprocess.nan_policy='impute' to fill)")
-  if policy != 'impute':
-    raise ValueError(f"preprocess.nan_policy must be 'error' or 'impute', got {policy!r}")
+    raise _cell_error(compendium, bad, 'NaN/inf values',
+                      " (set preprocess.nan_policy='impute' to fill)")
   values = np.where(bad, np.nan, compendium.values)
   means = np.nanmean(values, axis=0)
-  if np.isnan(means).any():
-    raise data_lib.DataError(compendium.source, f'{int(np.isnan(means).sum())} features have no '
-                             'finite value to impute from')
-  logging.warning('Imputing %s', where)
+  empty = np.isnan(means)
+  if empty.any():
+    raise DataError(compendium.source, f'{int(empty.sum())} features have no finite value to '
+                    f'impute from, e.g. {data_lib.plain_ids(compendium.features[empty])}')
+  logging.warning('Imputing %d NaN/inf values in %d samples', bad.sum(), bad.any(axis=1).sum())
   return dataclasses.replace(compendium, values=np.where(bad, means, values))
+
+
+def handle_constant_samples(compendium: data_lib.Compendium,
+                            policy: str = 'error') -> data_lib.Compendium:
+  """Refuses samples whose values are all equal (e.g. all 0), or drops them ('drop').
+
+  Such a sample is a failed or empty array, not a profile, yet quantile normalisation
+  ranks its ties by position and turns it into a plausible-looking one.
+  """
+  _check_choice('constant_samples', policy, CONSTANT_SAMPLE_POLICIES)
+  values = compendium.values
+  constant = values.min(axis=1) == values.max(axis=1)
+  if not constant.any():
+    return compendium
+  if constant.all():
+    raise DataError(compendium.source, f'all {len(constant)} samples have all their values equal')
+  if policy == 'drop':
+    logging.warning('Dropping %d samples whose values are all equal, e.g. %s', constant.sum(),
+                    data_lib.plain_ids(compendium.samples[constant], 10))
+    return compendium.take_samples(~constant)
+  files = data_lib.sample_files(compendium)
+  first = files[np.argmax(constant)]
+  in_file = constant & (files == first)
+  others = sorted(set(files[constant]) - {first})
+  also = f'; {int(constant.sum() - in_file.sum())} more in {", ".join(others)}' if others else ''
+  raise DataError(first, f'{int(in_file.sum())} samples have all their values equal (e.g. '
+                  f'{data_lib.plain_ids(compendium.samples[in_file])}, the first all '
+                  f'{values[np.argmax(constant), 0]:g}){also}: they are not profiles (set '
+                  "preprocess.constant_samples='drop' to drop them)")
 
 
 def read_id_list(path):
@@ -85,8 +171,8 @@ def restrict_features(compendium, ids, source):
   """Keeps the features listed in `ids` (order of the compendium); fails if none match."""
   keep = np.isin(compendium.features, np.asarray(ids, dtype=str))
   if not keep.any():
-    raise data_lib.DataError(source, f'none of its {len(ids)} IDs (e.g. {list(ids[:3])}) matches '
-                             f'a feature of {compendium.source}')
+    raise DataError(source, f'none of its {len(ids)} IDs (e.g. {data_lib.plain_ids(ids)}) '
+                    f'matches a feature of {compendium.source}')
   logging.info('Keeping %d of %d features listed in %s', keep.sum(), len(keep), source)
   return compendium.take_features(keep)
 
@@ -121,15 +207,54 @@ def random_split(n, val_fraction, test_fraction, seed):
   return np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test])
 
 
+def _hold_out(test, val_fraction, seed):
+  """Index arrays (train, val, test): the rows of the mask `test` are the test set, and a
+  seeded `val_fraction` of the others (so of the training studies) the validation set."""
+  rest = np.random.default_rng(seed).permutation(np.flatnonzero(~test))
+  n_val = int(round(len(rest) * val_fraction))
+  return np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.flatnonzero(test)
+
+
 def leave_study_out_split(studies, holdout, val_fraction, seed):
   """Index arrays (train, val, test): the held-out study is the test set."""
-  studies = np.asarray(studies)
+  studies = np.asarray(studies, dtype=str)
   if holdout not in set(studies):
-    raise ValueError(f'holdout study {holdout!r} is not one of {sorted(set(studies))}')
-  test = np.flatnonzero(studies == holdout)
-  rest = np.random.default_rng(seed).permutation(np.flatnonzero(studies != holdout))
-  n_val = int(round(len(rest) * val_fraction))
-  return np.sort(rest[n_val:]), np.sort(rest[:n_val]), test
+    raise ConfigError('config.preprocess.holdout_study', f'study {holdout!r} is not one of '
+                      f'{sorted(set(studies.tolist()))}')
+  return _hold_out(studies == holdout, val_fraction, seed)
+
+
+def study_folds(studies: np.ndarray, folds: int, fold_seed: int) -> dict[str, int]:
+  """Each study's test fold (0 .. folds - 1) for a k-fold split grouped by study.
+
+  The studies, in an order drawn from `fold_seed`, go one by one to the fold with the
+  fewest profiles so far (the first such fold on ties): every study is in exactly one
+  fold, every fold holds a study, and two folds differ by at most the largest study.
+  """
+  names, counts = np.unique(np.asarray(studies, dtype=str), return_counts=True)
+  if folds > len(names):
+    raise ConfigError('config.preprocess.folds', f'{folds} folds need at least {folds} '
+                      f'studies, but the data hold {len(names)}: {names.tolist()}')
+  sizes = np.zeros(folds, np.int64)
+  assignment = {}
+  for i in np.random.default_rng(fold_seed).permutation(len(names)):
+    fold = int(np.argmin(sizes))
+    assignment[str(names[i])] = fold
+    sizes[fold] += counts[i]
+  return assignment
+
+
+def study_kfold_split(studies: np.ndarray, folds: int, fold: int, val_fraction: float,
+                      seed: int, fold_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Index arrays (train, val, test): the studies of test fold `fold` (`study_folds`) are
+  the test set; as in leave_study_out_split, validation rows come from the other studies.
+
+  The folds are drawn from `fold_seed` and the validation rows from `seed`, so runs that
+  differ only in their seed share their folds.
+  """
+  studies = np.asarray(studies, dtype=str)
+  assignment = study_folds(studies, folds, fold_seed)
+  return _hold_out(pd.Series(studies).map(assignment).to_numpy() == fold, val_fraction, seed)
 
 
 class QuantileNormalizer:
@@ -168,14 +293,38 @@ class QuantileNormalizer:
 
 def split_compendium(compendium, config, seed):
   """The (train, val, test) Splits of a compendium as `config.split` says."""
+  _check_choice('split', config.split, SPLITS)
+  studies = compendium.meta['study'].to_numpy()
   if config.split == 'random':
     index = random_split(compendium.shape[0], config.val_fraction, config.test_fraction, seed)
   elif config.split == 'leave_study_out':
-    index = leave_study_out_split(compendium.meta['study'].to_numpy(), config.holdout_study,
-                                  config.val_fraction, seed)
+    index = leave_study_out_split(studies, config.holdout_study, config.val_fraction, seed)
   else:
-    raise ValueError(f"preprocess.split must be 'random' or 'leave_study_out', got {config.split!r}")
+    index = study_kfold_split(studies, config.folds, config.fold, config.val_fraction, seed,
+                              config.fold_seed)
+  if not len(index[0]):
+    raise ConfigError('config.preprocess.split', f'the {config.split!r} split of '
+                      f'{compendium.shape[0]} samples leaves none for training')
   return Splits(*(compendium.take_samples(i) for i in index))
+
+
+def check_study_sizes(splits: Splits, kind: str) -> None:
+  """Fails with a ConfigError when a study is too small for the study correction `kind`.
+
+  A training study's parameters are fitted on its training samples; a study absent from
+  the training split (a held-out one) is corrected from its own samples in each split.
+  """
+  need = correction_lib.MIN_SAMPLES[kind]
+  train_studies = set(splits.train.meta['study'].astype(str))
+  for name, split in splits.items():
+    studies = split.meta['study'].astype(str).to_numpy()
+    files = data_lib.sample_files(split)
+    for study, n in zip(*np.unique(studies, return_counts=True)):
+      if n < need and (name == 'train' or study not in train_studies):
+        raise ConfigError('config.preprocess.study_correction',
+                          f'{kind!r} needs at least {need} samples per study, but study '
+                          f'{str(study)!r} ({files[studies == study][0]}) has {n} in the {name} '
+                          "split: set it to 'none' or leave the study out of config.data.studies")
 
 
 def prepare(compendium, config, seed, workdir=None):
@@ -183,11 +332,14 @@ def prepare(compendium, config, seed, workdir=None):
 
   The quantile reference and the study correction are fitted on the training split only
   and saved to the workdir (`quantile_reference.npy`, `study_correction.npz`) so new
-  samples, studies and platforms can be mapped later.
+  samples, studies and platforms can be mapped later. Every check of the config and the
+  data comes first: a run that cannot work leaves no file behind.
   """
   pre = config.preprocess
-  compendium = to_log2(handle_missing(compendium, pre.nan_policy), pre.log2, pre.linear_threshold,
-                       pre.log2_floor)
+  check_config(pre)
+  compendium = handle_constant_samples(handle_missing(compendium, pre.nan_policy),
+                                       pre.constant_samples)
+  compendium = to_log2(compendium, pre.log2, pre.linear_threshold, pre.log2_floor)
   if pre.drop_control_probes:
     compendium = drop_control_probes(compendium)
   if pre.feature_list:
@@ -197,19 +349,21 @@ def prepare(compendium, config, seed, workdir=None):
     logging.info('Near-duplicate removal kept %d of %d profiles', keep.sum(), len(keep))
     compendium = compendium.take_samples(keep)
   splits = split_compendium(compendium, pre, seed)
+  check_study_sizes(splits, pre.study_correction)
+  normalizer = correction = None
   if pre.quantile_normalize:
     normalizer = QuantileNormalizer().fit(splits.train.values)
-    if workdir:
-      normalizer.save(f'{workdir}/quantile_reference.npy')
     splits = Splits(*(dataclasses.replace(c, values=normalizer.transform(c.values))
                       for _, c in splits.items()))
   if pre.study_correction != 'none':
     correction = correction_lib.StudyCorrection(pre.study_correction).fit(
         splits.train.values, splits.train.meta['study'].to_numpy())
-    if workdir:
-      correction.save(f'{workdir}/study_correction.npz')
     splits = Splits(*(dataclasses.replace(c, values=correction.transform(
         c.values, c.meta['study'].to_numpy())) for _, c in splits.items()))
+  if workdir and normalizer is not None:
+    normalizer.save(f'{workdir}/quantile_reference.npy')
+  if workdir and correction is not None:
+    correction.save(f'{workdir}/study_correction.npz')
   logging.info('Splits: %s', {name: c.shape for name, c in splits.items()})
   return splits
 
@@ -224,14 +378,14 @@ def collapse_to_genes(compendium, annotation, genes=None):
   symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).fillna('')
   usable = ((symbols != '') & ~symbols.str.contains(data_lib.GENE_SEPARATOR)).to_numpy()
   if not usable.any():
-    raise data_lib.DataError(compendium.source, 'no feature is a probe of the annotation')
+    raise DataError(compendium.source, 'no feature is a probe of the annotation')
   symbols = symbols.to_numpy()[usable]
   frame = pd.DataFrame(compendium.values[:, usable].T, index=symbols)
   gene_values = frame.groupby(level=0, sort=True).mean()
   if genes is not None:
     present = [g for g in genes if g in gene_values.index]
     if not present:
-      raise data_lib.DataError(compendium.source, 'none of the requested genes has a probe')
+      raise DataError(compendium.source, 'none of the requested genes has a probe')
     if len(present) < len(genes):
       logging.info('%d of %d requested genes have no probe in the data', len(genes) - len(present), len(genes))
     gene_values = gene_values.loc[present]

@@ -11,6 +11,7 @@ from scipy import stats
 
 from landmark import data as data_lib
 from landmark import fileio
+from landmark.errors import NumericalError
 
 L1000_COLUMNS = ('probe', 'entrez', 'symbol', 'title')
 RANKING_COLUMNS = ('rank', 'symbol', 'entrez', 'probes', 'score')
@@ -51,7 +52,11 @@ def rank_genes(probe_scores, probes, annotation):
   if scores.shape != features.shape:
     raise ValueError(f'{scores.shape} scores for {features.shape} feature IDs')
   if not np.all(np.isfinite(scores)):
-    raise ValueError(f'{np.sum(~np.isfinite(scores))} scores are not finite')
+    raise NumericalError('scores', f'{np.sum(~np.isfinite(scores))} of {scores.size} importance '
+                         'scores are not finite')
+  if scores.size > 1 and np.ptp(scores) == 0:
+    raise NumericalError('scores', f'all {scores.size} importance scores equal {scores[0]:.6g}: '
+                         'they rank nothing (an untrained or saturated model?)')
   pairs = _probe_genes(annotation)
   scored = pd.DataFrame({'feature': features, 'score': scores})
   if scored.feature.isin(annotation.probe).any():
@@ -132,6 +137,20 @@ def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
   }
 
 
+def ranked_gene_count(features, annotation) -> int:
+  """How many genes `rank_genes` would rank for these feature IDs (probes or symbols)."""
+  pairs = _probe_genes(annotation)
+  features = pd.Index(np.asarray(features, dtype=str))
+  by_probe = pairs[pairs.probe.isin(features)].symbol.nunique()
+  return int(by_probe) if by_probe else int(features.isin(pairs.symbol).sum())
+
+
 def write_landmarks(path, ranking):
   """Writes the full gene ranking as TSV (the paper's Additional file 1)."""
   fileio.write_table(path, ranking, index=False)
+
+
+def read_landmarks(path) -> pd.DataFrame:
+  """Reads a ranking written by `write_landmarks`: text columns as written ('' stays '')."""
+  text = {'symbol': str, 'entrez': str, 'probes': str}
+  return pd.read_csv(path, sep='\t', dtype=text, keep_default_na=False, na_values={})

@@ -16,6 +16,7 @@ import pandas as pd
 
 from landmark import fileio
 from landmark import metric_writing
+from landmark import run_identity
 
 
 def member_config(config, parameter, value):
@@ -78,16 +79,20 @@ def plot(path, table, parameter):
 
 
 def run_sweep(config, workdir, run_member):
-  """Runs `run_member(member_config, member_workdir)` for each sweep value; compares them."""
+  """Runs `run_member(member_config, member_workdir)` for each sweep value; compares them.
+
+  A member whose results are current (landmark.run_identity) is not run again.
+  """
   parameter, rows = config.sweep.parameter, []
   for value in config.sweep.grid:
     member_dir = os.path.join(workdir, f"{parameter.split('.')[-1]}_{value}")
-    finished = os.path.exists(os.path.join(member_dir, 'report.md'))
+    member = member_config(config, parameter, value)
+    finished = run_identity.RunIdentity(member, member_dir).is_current('evaluate')
     if finished:
       logging.info('Sweep member %s=%s is finished; skipping', parameter, value)
     else:
       logging.info('Sweep member %s=%s -> %s', parameter, value, member_dir)
-      run_member(member_config(config, parameter, value), member_dir)
+      run_member(member, member_dir)
     results = member_results(member_dir)
     if not finished:
       with metric_writing.MetricWriter(os.path.join(member_dir, 'tensorboard')) as writer:

@@ -36,6 +36,7 @@ import optax
 import pandas as pd
 
 from landmark import checkpointing
+from landmark import errors
 from landmark import evaluate
 from landmark import fileio
 from landmark import metric_writing
@@ -62,21 +63,62 @@ def build_model(config, n_features, key):
       n_features, tuple(config.model.hidden), config.model.bottleneck,
       config.model.activation, config.model.dropout,
       models.compute_dtype(config.model.compute_dtype, 'config.model.compute_dtype'),
-      rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
+      config.model.output_activation, rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
 
 
-def build_optimizer(config):
-  """Adam with the hyperparameters of `config.train`, kept in its state (to log and resume)."""
+LOSSES = ('mae', 'mse')
+SCHEDULES = ('constant', 'cosine')
+
+
+def check_config(config) -> None:
+  """Raises a ConfigError for a `config.model` / `config.train` choice training cannot use.
+
+  A sigmoid output can only reach [0, 1], so it needs min-max scaled inputs; standardised
+  inputs need the linear output.
+  """
+  choices = {'config.model.scale': (config.model.scale, tuple(models.SCALERS)),
+             'config.model.activation': (config.model.activation, tuple(models.ACTIVATIONS)),
+             'config.model.output_activation': (config.model.output_activation,
+                                                tuple(models.OUTPUT_ACTIVATIONS)),
+             'config.train.loss': (config.train.loss, LOSSES),
+             'config.train.schedule': (config.train.schedule, SCHEDULES)}
+  for field, (value, known) in choices.items():
+    if value not in known:
+      raise errors.ConfigError(field, f'{value!r} is not one of {", ".join(known)}')
+  if config.model.scale == 'standard' and config.model.output_activation == 'sigmoid':
+    raise errors.ConfigError('config.model.output_activation', 'a sigmoid output cannot '
+                             'reach standardised values (scale "standard"); use "linear"')
+  if not 0 <= config.train.warmup_epochs <= config.train.epochs:
+    raise errors.ConfigError('config.train.warmup_epochs', f'{config.train.warmup_epochs} is '
+                             f'not between 0 and config.train.epochs ({config.train.epochs})')
+
+
+def build_optimizer(config, steps_per_epoch: int = 1):
+  """Adam with the hyperparameters of `config.train`, kept in its state (to log and resume).
+
+  The learning rate rises linearly from 0 over `config.train.warmup_epochs`, then stays
+  (schedule 'constant') or follows a cosine decay to 0 at the last step ('cosine');
+  `steps_per_epoch` converts epochs to optimisation steps.
+  """
+  peak = config.train.learning_rate
+  warmup = round(config.train.warmup_epochs * steps_per_epoch)
+  decay_steps = max(config.train.epochs * steps_per_epoch - warmup, 1)
+  learning_rate = {'constant': optax.constant_schedule(peak),
+                   'cosine': optax.cosine_decay_schedule(peak, decay_steps)}[config.train.schedule]
+  if warmup:
+    learning_rate = optax.join_schedules(
+        [optax.linear_schedule(0.0, peak, warmup), learning_rate], [warmup])
   return optax.inject_hyperparams(optax.adam)(
-      learning_rate=config.train.learning_rate, b1=config.train.b1, b2=config.train.b2,
-      eps=config.train.eps)
+      learning_rate=learning_rate, b1=config.train.b1, b2=config.train.b2, eps=config.train.eps)
 
 
-def loss_fn(model, x, mask, l2, rngs=None):
-  """MAE over the unmasked rows of `x` plus l2 * (sum of squared Dense kernels), Keras style."""
-  error = jnp.mean(jnp.abs(model(x, rngs=rngs) - x), axis=1)
-  mae = jnp.sum(error * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-  return mae + l2 * sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
+def loss_fn(model, x, mask, l2, rngs=None, loss='mae'):
+  """MAE (or MSE, `loss`) over the unmasked rows of `x` plus l2 * (sum of squared Dense
+  kernels), Keras style."""
+  residual = model(x, rngs=rngs) - x
+  error = jnp.mean(jnp.abs(residual) if loss == 'mae' else residual ** 2, axis=1)
+  mean_error = jnp.sum(error * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return mean_error + l2 * sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -89,17 +131,17 @@ def epoch_batches(key, n_samples, batch_size, epoch):
   return padded.reshape(steps, batch_size), mask.reshape(steps, batch_size).astype(jnp.float32)
 
 
-def make_train_step(graphdef, rest, optimizer, l2):
+def make_train_step(graphdef, rest, optimizer, l2, loss='mae'):
   """The pure step (params, opt_state, x, mask, dropout_key) -> (params, opt_state, loss)."""
 
   def train_step(params, opt_state, x, mask, dropout_key):
     def batch_loss(params):
       model = nnx.merge(graphdef, params, rest)
-      return loss_fn(model, x, mask, l2, nnx.Rngs(dropout=dropout_key))
+      return loss_fn(model, x, mask, l2, nnx.Rngs(dropout=dropout_key), loss)
 
-    loss, grads = jax.value_and_grad(batch_loss)(params)
+    value, grads = jax.value_and_grad(batch_loss)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    return optax.apply_updates(params, updates), opt_state, value
 
   return train_step
 
@@ -211,14 +253,14 @@ def reconstruct(model, x, batch_size=1024):
 
 
 @jax.jit
-def _heldout_summary(reconstruction, x, minimum, span):
+def _heldout_summary(reconstruction, x, offset, span):
   """Mean per-gene MAE and PCC of a scaled reconstruction against `x`, in x's units.
 
   The per-epoch summary, on device so that the held-out set never leaves it; the same
   values as the means of evaluate.per_gene_mae / per_gene_pcc (a gene constant in either
   has PCC 0), which `evaluate_reconstruction` reports per gene.
   """
-  prediction = reconstruction * span + minimum
+  prediction = reconstruction * span + offset
   centred_x = x - x.mean(axis=0)
   centred_p = prediction - prediction.mean(axis=0)
   norms = jnp.sum(centred_x ** 2, axis=0) * jnp.sum(centred_p ** 2, axis=0)
@@ -226,7 +268,7 @@ def _heldout_summary(reconstruction, x, minimum, span):
   return jnp.mean(jnp.abs(prediction - x)), jnp.mean(pcc)
 
 
-def train_autoencoder(config, workdir, train_x, eval_x):
+def train_autoencoder(config, workdir, train_x, eval_x, identity=None):
   """Trains (or resumes, or reloads) the AutoEncoder on `train_x`; returns (model, scaler, history).
 
   `train_x` and `eval_x` are float32 (samples x features) in the data's original units;
@@ -234,20 +276,23 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   may instead be a `streaming.SampleStream` (unscaled rows of a GCTX). The scaler is
   fitted on `train_x` and saved to `<workdir>/scaler.npz`. `history` maps the tags above
   (and 'epoch') to per-epoch lists. The returned model is in eval mode. Training runs on
-  the mesh of `config.mesh` (landmark.sharding).
+  the mesh of `config.mesh` (landmark.sharding). `identity` (landmark.run_identity) is
+  saved in every checkpoint; a checkpoint saved under another identity is never resumed.
+  A NaN or infinite training loss stops the run with a NumericalError, saving nothing.
   """
-  if config.model.scale != 'minmax':
-    raise ValueError(f'Unknown config.model.scale {config.model.scale!r}; only "minmax".')
+  check_config(config)
   mesh = sharding.make_mesh(config)
   sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
   streamed = isinstance(train_x, streaming.SampleStream)
-  scaler = streaming.fit_scaler(train_x) if streamed else models.MinMaxScaler().fit(train_x)
+  scaler = fit_scaler(config.model.scale, train_x)
   if sharding.is_primary():
     scaler.save(os.path.join(workdir, 'scaler.npz'))
 
   key = jax.random.key(config.seed)
   model = build_model(config, train_x.shape[1], jax.random.fold_in(key, 0))
-  optimizer = build_optimizer(config)
+  steps_per_epoch = (train_x.steps_per_epoch(config.train.batch_size) if streamed
+                     else -(-len(train_x) // config.train.batch_size))
+  optimizer = build_optimizer(config, steps_per_epoch)
   train_graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
   eval_graphdef = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)[0]
   params = nnx.to_pure_dict(params)
@@ -261,12 +306,16 @@ def train_autoencoder(config, workdir, train_x, eval_x):
   restored = checkpointing.restore(manager, checkpointing.abstract(state))
   if restored:
     start_epoch, state, metadata = restored
+    if metadata.get('identity') != identity:
+      raise errors.RunIdentityError(manager.directory, 'these checkpoints were saved under another '
+                                    'config or other data; rerun with --overwrite')
     history = metadata['history']
     logging.info('Restored the checkpoint of epoch %d from %s.', start_epoch, workdir)
 
   epochs = config.train.epochs
   if start_epoch < epochs:
-    train_step = make_train_step(train_graphdef, rest, optimizer, config.train.l2)
+    train_step = make_train_step(train_graphdef, rest, optimizer, config.train.l2,
+                                 config.train.loss)
     key = jax.random.wrap_key_data(state['rng'])
     dropout_key = jax.random.fold_in(key, 2)
     if streamed:
@@ -283,7 +332,7 @@ def train_autoencoder(config, workdir, train_x, eval_x):
         return params, opt_state, {TRAIN_LOSS: loss}
     if eval_x is not None and len(eval_x):
       heldout = (jnp.asarray(scaler.transform(eval_x)), jnp.asarray(eval_x, jnp.float32),
-                 jnp.asarray(scaler.minimum), jnp.asarray(scaler.span))
+                 jnp.asarray(scaler.offset), jnp.asarray(scaler.span))
     else:
       heldout = None
     writer = metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard'),
@@ -298,6 +347,7 @@ def train_autoencoder(config, workdir, train_x, eval_x):
                                 LEARNING_RATE: opt_state.hyperparams['learning_rate']})
       epoch_seconds.append(time.perf_counter() - started)
       metrics = {tag: float(value) for tag, value in metrics.items()}
+      _stop_if_diverged(metrics[TRAIN_LOSS], epoch, history, manager.directory)
       metrics[SAMPLES_PER_SEC] = len(train_x) / epoch_seconds[-1]
       if heldout and (epoch % config.train.log_every_epochs == 0 or epoch == epochs):
         model = nnx.merge(eval_graphdef, params, rest)
@@ -309,10 +359,38 @@ def train_autoencoder(config, workdir, train_x, eval_x):
       for tag, value in metrics.items():
         history.setdefault(tag, []).append(value)
       _log_epoch(epoch, epochs, metrics, np.median(epoch_seconds) * (epochs - epoch))
-      checkpointing.save(manager, epoch, state, {'history': history}, force=epoch == epochs)
+      checkpointing.save(manager, epoch, state, {'history': history, 'identity': identity},
+                         force=epoch == epochs)
     writer.close()
   manager.close()
   return nnx.merge(eval_graphdef, state['params'], rest), scaler, history
+
+
+def _stop_if_diverged(loss, epoch, history, checkpoints):
+  """Raises NumericalError on a NaN/inf training loss, before the epoch is saved."""
+  if np.isfinite(loss):
+    return
+  finite = [(e, l) for e, l in zip(history['epoch'], history.get(TRAIN_LOSS, [])) if np.isfinite(l)]
+  last = f'last finite loss {finite[-1][1]:.5g} at epoch {finite[-1][0]}' if finite else 'no finite loss before it'
+  raise errors.NumericalError(
+      'config.train.learning_rate', f'training diverged at epoch {epoch}: loss {loss} ({last}); '
+      f'try a lower learning rate (checkpoints so far are kept in {checkpoints})')
+
+
+def fit_scaler(scale: str, train_x) -> models.AffineScaler:
+  """The `config.model.scale` scaler ('minmax' or 'standard') fitted on `train_x`.
+
+  A `streaming.SampleStream` is fitted from its cached column statistics, plus one more
+  pass for the standard deviations.
+  """
+  if not isinstance(train_x, streaming.SampleStream):
+    return models.SCALERS[scale]().fit(train_x)
+  if scale == 'minmax':
+    return streaming.fit_scaler(train_x)
+  mean = train_x.stats().mean
+  squares = sum(np.sum((chunk - mean) ** 2, axis=0, dtype=np.float64)
+                for chunk in train_x.arrays())
+  return models.StandardScaler(mean, models.nonzero_span(np.sqrt(squares / len(train_x))))
 
 
 def _log_epoch(epoch, epochs, metrics, eta_seconds):

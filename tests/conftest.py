@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from configs import common
+from configs import compendium
 from landmark import data
 from landmark import preprocess
 
@@ -47,6 +48,23 @@ def real_normalised(real_compendium):
   compendium = preprocess.drop_control_probes(preprocess.to_log2(real_compendium))
   values = preprocess.QuantileNormalizer().fit(compendium.values).transform(compendium.values)
   return dataclasses.replace(compendium, values=values)
+
+
+@pytest.fixture(scope='session')
+def real_compendium17():
+  """All 17 real studies (configs/compendium.py) on their shared probes: 580 x 22,215, raw."""
+  return data.load_compendium(compendium.get_config().data)
+
+
+@pytest.fixture(scope='module')
+def real_slice():
+  """60 real samples (30 breast/colon, 30 sarcoma) x the first 1,000 probes, log2, split 48/12."""
+  frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
+                        index_col='probe', nrows=1000).iloc[:, :30]
+            for study in ('chowdary', 'nakayama')]
+  values = np.log2(np.maximum(pd.concat(frames, axis=1).T.to_numpy(np.float32), 1.0))
+  values = values[np.random.default_rng(0).permutation(len(values))]
+  return values[:48], values[48:]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from landmark import correction
+from landmark import errors
 
 N_PROBES = 2000
 
@@ -103,6 +104,19 @@ def test_combat_new_study_uses_the_fitted_estimator(real):
   np.testing.assert_allclose(as_new, as_seen, atol=1e-5)
   one_sample = fitted.transform(values[rows][:1], studies[rows][:1])   # seen: any sample count
   np.testing.assert_array_equal(one_sample, as_seen[:1])
+
+
+def test_combat_that_does_not_converge_raises_instead_of_looping(real):
+  """GSE781 takes the most iterations of the real studies (21 on every probe)."""
+  values, studies = real
+  fitted = correction.StudyCorrection('combat').fit(values, studies)
+  rows, index = studies == 'GSE781', list(fitted.studies).index('GSE781')
+  standardised = (values[rows] - fitted.grand_mean) / fitted.pooled_sd
+  gamma, _ = correction._posterior_location_scale(standardised, 'GSE781')
+  np.testing.assert_allclose(gamma * fitted.pooled_sd, fitted.offset[index])
+  with pytest.raises(errors.NumericalError,
+                     match=r"ComBat did not converge on study 'GSE781' in 2 iterations"):
+    correction._posterior_location_scale(standardised, 'GSE781', max_iterations=2)
 
 
 @pytest.mark.parametrize('kind, too_few', [('center', 1), ('combat', 2)])

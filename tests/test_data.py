@@ -1,6 +1,7 @@
 """Readers on the real files in ../shared/data and on files of the same layouts."""
 
 import gzip
+import os
 
 import h5py
 import numpy as np
@@ -10,8 +11,12 @@ import pytest
 from configs import common
 from landmark import data
 from landmark import fileio
+from landmark.errors import ConfigError
 
 STUDY_SIZES = {'bladderbatch': 57, 'GSE781': 17, 'chowdary': 104, 'nakayama': 105, 'borovecki': 31}
+MORE_STUDY_SIZES = {'GSE1297': 16, 'GSE3585': 12, 'GSE6956': 26, 'GSE1145': 26, 'GSE14924': 41,
+                    'GSE16759': 8, 'GSE20164': 11, 'GSE24739': 24, 'GSE38666': 45, 'GSE4183': 23,
+                    'GSE3325': 19, 'bronchialIL13': 15}
 
 
 def test_real_studies_combine_into_314_profiles(real_compendium):
@@ -22,6 +27,35 @@ def test_real_studies_combine_into_314_profiles(real_compendium):
   assert real_compendium.meta.loc['GSM71019', 'label'] == 'Normal'
   l1000 = pd.read_csv(common.data_path('annotation', 'l1000_landmarks.tsv'), sep='\t', dtype=str)
   assert np.isin(l1000['probe'], real_compendium.features).sum() == 978
+
+
+def test_17_real_studies_combine_on_their_shared_non_control_probes(real_compendium17):
+  """GSE24739 ships no AFFX control probe and ten others lack some: the 17 studies share
+  exactly HG-U133A's 22,215 non-control probes."""
+  compendium = real_compendium17
+  assert compendium.shape == (580, 22215)
+  assert compendium.meta['study'].value_counts().to_dict() == {**STUDY_SIZES, **MORE_STUDY_SIZES}
+  assert tuple(compendium.meta['study'].unique()) == common.COMPENDIUM_STUDIES
+  probes = data.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))['probe']
+  assert set(compendium.features) == {p for p in probes if not p.startswith('AFFX')}
+  # Each sample table labels its own folder's samples (GSE781's rows have no label).
+  assert compendium.meta.loc['GSM71019', 'label'] == 'Normal'        # hgu133a/samples.tsv
+  assert compendium.meta.loc['GSM21215', 'label'] == 'control'       # hgu133a_more/samples.tsv
+  unlabelled = compendium.meta['label'].isna().groupby(compendium.meta['study']).all()
+  assert unlabelled[unlabelled].index.tolist() == ['GSE781']
+
+
+def test_sample_tables_are_a_tuple_and_list_each_sample_once(real_compendium, tmp_path):
+  table = common.data_path('hgu133a', 'samples.tsv')
+  with pytest.raises(ConfigError) as e:
+    data.attach_sample_table(real_compendium, table)
+  assert e.value.where == 'config.data.samples_table' and f"write ('{table}',)" in str(e.value)
+  again = tmp_path / 'again.tsv'
+  again.write_text('sample\tlabel\nGSM71019\tTumor\n')
+  with pytest.raises(data.DataError) as e:
+    data.attach_sample_table(real_compendium, (table, str(again)))
+  assert str(e.value) == f"{table}, {again}: 1 samples are listed more than once, e.g. ['GSM71019']"
+  assert data.attach_sample_table(real_compendium, ()) is real_compendium
 
 
 def test_real_study_scales_differ(real_compendium):
@@ -203,3 +237,139 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
       raise RuntimeError('crash mid-write')
   assert path.read_text() == 'old'
   assert [p.name for p in tmp_path.iterdir()] == ['result.tsv']
+
+
+def _real_study_copy(tmp_path, name, transform=lambda raw: raw):
+  """A copy of the real GSE781 study file, its bytes passed through `transform`."""
+  with open(common.data_path('hgu133a', 'GSE781.tsv.gz'), 'rb') as f:
+    raw = f.read()
+  path = tmp_path / name
+  path.write_bytes(transform(raw))
+  return path
+
+
+def _flip_bytes(raw, start=5000, n=64):
+  flipped = bytearray(raw)
+  flipped[start:start + n] = bytes(b ^ 0xFF for b in flipped[start:start + n])
+  return bytes(flipped)
+
+
+@pytest.mark.parametrize('name, transform, problem', [
+    ('truncated.tsv.gz', lambda raw: raw[:len(raw) // 2], 'truncated gzip'),
+    ('flipped.tsv.gz', _flip_bytes, 'gzip'),
+    ('bad_crc.tsv.gz', lambda raw: raw[:-8] + b'\0\0\0\0' + raw[-4:], 'CRC'),
+    ('not_gzip.tsv.gz', lambda raw: raw[:2] + b'\x07' + raw[3:], 'gzip'),
+])
+def test_corrupt_gzip_names_the_file(tmp_path, name, transform, problem):
+  path = _real_study_copy(tmp_path, name, transform)
+  with pytest.raises(data.DataError, match=problem) as e:
+    data.read_any(str(path))
+  _one_line_error(e, path)
+
+
+def test_binary_file_read_as_a_table_names_the_file(tmp_path):
+  path = tmp_path / 'binary.tsv'
+  path.write_bytes(b'probe\t' + np.random.default_rng(0).bytes(4096))
+  with pytest.raises(data.DataError, match='not UTF-8 text') as e:
+    data.read_any(str(path))
+  _one_line_error(e, path)
+
+
+def test_malformed_gct_counts_line(tmp_path):
+  path = tmp_path / 'x.gct'
+  path.write_text('#1.3\n22283\tseventeen\n')
+  with pytest.raises(data.DataError, match='line 2 of a GCT 1.3 file needs 4 counts') as e:
+    data.read_any(str(path))
+  _one_line_error(e, path)
+
+
+def test_hdf5_without_gctx_matrix_is_a_gctx_problem(real_compendium, tmp_path):
+  small = real_compendium.take_samples(np.arange(4)).take_features(np.arange(6))
+  wrong_groups = tmp_path / 'wrong.gctx'
+  with h5py.File(wrong_groups, 'w') as f:
+    f.create_dataset('0/DATA/1/matrix', data=small.values)   # not where CMap puts it
+  with pytest.raises(data.DataError, match='no /0/DATA/0/matrix dataset') as e:
+    data.read_any(str(wrong_groups))
+  assert 'h5ad' not in _one_line_error(e, wrong_groups)
+  no_ids = tmp_path / 'no_ids.gctx'
+  with h5py.File(no_ids, 'w') as f:
+    f.create_dataset(data.GCTX_MATRIX, data=small.values)
+  with pytest.raises(data.DataError, match='no /0/META/ROW/id dataset') as e:
+    data.read_any(str(no_ids))
+  _one_line_error(e, no_ids)
+  neither = tmp_path / 'unknown.h5'
+  with h5py.File(neither, 'w') as f:
+    f.create_dataset('expression', data=small.values)
+  with pytest.raises(data.DataError, match=r"neither GCTX .* nor h5ad .*\['expression'\]") as e:
+    data.read_any(str(neither))
+  _one_line_error(e, neither)
+
+
+def test_corrupt_hdf5_names_the_file(real_compendium, tmp_path):
+  path = tmp_path / 'cut.gctx'
+  data.write_gctx(str(path), real_compendium.take_samples(np.arange(20)))
+  path.write_bytes(path.read_bytes()[:100_000])   # signature intact, the rest cut off
+  with pytest.raises(data.DataError) as e:
+    data.read_any(str(path))
+  _one_line_error(e, path)
+
+
+def _write_sparse_h5ad(path, compendium, break_it):
+  import scipy.sparse
+  values = compendium.values
+  csr = scipy.sparse.csr_matrix(np.where(values > np.median(values), values, 0))
+  parts = {'data': csr.data, 'indices': csr.indices, 'indptr': csr.indptr}
+  attrs = {'encoding-type': 'csr_matrix', 'shape': csr.shape}
+  break_it(parts, attrs)
+  with h5py.File(path, 'w') as f:
+    group = f.create_group('X')
+    group.attrs.update(attrs)
+    for key, value in parts.items():
+      group.create_dataset(key, data=value)
+    for name, ids in (('obs', compendium.samples), ('var', compendium.features)):
+      index = f.create_group(name)
+      index.attrs['_index'] = '_index'
+      index.create_dataset('_index', data=ids.astype('S'))
+
+
+@pytest.mark.parametrize('break_it, problem', [
+    (lambda parts, attrs: parts.pop('indptr'), 'sparse X lacks indptr'),
+    (lambda parts, attrs: attrs.pop('shape'), 'sparse X lacks the shape attribute'),
+    (lambda parts, attrs: parts.update(indices=parts['indices'] + 1000), 'malformed sparse X'),
+    (lambda parts, attrs: parts.update(data=parts['data'][:-3]), 'malformed sparse X'),
+    (lambda parts, attrs: attrs.update({'encoding-type': 'coo_matrix'}), "'coo_matrix'"),
+])
+def test_malformed_sparse_h5ad_names_the_file(real_compendium, tmp_path, break_it, problem):
+  path = tmp_path / 'sparse.h5ad'
+  small = real_compendium.take_samples(np.arange(8)).take_features(np.arange(20))
+  _write_sparse_h5ad(path, small, break_it)
+  with pytest.raises(data.DataError, match=problem) as e:
+    data.read_any(str(path))
+  _one_line_error(e, path)
+
+
+def test_each_sample_knows_its_file(real_compendium):
+  files = pd.Series(data.sample_files(real_compendium)).map(os.path.basename)
+  assert files.groupby(real_compendium.meta['study'].to_numpy()).unique().map(list).to_dict() == {
+      study: [f'{study}.tsv.gz'] for study in STUDY_SIZES}
+
+
+def test_messages_show_plain_ids(tmp_path):
+  unknown = tmp_path / 'unknown.tsv'
+  unknown.write_text('probe\tS1\nGENE_X\t1.0\nGENE_Y\t2.0\n')
+  with pytest.raises(data.DataError, match=r"\['GENE_X', 'GENE_Y'\]") as e:
+    data.check_orientation(data.read_any(str(unknown)), ['1007_s_at'])
+  assert 'np.str_' not in _one_line_error(e, unknown)
+
+
+def test_binary_or_headerless_sample_table_names_the_file(real_compendium, tmp_path):
+  binary = tmp_path / 'samples.tsv'
+  binary.write_bytes(gzip.compress(b'sample\tstudy\n'))   # gzipped under a plain name
+  with pytest.raises(data.DataError, match='not UTF-8 text') as e:
+    data.attach_sample_table(real_compendium, (str(binary),))
+  _one_line_error(e, binary)
+  no_sample = tmp_path / 'labels.tsv'
+  no_sample.write_text('gsm\tlabel\nGSM71019\tNormal\n')
+  with pytest.raises(data.DataError, match="needs a 'sample' column") as e:
+    data.attach_sample_table(real_compendium, (str(no_sample),))
+  _one_line_error(e, no_sample)

@@ -10,6 +10,13 @@ import pytest
 
 from configs import common
 from landmark import dgex
+from landmark import sharding
+
+
+def fit_dgex(*args, **kwargs):
+  """dgex.fit_dgex on one device, whatever the machine has: these batch sizes (10, 50) need not
+  split over more, and more give the same fit (test_sharding.py, test_multihost.py)."""
+  return dgex.fit_dgex(*args, mesh=sharding.device_mesh(1), **kwargs)
 
 
 def small_config(**overrides):
@@ -31,7 +38,7 @@ def noisy_data():
 
 @pytest.fixture(scope='module')
 def noisy_fit(noisy_data):
-  return dgex.fit_dgex(small_config(), *noisy_data, seed=3)
+  return fit_dgex(small_config(), *noisy_data, seed=3)
 
 
 def assert_trees_equal(a, b):
@@ -143,7 +150,7 @@ def test_dgex_beats_linear_on_planted_nonlinear_map():
   train, val, test = slice(0, 400), slice(400, 500), slice(500, 600)
   config = small_config(hidden=(128,), learning_rate=0.2, epochs=150, batch_size=50,
                         dropout=0.0, lr_floor=1e-5)
-  model = dgex.fit_dgex(config, x[train], y[train], x[val], y[val])
+  model = fit_dgex(config, x[train], y[train], x[val], y[val])
   dgex_mae = np.abs(model.predict(x[test]) - y[test]).mean()
   linear_mae = np.abs(dgex.fit_linear(x[train], y[train]).predict(x[test]) - y[test]).mean()
   assert dgex_mae < 0.5 * linear_mae
@@ -170,10 +177,10 @@ def test_bfloat16_fit_follows_float32_fit():
   x = rng.normal(size=(500, 20)).astype(np.float32)
   y = np.sin(x @ rng.normal(size=(20, 5)) * 2 / np.sqrt(20)) @ rng.normal(size=(5, 50))
   y = (y + 0.05 * rng.normal(size=(500, 50))).astype(np.float32)
-  fits = {dtype: dgex.fit_dgex(small_config(hidden=(128,), learning_rate=0.2, epochs=15,
-                                            batch_size=50, dropout=0.0, lr_floor=1e-5,
-                                            compute_dtype=dtype),
-                               x[:400], y[:400], x[400:], y[400:])
+  fits = {dtype: fit_dgex(small_config(hidden=(128,), learning_rate=0.2, epochs=15,
+                                       batch_size=50, dropout=0.0, lr_floor=1e-5,
+                                       compute_dtype=dtype),
+                          x[:400], y[:400], x[400:], y[400:])
           for dtype in ('bfloat16', 'float32')}
   mixed, full = fits['bfloat16'], fits['float32']
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(mixed.params))
@@ -211,7 +218,7 @@ def test_best_validation_epoch_is_kept(noisy_data, noisy_fit):
   val_mae = np.abs(noisy_fit.predict(x_val) - y_val).mean()        # in original units
   np.testing.assert_allclose(val_mae, history['val_mae'].min(), rtol=1e-5)
   # Training is deterministic, so a fit stopped at the best epoch ends on those parameters.
-  truncated = dgex.fit_dgex(small_config(epochs=noisy_fit.best_epoch + 1), *noisy_data, seed=3)
+  truncated = fit_dgex(small_config(epochs=noisy_fit.best_epoch + 1), *noisy_data, seed=3)
   assert_trees_equal(truncated.params, noisy_fit.params)
 
 
@@ -231,20 +238,20 @@ class InterruptingWriter:
 
 def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path):
   config = small_config(epochs=12)
-  uninterrupted = dgex.fit_dgex(config, *noisy_data, seed=5)
+  uninterrupted = fit_dgex(config, *noisy_data, seed=5)
 
   def manager():
     options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
     return ocp.CheckpointManager(tmp_path / 'ckpt', options=options)
 
   with pytest.raises(KeyboardInterrupt):
-    dgex.fit_dgex(config, *noisy_data, seed=5, writer=InterruptingWriter(stop_after=5),
-                  checkpoint_manager=manager())
+    fit_dgex(config, *noisy_data, seed=5, writer=InterruptingWriter(stop_after=5),
+             checkpoint_manager=manager())
   first_manager = manager()
   assert first_manager.latest_step() == 5 and len(first_manager.all_steps()) == 2
   writer = InterruptingWriter()
-  resumed = dgex.fit_dgex(config, *noisy_data, seed=5, writer=writer,
-                          checkpoint_manager=first_manager)
+  resumed = fit_dgex(config, *noisy_data, seed=5, writer=writer,
+                     checkpoint_manager=first_manager)
   assert writer.steps == list(range(6, 13))
   assert_trees_equal(resumed.params, uninterrupted.params)
   assert resumed.best_epoch == uninterrupted.best_epoch

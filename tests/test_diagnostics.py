@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import decomposition
 
 from landmark import correction
 from landmark import data
 from landmark import diagnostics
+from landmark import evaluate
 from landmark import preprocess
 
 EPITHELIAL = ['CDH1', 'EPCAM', 'KRT7']
@@ -56,6 +58,50 @@ def test_ae_vs_baselines_verdict(ae_mae, beyond, phrase):
   assert phrase in summary['verdict'] and 'oracle' in summary['verdict']
   assert summary['verdict'].startswith(f'AE MAE {ae_mae:.3g} vs per-study mean 0.43')
   assert summary['gain_over_study'] == pytest.approx(1 - ae_mae / 0.43)
+
+
+def _low_rank(n_samples, rank=3, n_genes=60, noise=0.1, seed=0):
+  """Profiles = gene means + `rank` planted factors (the same for every seed) + small noise."""
+  loadings = np.random.default_rng(123).normal(size=(rank, n_genes))
+  rng = np.random.default_rng(seed)
+  factors = rng.normal(size=(n_samples, rank))
+  return 5.0 + factors @ loadings + noise * rng.normal(size=(n_samples, n_genes))
+
+
+def test_pca_baselines_equal_sklearn_reconstruction():
+  train, test = _low_rank(40), _low_rank(15, seed=1)
+  pca = diagnostics.fit_pca(train, 8)
+  baselines = diagnostics.pca_baselines(pca, test, (2, 8, 100))
+  for width, used in ((2, 2), (8, 8), (100, 8)):   # 100 is capped by the components fitted
+    direct = decomposition.PCA(used, svd_solver='full').fit(train)
+    reconstruction = direct.inverse_transform(direct.transform(test))
+    assert baselines[f'pca_{width}'] == pytest.approx({
+        'components': used, 'mae': np.mean(evaluate.per_gene_mae(test, reconstruction)),
+        'pcc': np.mean(evaluate.per_gene_pcc(test, reconstruction))}, rel=1e-5)
+  assert len(diagnostics.fit_pca(train[:5], 100)[1]) == 4   # rank of 5 centred profiles
+
+
+def test_pca_baseline_beats_the_mean_profile_on_planted_low_rank_data():
+  train, test = _low_rank(40), _low_rank(15, seed=1)
+  baselines = diagnostics.pca_baselines(diagnostics.fit_pca(train, 3), test, (3,))['pca_3']
+  mean_mae = np.mean(np.abs(test - train.mean(axis=0)))
+  assert baselines['mae'] < 0.2 * mean_mae
+  assert baselines['pcc'] > 0.95
+
+
+@pytest.mark.parametrize('ae_pcc, ae_mae, reaches', [(0.5, 0.30, True), (0.3, 0.30, False),
+                                                     (0.5, 0.40, False)])
+def test_ae_vs_baselines_compares_with_pca_of_its_width(ae_pcc, ae_mae, reaches):
+  baselines = {'global_mean': 0.9, 'study_mean': 0.43, 'oracle_studies': [],
+               'pca': {'pca_10': {'components': 10, 'mae': 0.38, 'pcc': 0.35},
+                       'pca_100': {'components': 100, 'mae': 0.35, 'pcc': 0.45}}}
+  summary = diagnostics.ae_vs_baselines(ae_mae, baselines, ae_pcc, width=100)
+  assert summary['reaches_pca'] is reaches
+  assert (summary['pca_pcc'], summary['pca_mae']) == (0.45, 0.35)
+  assert summary['pcc_minus_pca'] == pytest.approx(ae_pcc - 0.45)
+  assert summary['pca'] == baselines['pca']
+  assert ('reaches PCA of its width' if reaches else 'falls short of PCA') in summary['verdict']
+  assert 'PCA with 100 components' in summary['verdict']
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""The AutoEncoder's architecture and modes, and the min-max scaler."""
+"""The AutoEncoder's architecture and modes, and the min-max and standard scalers."""
 
 from flax import nnx
 import jax
@@ -44,6 +44,19 @@ def test_encoder_layers_reproduce_encode():
   for kernel, bias in model.encoder_layers():
     activations = _sigmoid(activations @ kernel + bias)
   np.testing.assert_allclose(np.asarray(model.encode(x)), activations, rtol=0, atol=1e-6)
+
+
+def test_linear_output_keeps_the_encoder_and_drops_only_the_last_sigmoid():
+  sigmoid, linear = _model(hidden=(16,)), _model(hidden=(16,))
+  linear.output_activation = 'linear'
+  x = _inputs()
+  for model in (sigmoid, linear):
+    model.eval()
+  np.testing.assert_array_equal(np.asarray(linear.encode(x)), np.asarray(sigmoid.encode(x)))
+  np.testing.assert_allclose(_sigmoid(np.asarray(linear(x), np.float64)),
+                             np.asarray(sigmoid(x)), rtol=0, atol=1e-6)
+  built = models.AutoEncoder(40, (16,), 4, output_activation='linear', rngs=nnx.Rngs(0))
+  assert built.output_activation == 'linear'
 
 
 def test_dropout_only_in_training_mode():
@@ -175,4 +188,30 @@ def test_scaler_save_load(tmp_path):
   loaded = models.MinMaxScaler.load(tmp_path / 'scaler.npz')
   np.testing.assert_array_equal(loaded.minimum, scaler.minimum)
   np.testing.assert_array_equal(loaded.span, scaler.span)
+  np.testing.assert_array_equal(loaded.transform(x), scaler.transform(x))
+
+
+def test_standard_scaler_standardises_the_training_split_and_round_trips():
+  x = _train_values()
+  scaler = models.StandardScaler().fit(x)
+  scaled = scaler.transform(x)
+  varying = [0, 1, 3, 4]
+  np.testing.assert_allclose(scaled[:, varying].mean(axis=0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(scaled[:, varying].std(axis=0), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(scaled[:, 2], 0.0)   # constant gene: sd 1, maps to 0
+  np.testing.assert_allclose(scaler.std, np.where(np.arange(5) == 2, 1.0, x.std(axis=0)),
+                             rtol=1e-5)
+  held_out = np.random.default_rng(1).normal(8.0, 3.0, size=(7, 5)).astype(np.float32)
+  np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(held_out)), held_out,
+                             rtol=1e-6, atol=1e-5)
+
+
+def test_standard_scaler_save_load(tmp_path):
+  x = _train_values()
+  scaler = models.StandardScaler().fit(x)
+  scaler.save(tmp_path / 'scaler.npz')
+  with np.load(tmp_path / 'scaler.npz') as saved:
+    assert sorted(saved.files) == ['mean', 'std']
+  loaded = models.StandardScaler.load(tmp_path / 'scaler.npz')
+  np.testing.assert_array_equal(loaded.mean, scaler.mean)
   np.testing.assert_array_equal(loaded.transform(x), scaler.transform(x))

@@ -24,6 +24,9 @@ import pandas as pd
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_SECONDS = 240
 TOLERANCE = dict(rtol=1e-5, atol=1e-6)
+# Means of per-gene PCCs can lie near zero (about -0.014 here), where a relative tolerance
+# measures nothing but rounding: an absolute one, far below any real difference.
+NEAR_ZERO = {'mean_pcc': dict(rtol=0, atol=1e-4)}
 
 SCRIPT = r'''
 import os
@@ -144,7 +147,7 @@ def test_two_processes_match_one_device(tmp_path):
   for output, run in zip(outputs, runs[1:]):
     assert output.keys() == reference.keys()
     for key, value in reference.items():
-      np.testing.assert_allclose(output[key], value, **TOLERANCE,
+      np.testing.assert_allclose(output[key], value, **NEAR_ZERO.get(key, TOLERANCE),
                                  err_msg=f'{key} of {run[1].name}')
   assert len(reference['loss']) == 3 and reference['loss'][-1] < reference['loss'][0]
   # Process 0 alone wrote the shared workdir's event files (one per training run) and tables.

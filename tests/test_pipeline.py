@@ -13,6 +13,7 @@ import pytest
 from configs import test as test_config
 from landmark import data
 from landmark import deeplift
+from landmark import errors
 from landmark import pipeline
 
 SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
@@ -131,17 +132,54 @@ def test_summation_to_delta_on_the_trained_real_autoencoder(workdir):
   assert np.abs(contributions.sum(axis=2) - delta).max() < 1e-9
 
 
+def _contents(workdir):
+  """Every file of a run (path -> bytes), the lock file aside."""
+  paths = (os.path.join(root, name) for root, _, names in os.walk(workdir) for name in names)
+  return {p: open(p, 'rb').read() for p in sorted(paths) if not p.endswith('.lock')}
+
+
+def _main(workdir, *flags):
+  return subprocess.run(
+      [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
+       f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
+       f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
+
+
 def test_failed_run_keeps_earlier_results(workdir, tmp_path):
-  names = ('report.md', 'config.json', 'data_summary.json')
-  before = [open(os.path.join(workdir, name)).read() for name in names]
+  before = _contents(workdir)
   broken = tmp_path / 'broken.tsv'
   broken.write_text('probe\tS1\tS2\n1007_s_at\t1.0\tnan\n1053_at\t2.0\t3.0\n')
-  config = test_config.get_config()
+  config = test_config.get_config(f'epochs={EPOCHS}')
+  config.deeplift.top_k = 1   # the file holds 2 genes
   config.data.studies = (str(broken),)
-  config.data.samples_table = ''
-  with pytest.raises(data.DataError, match='broken.tsv: 1 NaN/inf'):
+  config.data.samples_table = ()
+  with pytest.raises(errors.RunIdentityError, match='its data results were made under another'):
     pipeline.run(config, workdir)
-  assert [open(os.path.join(workdir, name)).read() for name in names] == before
+  with pytest.raises(data.DataError, match='broken.tsv: 1 NaN/inf'):
+    pipeline.run(config, workdir, overwrite=True)
+  assert _contents(workdir) == before
+
+
+def test_the_same_command_again_reuses_everything(main_run):
+  workdir, _ = main_run
+  before = _contents(workdir)
+  for mode in ('all', 'evaluate'):
+    result = _main(workdir, f'--mode={mode}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'epoch 1/' not in result.stderr and 'is current' in result.stderr
+  assert _contents(workdir) == before
+
+
+def test_a_changed_config_is_refused_in_one_line(main_run):
+  workdir, _ = main_run
+  before = _contents(workdir)
+  result = _main(workdir, '--config.train.learning_rate=0.01')
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: {workdir}: its train/seed_0 results were made under another config or other '
+      'data (train.learning_rate: 0.001 -> 0.01); rerun with --overwrite to recompute them and '
+      'what follows, or use another --workdir')
+  assert _contents(workdir) == before
 
 
 def test_main_parses_config_overrides(main_run):

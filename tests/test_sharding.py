@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from configs import common
@@ -127,6 +128,7 @@ def test_mesh_of_the_config():
 
 def test_put_batch_of_padded_rows():
   mesh = sharding.device_mesh()
-  array = sharding.put_batch(mesh, sharding.pad_rows([[1.0], [2.0], [3.0]], 4))
-  assert array.shape == (4, 1) and array.sharding == sharding.batch_sharding(mesh)
-  assert array[3, 0] == 0.0
+  rows = sharding.round_up(4, mesh.size)   # a multiple of the devices, with padding
+  array = sharding.put_batch(mesh, sharding.pad_rows([[1.0], [2.0], [3.0]], rows))
+  assert array.shape == (rows, 1) and array.sharding == sharding.batch_sharding(mesh)
+  np.testing.assert_array_equal(np.asarray(array)[:, 0], [1.0, 2.0, 3.0] + [0.0] * (rows - 3))

@@ -207,7 +207,7 @@ def test_streamed_training_resumes_bit_exactly(real_gctx, tmp_path):
 def _stream_config(path, **preprocess):
   config = test_config.get_config()
   config.data.studies = (path,)
-  config.data.samples_table = ''
+  config.data.samples_table = ()
   config.data.max_samples = 0
   config.data.stream = True
   config.data.chunk_samples = 8

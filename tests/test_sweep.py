@@ -12,6 +12,7 @@ import pandas as pd
 from configs import sweep as sweep_config
 from landmark import fileio
 from landmark import metric_writing
+from landmark import run_identity
 from landmark import sweep
 
 
@@ -29,11 +30,12 @@ def fake_run(calls):
                            ('l1000', 0.6), ('random_0', 0.6), ('random_1', 0.6))]
     fileio.write_table(os.path.join(workdir, 'panel_summary.tsv'), pd.DataFrame(rows), index=False)
     fileio.write_text(os.path.join(workdir, 'report.md'), 'done')
+    run_identity.RunIdentity(config, workdir).mark_done('evaluate')
   return run
 
 
 def test_sweep_runs_each_member_once_and_compares(tmp_path):
-  config = sweep_config.get_config('bottleneck=8,16')
+  config = sweep_config.get_config('bottleneck=8+16')
   calls = []
   table = sweep.run_sweep(config, str(tmp_path), fake_run(calls))
   assert calls == [8, 16]
@@ -45,7 +47,7 @@ def test_sweep_runs_each_member_once_and_compares(tmp_path):
   hparams = metric_writing.read_scalars(tmp_path / 'bottleneck_16' / 'tensorboard' / 'hparams')
   assert hparams['hparams/ae_mae'] == [(0, 1 / 16)]
 
-  config = sweep_config.get_config('bottleneck=8,16,32')
+  config = sweep_config.get_config('bottleneck=8+16+32')
   sweep.run_sweep(config, str(tmp_path), fake_run(calls))
   assert calls == [8, 16, 32]                 # finished members are skipped
 

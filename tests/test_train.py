@@ -4,14 +4,18 @@ import os
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 from configs import common
 from configs import test as test_config
+from landmark import data
+from landmark import errors
 from landmark import metric_writing
 from landmark import models
+from landmark import streaming
 from landmark import train
 
 EPOCHS = 4
@@ -115,8 +119,14 @@ def test_model_and_scaler_are_saved_for_scoring(trained, real_slice):
   workdir, model, scaler, _ = trained
   loaded = models.MinMaxScaler.load(os.path.join(workdir, 'scaler.npz'))
   np.testing.assert_array_equal(loaded.minimum, real_slice[0].min(axis=0))
-  x = scaler.transform(real_slice[1])
-  np.testing.assert_array_equal(np.asarray(model.encode(x)), np.asarray(model.encode(x)))
+  x = loaded.transform(real_slice[1])
+  np.testing.assert_array_equal(x, scaler.transform(real_slice[1]))
+  # The model comes back in eval mode: no dropout, so its bottleneck is the plain forward pass
+  # through the encoder's (W, b), the layers DeepLIFT scores.
+  expected = x.astype(np.float64)
+  for kernel, bias in model.encoder_layers():
+    expected = 1 / (1 + np.exp(-(expected @ kernel + bias)))
+  np.testing.assert_allclose(np.asarray(model.encode(x)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_reconstruction_matches_training_summary(trained, real_slice):
@@ -134,3 +144,81 @@ def test_evaluate_reconstruction_matches_training_summary(trained, real_slice):
   np.testing.assert_allclose(summary['mean_mae'], history[train.EVAL_MAE][-1], rtol=1e-4)
   np.testing.assert_allclose(summary['mean_pcc'], history[train.EVAL_PCC][-1], rtol=1e-3,
                              atol=1e-4)
+
+
+def test_mse_loss_is_mean_squared_error_plus_l2():
+  model = models.AutoEncoder(30, (12,), 3, output_activation='linear', rngs=nnx.Rngs(0))
+  model.eval()
+  x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
+  mask = np.array([1, 1, 0, 1, 0], np.float32)
+  reconstruction = np.asarray(model(x), np.float64)
+  penalty = 0.01 * sum(np.sum(np.asarray(k, np.float64) ** 2) for k in model.kernels())
+  expected = ((reconstruction - x) ** 2)[mask > 0].mean() + penalty
+  np.testing.assert_allclose(float(train.loss_fn(model, x, mask, 0.01, loss='mse')), expected,
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('model.scale', 'robust', "'robust' is not one of minmax, standard"),
+    ('model.output_activation', 'relu', "'relu' is not one of sigmoid, linear"),
+    ('model.activation', 'gelu', "'gelu' is not one of sigmoid, tanh, relu, linear"),
+    ('train.loss', 'huber', "'huber' is not one of mae, mse"),
+    ('train.schedule', 'step', "'step' is not one of constant, cosine"),
+    ('train.warmup_epochs', 5.0, 'not between 0 and config.train.epochs'),
+    ('model.scale', 'standard', 'a sigmoid output cannot reach standardised values'),
+])
+def test_bad_model_and_train_choices_are_config_errors(field, value, message):
+  config = _config()
+  section, name = field.split('.')
+  config[section][name] = value
+  where = 'config.model.output_activation' if value == 'standard' else f'config.{field}'
+  with pytest.raises(errors.ConfigError, match=f'^{where}: .*{message}'):
+    train.check_config(config)
+
+
+def _learning_rates(config, steps_per_epoch):
+  """The learning rate of every step of `config`'s run (the state holds the last step's)."""
+  optimizer = train.build_optimizer(config, steps_per_epoch)
+  params = {'w': jnp.zeros(2)}
+  state, rates = optimizer.init(params), []
+  for _ in range(config.train.epochs * steps_per_epoch):
+    _, state = optimizer.update({'w': jnp.ones(2)}, state, params)
+    rates.append(float(state.hyperparams['learning_rate']))
+  return np.array(rates)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+  rates = _learning_rates(_config(epochs=10, schedule='cosine', warmup_epochs=2.0,
+                                  learning_rate=0.01), steps_per_epoch=5)
+  np.testing.assert_allclose(rates[:11], np.linspace(0.0, 0.01, 11), rtol=1e-5, atol=1e-9)
+  assert np.all(np.diff(rates[10:]) < 0) and rates[-1] < 1e-4
+  constant = _learning_rates(_config(epochs=2, learning_rate=0.01), steps_per_epoch=3)
+  np.testing.assert_allclose(constant, 0.01)
+
+
+def test_standardised_linear_mse_training_scores_in_original_units(real_slice, tmp_path):
+  config = _config(epochs=2, loss='mse', schedule='cosine', warmup_epochs=1.0)
+  config.model.scale, config.model.output_activation = 'standard', 'linear'
+  model, scaler, history = train.train_autoencoder(config, str(tmp_path), *real_slice)
+  assert isinstance(scaler, models.StandardScaler)
+  np.testing.assert_allclose(scaler.mean, real_slice[0].mean(axis=0), rtol=1e-5, atol=1e-5)
+  loaded = models.StandardScaler.load(tmp_path / 'scaler.npz')
+  np.testing.assert_array_equal(loaded.std, scaler.std)
+  summary = train.evaluate_reconstruction(model, scaler, real_slice[1], str(tmp_path),
+                                          permutation_block=256)
+  np.testing.assert_allclose(summary['mean_mae'], history[train.EVAL_MAE][-1], rtol=1e-4)
+  np.testing.assert_allclose(summary['mean_pcc'], history[train.EVAL_PCC][-1], rtol=1e-3,
+                             atol=1e-4)
+
+
+def test_streamed_standard_scaler_equals_in_memory_fit(real_slice, tmp_path):
+  values = real_slice[0]
+  samples = [f's{i}' for i in range(len(values))]
+  path = str(tmp_path / 'slice.gctx')
+  data.write_gctx(path, data.Compendium(values, [f'p{j}' for j in range(values.shape[1])],
+                                        samples, pd.DataFrame(index=pd.Index(samples))),
+                  chunk_samples=7)
+  streamed = train.fit_scaler('standard', streaming.SampleStream(path, chunk_samples=7))
+  expected = models.StandardScaler().fit(values)
+  np.testing.assert_allclose(streamed.mean, expected.mean, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(streamed.std, expected.std, rtol=1e-5)

@@ -17,14 +17,14 @@ and model whose table exists is read back, not rerun: delete it to rerun), then
 number of folds where the selector beats or trails L1000 at p < evaluate.permutation_alpha
 for every seed) and `selectors.png`.
 
-  python -m experiments.selectors --config=configs/quick.py --workdir=runs/selectors
+  python -m experiments.selector_benchmark --config=configs/quick.py --workdir=runs/selectors
   # Leave one study out, all five folds; then D-GEX at k = 943 on the same panels:
-  python -m experiments.selectors --config=configs/cross_study.py --workdir=runs/selectors_loso \
-      --models=linear,ridge --k=100,300,943,2000 --model_k=linear:100,300,943 \
-      --config.selectors.peel_off_restarts=1
-  python -m experiments.selectors --config=configs/cross_study.py --workdir=runs/selectors_loso \
-      --models=linear,ridge,dgex --k=100,300,943,2000 --model_k=linear:100,300,943 \
-      --model_k=dgex:943 --config.selectors.peel_off_restarts=1
+  python -m experiments.selector_benchmark --config=configs/cross_study.py \
+      --workdir=runs/selectors_loso --models=linear,ridge --k=100,300,943,2000 \
+      --model_k=linear:100,300,943 --config.selectors.peel_off_restarts=1
+  python -m experiments.selector_benchmark --config=configs/cross_study.py \
+      --workdir=runs/selectors_loso --models=linear,ridge,dgex --k=100,300,943,2000 \
+      --model_k=linear:100,300,943 --model_k=dgex:943 --config.selectors.peel_off_restarts=1
 """
 
 import os
@@ -83,8 +83,8 @@ def folds(config, workdir):
   if 'sweep' not in config:
     return [(config.preprocess.holdout_study or config.preprocess.split, config, workdir)]
   if config.sweep.parameter != 'preprocess.holdout_study':
-    raise ValueError(f'experiments.selectors sweeps held-out studies only; the config sweeps '
-                     f'{config.sweep.parameter!r}')
+    raise ValueError(f'experiments.selector_benchmark sweeps held-out studies only; the config '
+                     f'sweeps {config.sweep.parameter!r}')
   return [(study, sweep.member_config(config, config.sweep.parameter, study),
            os.path.join(workdir, f'holdout_study_{study}')) for study in config.sweep.grid]
 

@@ -1,0 +1,227 @@
+"""Run identity: what each stage's results were computed from, so no rerun reuses a stale one.
+
+A workdir holds the results of one config on one set of input files. Each stage — `data`,
+`train/seed_<s>`, `explain/seed_<s>`, `consensus`, `evaluate` — records in `stages.json`,
+when it completes, the config fields and input-file fingerprints its outputs depend on:
+its own and those of every stage before it, so a change anywhere upstream shows in every
+stage after it. A rerun compares every recorded stage with what the current config and
+files give before it writes anything: a stage that matches is reused; one that differs
+stops the run with one line naming what changed, or, with `overwrite`, is recomputed
+together with everything after it. The AutoEncoder's train identity is also stored in
+each orbax checkpoint's metadata, so a run killed during training is checked as well.
+
+A lock file (`.lock`, an advisory `flock` released when the process ends, however it
+ends) stops a second run into a busy workdir at once.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+import ml_collections
+
+from landmark import fileio
+from landmark.errors import RunIdentityError
+
+STAGES_FILE = 'stages.json'
+LOCK_FILE = '.lock'
+MISSING = '<not set>'
+
+# Config fields of each stage (prefixes of dotted names); a stage depends on its own and
+# those of every stage before it. Fields that change no result are left out: how often to
+# checkpoint or log, memory bounds, devices, the dry run.
+_DATA_FIELDS = ('seed', 'data.max_samples', 'data.stream', 'data.chunk_samples',
+                'data.shuffle_buffer_chunks', 'data.stream_eval_samples', 'preprocess.')
+_TRAIN_FIELDS = ('model.', 'train.')
+_TRAIN_NO_EFFECT = ('train.checkpoint_every_epochs', 'train.keep_checkpoints',
+                    'train.log_every_epochs')
+_EXPLAIN_FIELDS = ('deeplift.',)
+_EXPLAIN_NO_EFFECT = ('deeplift.max_chunk_mb',)
+_EVALUATE_FIELDS = ('evaluate.', 'dgex.')
+# Input files, by the stage that first reads them: fingerprinted by name, size and content
+# (not by path, so a run can be continued from a clone elsewhere).
+_DATA_FILES = ('data.studies', 'data.samples_table', 'data.annotation')
+_EXPLAIN_FILES = ('data.l1000_landmarks',)
+_EVALUATE_FILES = ('data.dgex_landmarks', 'data.dgex_targets', 'data.go_gmt')
+
+
+def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Dotted field name -> JSON value (tuples as lists) of every leaf of `config`."""
+  flat = {}
+
+  def visit(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        visit(value, f'{prefix}{key}.')
+      else:
+        flat[f'{prefix}{key}'] = json.loads(json.dumps(value))
+
+  visit(config.to_dict(), '')
+  return flat
+
+
+def file_fingerprint(path: str) -> str:
+  """'<name> <bytes> sha256:<first 16 hex digits>' of a file; 'absent' if there is none."""
+  if not path:
+    return ''
+  if not os.path.isfile(path):
+    return 'absent'
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 22), b''):
+      digest.update(block)
+  return f'{os.path.basename(path)} {os.path.getsize(path)} sha256:{digest.hexdigest()[:16]}'
+
+
+def _select(flat, prefixes, excluded=()):
+  return {k: v for k, v in flat.items()
+          if any(k == p or (p.endswith('.') and k.startswith(p)) for p in prefixes)
+          and k not in excluded}
+
+
+class RunIdentity:
+  """The identity of every stage of `config`'s run, and the records of a workdir."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.workdir = workdir
+    flat = flatten(config)
+    self._data = {**_select(flat, _DATA_FIELDS), **_files(flat, _DATA_FILES)}
+    self._train = _select(flat, _TRAIN_FIELDS, _TRAIN_NO_EFFECT)
+    self._explain = {**_select(flat, _EXPLAIN_FIELDS, _EXPLAIN_NO_EFFECT),
+                     **_files(flat, _EXPLAIN_FILES)}
+    self._evaluate = {**_select(flat, _EVALUATE_FIELDS), **_files(flat, _EVALUATE_FILES)}
+    self.seeds = list(range(config.seed, config.seed + config.seeds))
+
+  def stages(self) -> list[str]:
+    """Every stage of the run, in order."""
+    return (['data'] + [f'train/seed_{s}' for s in self.seeds]
+            + [f'explain/seed_{s}' for s in self.seeds] + ['consensus', 'evaluate'])
+
+  def identity(self, stage: str) -> dict[str, Any]:
+    """The fields and file fingerprints that determine `stage`'s results."""
+    if stage == 'data':
+      return dict(self._data)
+    kind, _, seed = stage.partition('/seed_')
+    if kind == 'train':
+      return {**self._data, **self._train, 'model_seed': int(seed)}
+    if kind == 'explain':
+      return {**self.identity(f'train/seed_{seed}'), **self._explain}
+    if stage == 'consensus':
+      return {**self._data, **self._train, **self._explain, 'model_seeds': self.seeds}
+    if stage == 'evaluate':
+      return {**self.identity('consensus'), **self._evaluate}
+    raise ValueError(f'unknown stage {stage!r}')
+
+  def records(self) -> dict[str, dict[str, Any]]:
+    """The identities recorded in the workdir (`stages.json`) by the stages that completed."""
+    path = os.path.join(self.workdir, STAGES_FILE)
+    if not os.path.exists(path):
+      return {}
+    try:
+      with open(path) as f:
+        return json.load(f)
+    except (OSError, ValueError) as e:
+      raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite') from None
+
+  def is_current(self, stage: str) -> bool:
+    return self.records().get(stage) == self.identity(stage)
+
+  def changes(self, stage: str, recorded: dict[str, Any]) -> list[str]:
+    """'field: recorded -> current' for each field where `recorded` differs from now."""
+    current = self.identity(stage)
+    return [f'{name}: {_show(recorded.get(name, MISSING))} -> {_show(current.get(name, MISSING))}'
+            for name in sorted(set(recorded) | set(current))
+            if recorded.get(name, MISSING) != current.get(name, MISSING)]
+
+  def stale(self, checkpoint_identities: dict[str, dict[str, Any] | None]) -> dict[str, list[str]]:
+    """Stages whose results in the workdir were made under another identity: stage -> changes.
+
+    `checkpoint_identities` maps `train/seed_<s>` to the identity in that seed's newest
+    checkpoint (None for a checkpoint from before run identities), for seeds with one.
+    """
+    stale = {}
+    for stage, recorded in self.records().items():
+      if stage not in self.stages():
+        stale[stage] = ['it is not a stage of this config (config.seed, config.seeds)']
+      elif recorded != self.identity(stage):
+        stale[stage] = self.changes(stage, recorded)
+    for stage, recorded in checkpoint_identities.items():
+      if stage not in stale and recorded != self.identity(stage):
+        stale[stage] = (self.changes(stage, recorded) if recorded is not None
+                        else ['its checkpoints carry no run identity (an older version made them)'])
+    return stale
+
+  def check(self, checkpoint_identities: dict[str, dict[str, Any] | None], overwrite: bool
+            ) -> dict[str, list[str]]:
+    """Raises RunIdentityError naming what changed if any result is stale, unless `overwrite`.
+
+    With `overwrite`, returns the stale stages (a change upstream makes every stage after
+    it stale too), for the caller to `forget` and recompute.
+    """
+    stale = self.stale(checkpoint_identities)
+    if not stale:
+      return {}
+    stage, changes = next(iter(stale.items()))
+    if not overwrite:
+      more = f' and {len(changes) - 1} more' if len(changes) > 1 else ''
+      raise RunIdentityError(
+          self.workdir, f'its {stage} results were made under another config or other data '
+          f'({changes[0]}{more}); rerun with --overwrite to recompute them and what follows, '
+          'or use another --workdir')
+    return stale
+
+  def mark_done(self, stage: str) -> None:
+    """Records that `stage` completed under the current identity."""
+    self._write({**self.records(), stage: self.identity(stage)})
+
+  def forget(self, stages: list[str]) -> None:
+    """Drops the records of `stages`: their results are no longer current."""
+    self._write({s: r for s, r in self.records().items() if s not in stages})
+
+  def _write(self, records):
+    fileio.write_text(os.path.join(self.workdir, STAGES_FILE), json.dumps(records, indent=1))
+
+
+def _files(flat, fields):
+  """'file:<field>[i]' -> fingerprint of each input file named by `fields`."""
+  files = {}
+  for field in fields:
+    paths = flat[field]
+    if isinstance(paths, str):
+      files[f'file:{field}'] = file_fingerprint(paths)
+    else:
+      files.update({f'file:{field}[{i}]': file_fingerprint(p) for i, p in enumerate(paths)})
+  return files
+
+
+def _show(value):
+  text = value if isinstance(value, str) and value else json.dumps(value)
+  return text if len(text) <= 80 else text[:77] + '...'
+
+
+@contextlib.contextmanager
+def lock(workdir: str) -> Iterator[None]:
+  """Holds `<workdir>/.lock` for the duration; a second holder stops at once with one line."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK_FILE)
+  with open(path, 'a+') as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or 'another process'
+      raise RunIdentityError(workdir, f'another run ({holder}) is using this workdir; wait for '
+                             'it to finish or use another --workdir') from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f'pid {os.getpid()}')
+    handle.flush()
+    try:
+      yield
+    finally:
+      handle.seek(0)
+      handle.truncate()
+      fcntl.flock(handle, fcntl.LOCK_UN)
