@@ -6,10 +6,11 @@ WORKDIR ?= runs/demo
 
 .PHONY: demo test clean
 
-$(STAMP): requirements.txt
+# The package, editable, with its test extras (pyproject.toml): `landmark` on the venv's PATH.
+$(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -374,6 +374,7 @@ def run(config, workdir, mode='all', overwrite=False):
   if mode == 'dry_run':
     os.makedirs(workdir, exist_ok=True)
     return dry_run.run(config, workdir)
+  validation.check_files(config)
   with run_identity.lock(workdir):
     identity = run_identity.RunIdentity(config, workdir)
     stale = identity.check(_checkpoint_identities(config, workdir), overwrite)

@@ -4,6 +4,8 @@ A config that cannot work fails here with a ConfigError naming the field, instea
 after a full training (or after overwriting results of the workdir).
 """
 
+import os
+
 import ml_collections
 
 from landmark import preprocess
@@ -60,3 +62,24 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not config.data.studies:
     raise ConfigError('config.data.studies', 'names no study file')
   preprocess.check_config(config.preprocess)
+
+
+DATA_FILES = ('studies', 'samples_table', 'annotation', 'l1000_landmarks', 'dgex_landmarks',
+              'dgex_targets', 'go_gmt')
+
+
+def check_files(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first input file of `config.data` that does not exist.
+
+  Checked before anything is read, so a clone without the data fails at once, saying where
+  it looked and how to point it elsewhere.
+  """
+  for field in DATA_FILES:
+    paths = config.data[field]
+    for path in (paths,) if isinstance(paths, str) else paths:
+      if path and not os.path.isfile(path):
+        root = os.environ.get('LANDMARK_DATA')
+        where = f'LANDMARK_DATA={root}' if root else '../shared/data beside the checkout'
+        raise ConfigError(f'config.data.{field}', f'{path} does not exist; the data are read '
+                          f'from {where} (set LANDMARK_DATA to the folder that holds hgu133a/ '
+                          'and annotation/, see README "Data")')

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs import common
 from configs import test as test_config
 from landmark import data
 from landmark import errors
@@ -19,17 +18,6 @@ from landmark import streaming
 from landmark import train
 
 EPOCHS = 4
-
-
-@pytest.fixture(scope='module')
-def real_slice():
-  """60 real samples (30 breast/colon, 30 sarcoma) x the first 1,000 probes, log2, split 48/12."""
-  frames = [pd.read_csv(common.data_path('hgu133a', f'{study}.tsv.gz'), sep='\t',
-                        index_col='probe', nrows=1000).iloc[:, :30]
-            for study in ('chowdary', 'nakayama')]
-  values = np.log2(np.maximum(pd.concat(frames, axis=1).T.to_numpy(np.float32), 1.0))
-  values = values[np.random.default_rng(0).permutation(len(values))]
-  return values[:48], values[48:]
 
 
 def _config(epochs=EPOCHS, **train_overrides):
