@@ -1,20 +1,26 @@
-"""Study correction x DeepLIFT reference x AE seed, leave-one-study-out (configs/study_effects.py).
+"""Study correction x DeepLIFT reference x AE seed on held-out studies (configs/study_effects.py).
 
-For every held-out study and correction (a "cell"), the data are prepared once and the
+A "holdout" is one held-out study (leave one study out) or, with `preprocess.split=
+'study_kfold'`, one fold `fold_<i>` of studies. For every holdout and correction (a
+"cell"), the data are prepared once and the
 fixed panels (L1000, top variance) and `evaluate.random_sets` random panels of L1000's size
 are drawn on the training studies. For every seed the AE is trained (`train_seed`, which
 also writes the AE-vs-per-study-mean diagnostic) and DeepLIFT ranks genes once per
-reference. Every panel infers all genes outside it on the held-out study, with each model of
+reference. Every panel infers all genes outside it on the held-out studies, with each model of
 `evaluate.models`; per-gene PCC and per-study-centred MAE are kept, and the summary judges
 all panels of a fold on their common targets (`read_cell`). Seeds run outermost,
 so an interrupted run has whole folds at fewer seeds; finished pieces are skipped on rerun.
 
 Writes per cell and model `<holdout>/<correction>/random_<model>.tsv.gz` and per seed
 `seed_<s>/metrics_<model>.tsv.gz`, then `study_effects_folds.tsv` (one row per fold, setting and
-model), `study_effects.tsv` (the same averaged over folds) and `study_effects.png`.
+model; `test_studies` names a fold's studies), `study_effects.tsv` (the same averaged over
+folds) and `study_effects.png`.
 
   python -m experiments.study_effects --config=configs/study_effects.py --workdir=runs/study_effects
   python -m experiments.study_effects --workdir=runs/study_effects --summarize_only  # tables now
+  python -m experiments.study_effects \
+      --config=configs/study_effects.py:studies=compendium,folds=5,models=ridge \
+      --workdir=runs/study_effects_17 [--summarize_only]
 """
 
 import glob
@@ -37,6 +43,7 @@ from landmark import evaluate
 from landmark import fileio
 from landmark import panels as panels_lib
 from landmark import pipeline
+from landmark import run_identity
 from landmark import selectors
 
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
@@ -47,6 +54,17 @@ _SUMMARIZE_ONLY = flags.DEFINE_bool('summarize_only', False, 'Only tabulate what
 flags.mark_flag_as_required('workdir')
 
 METRICS = ('pcc', 'mae_centred')
+FOLD_PREFIX = 'fold_'
+
+
+def hold_out(preprocess, holdout: str) -> None:
+  """Sets `preprocess` to hold out `holdout`: a study, or `fold_<i>` of a study_kfold split."""
+  if preprocess.split == 'study_kfold':
+    if not holdout.startswith(FOLD_PREFIX):
+      raise ValueError(f"split='study_kfold' holds out folds {FOLD_PREFIX}<i>, not {holdout!r}")
+    preprocess.fold = int(holdout[len(FOLD_PREFIX):])
+  else:
+    preprocess.holdout_study = holdout
 
 
 def cell_config(config, holdout, correction, seed=0, reference=None):
@@ -54,24 +72,12 @@ def cell_config(config, holdout, correction, seed=0, reference=None):
   cell = config.copy_and_resolve_references()
   with cell.unlocked():
     del cell['study_effects']
-    cell.preprocess.holdout_study = holdout
+    hold_out(cell.preprocess, holdout)
     cell.preprocess.study_correction = correction
     cell.seed = seed
     if reference is not None:
       cell.deeplift.reference = reference
   return cell
-
-
-def score_panels(config, genes, panels, seed, models):
-  """Long table (model, panel, target, metrics) of every panel inferring all genes outside it."""
-  frames = []
-  for kind in models:
-    for name, panel in panels.items():
-      targets = [g for g in genes.genes if g not in set(panel)]
-      frame = panels_lib.evaluate_panel(kind, config, genes, panel, targets, seed,
-                                        permutation=False)
-      frames.append(frame.reset_index().assign(model=kind, panel=name))
-  return pd.concat(frames, ignore_index=True)
 
 
 def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1000):
@@ -86,20 +92,13 @@ def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1
   return splits, genes, context, fixed, pipeline.study_baselines(splits)
 
 
-def score_random_panels(config, context, genes, k, kind):
-  """Seeded random panels of size k through model `kind`: the noise band of each metric."""
-  n = panels_lib.random_panel_count(config.evaluate, kind)
-  randoms = {f'random_{i}': selectors.select('random', context, k, seed=i) for i in range(n)}
-  return score_panels(config, genes, randoms, 0, (kind,))
-
-
 def missing_models(config, cell_dir, seed):
   """The models of `config.evaluate.models` that have not scored seed `seed` of a cell yet."""
   return [kind for kind in config.evaluate.models
           if not os.path.exists(os.path.join(cell_dir, f'seed_{seed}', f'metrics_{kind}.tsv.gz'))]
 
 
-def run_cell(config, cell_dir, seed, prepared, annotation):
+def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
   """Trains (or reloads) seed `seed`'s AE of one cell and scores its panels with every model
   not scored yet; scores the cell's random panels the first time."""
   splits, genes, context, fixed, baselines = prepared
@@ -107,15 +106,17 @@ def run_cell(config, cell_dir, seed, prepared, annotation):
   for kind in base.evaluate.models:
     random_path = os.path.join(cell_dir, f'random_{kind}.tsv.gz')
     if not os.path.exists(random_path):
-      fileio.write_table(random_path, score_random_panels(base, context, genes, k, kind),
+      fileio.write_table(random_path,
+                         panels_lib.score_random_panels(base, context, genes, k, kind),
                          index=False)
   missing = missing_models(config, cell_dir, seed)
   if not missing:
     return
   seed_dir = os.path.join(cell_dir, f'seed_{seed}')
-  holdout, correction = base.preprocess.holdout_study, base.preprocess.study_correction
+  correction = base.preprocess.study_correction
   seeded = cell_config(config, holdout, correction, seed)
-  model, scaler, quality = pipeline.train_seed(seeded, seed_dir, splits, baselines)
+  identity = run_identity.RunIdentity(seeded, seed_dir).identity(f'train/seed_{seed}')
+  model, scaler, quality = pipeline.train_seed(seeded, seed_dir, splits, baselines, identity)
   panels = {}
   for reference in config.study_effects.references:
     explained = cell_config(config, holdout, correction, seed, reference)
@@ -126,7 +127,8 @@ def run_cell(config, cell_dir, seed, prepared, annotation):
   panels.update(fixed)
   for kind in missing:
     fileio.write_table(os.path.join(seed_dir, f'metrics_{kind}.tsv.gz'),
-                       score_panels(seeded, genes, panels, seed, (kind,)), index=False)
+                       panels_lib.score_panels(seeded, genes, panels, seed, (kind,)),
+                       index=False)
   logging.info('%s / %s / seed %d: AE gain over per-study mean %.3f', holdout, correction, seed,
                quality['baselines']['gain_over_study'])
 
@@ -155,11 +157,20 @@ def read_cell(cell_dir, kind):
   return seeded[seeded['target'].isin(common)], random[random['target'].isin(common)]
 
 
+def test_studies(cell_dir):
+  """'+'-joined studies of a cell's test split (from its `data_summary.json`; '' before)."""
+  path = os.path.join(cell_dir, 'data_summary.json')
+  if not os.path.exists(path):
+    return ''
+  with open(path) as f:
+    return '+'.join(sorted(json.load(f)['test']['studies']))
+
+
 def fold_rows(workdir, holdout, correction):
   """Summary rows of one cell (every model scored so far): every DeepLIFT setting and fixed
   panel against the random band."""
   cell_dir = os.path.join(workdir, holdout, correction)
-  rows = []
+  studies, rows = test_studies(cell_dir), []
   scored = glob.glob(os.path.join(cell_dir, 'random_*.tsv.gz'))
   for kind in sorted(os.path.basename(path)[len('random_'):-len('.tsv.gz')] for path in scored):
     seeded, random = read_cell(cell_dir, kind)
@@ -170,7 +181,8 @@ def fold_rows(workdir, holdout, correction):
     l1000 = seeded[seeded['panel'] == 'l1000'].set_index(['seed', 'target'])['pcc']
     for panel, by_panel in seeded.groupby('panel'):
       means = by_panel.groupby('seed')[list(METRICS)].mean()
-      row = {'holdout': holdout, 'correction': correction, 'model': kind, 'panel': panel,
+      row = {'holdout': holdout, 'test_studies': studies, 'correction': correction,
+             'model': kind, 'panel': panel,
              'seeds': len(means), 'targets': by_panel['target'].nunique(),
              'random_sets': len(band), 'ae_gain_over_study': by_panel['ae_gain_over_study'].mean()}
       for metric in METRICS:
@@ -203,17 +215,23 @@ def summarize(config, workdir):
   se = config.study_effects
   folds = pd.DataFrame([row for holdout in se.holdouts for correction in se.corrections
                         for row in fold_rows(workdir, holdout, correction)])
-  numeric = [c for c in folds.columns if c not in ('holdout', 'correction', 'model', 'panel')]
+  if folds.empty:
+    return folds, folds
+  numeric = [c for c in folds.columns
+             if c not in ('holdout', 'test_studies', 'correction', 'model', 'panel')]
   overall = folds.groupby(['model', 'correction', 'panel'], as_index=False)[numeric].mean()
   overall.insert(3, 'folds', folds.groupby(['model', 'correction', 'panel']).size().to_numpy())
   return folds, overall
 
 
-def plot(path, folds):
-  """z against the random band (PCC) per held-out study, one subplot per inference model."""
+def plot(path, folds, run):
+  """z against the random band (PCC) per holdout, one subplot per inference model."""
   models = sorted(folds['model'].unique())
-  figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 4.5), squeeze=False)
+  figure, axes = plt.subplots(1, len(models), figsize=(7 * len(models), 4.8), squeeze=False,
+                              layout='constrained')
   holdouts = sorted(folds['holdout'].unique())
+  studies = folds.groupby('holdout')['test_studies'].first().reindex(holdouts)
+  labels = [h if s in ('', h) else f'{h}\n' + s.replace('+', '\n') for h, s in studies.items()]
   panels, corrections = sorted(folds['panel'].unique()), sorted(folds['correction'].unique())
   for ax, kind in zip(axes[0], models):
     for i, panel in enumerate(panels):          # colour: panel; marker: correction
@@ -223,10 +241,12 @@ def plot(path, folds):
         offset = (i * len(corrections) + j - len(panels) * len(corrections) / 2) * 0.06
         ax.plot(np.arange(len(holdouts)) + offset, rows['pcc_z_random'], 'os^D'[j % 4],
                 label=f'{panel} / {correction}', color=f'C{i}')
-    ax.axhspan(-2, 2, color='0.9', zorder=0)
+    ax.axhspan(-2, 2, color='0.9', zorder=0, label='|z| < 2')
     ax.axhline(0, color='0.5', lw=0.8)
-    ax.set_xticks(range(len(holdouts)), holdouts)
-    ax.set(ylabel='mean target PCC: z against random panels', title=f'{kind}, held-out study')
+    ax.set_xticks(range(len(holdouts)), labels, fontsize=7)
+    seeds = int(folds[folds['model'] == kind]['seeds'].max())
+    ax.set(ylabel='mean target-gene PCC: z against random panels',
+           title=f'{run}: {kind}, held-out studies ({seeds} AE seeds)')
   axes[0, -1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc='upper left')
   fileio.save_figure(path, figure)
 
@@ -235,31 +255,44 @@ def main(argv):
   del argv
   config, workdir = flags.FLAGS.config, _WORKDIR.value
   se = config.study_effects
-  annotation = data.read_probe_annotation(config.data.annotation)
-  universe = panels_lib.dgex_universe(config.data)
-  l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
   cells = [(seed, holdout, correction) for seed in range(se.seeds) for holdout in se.holdouts
            for correction in se.corrections]
-  prepared, started = {}, time.perf_counter()
-  for i, (seed, holdout, correction) in enumerate([] if _SUMMARIZE_ONLY.value else cells):
-    cell_dir = os.path.join(workdir, holdout, correction)
-    done = not missing_models(config, cell_dir, seed)
-    if not done and (holdout, correction) not in prepared:
-      prepared[holdout, correction] = prepare_cell(config, cell_dir, holdout, correction,
-                                                   annotation, universe, l1000)
-    if not done:
-      run_cell(config, cell_dir, seed, prepared[holdout, correction], annotation)
-    elapsed = time.perf_counter() - started
-    logging.info('Cell %d/%d done (held-out %s, %s, seed %d); %.0f s so far, ETA %.0f s',
-                 i + 1, len(cells), holdout, correction, seed, elapsed,
-                 elapsed / (i + 1) * (len(cells) - i - 1))
+  if not _SUMMARIZE_ONLY.value:
+    with run_identity.lock(workdir):
+      run_cells(config, workdir, cells)
   folds, overall = summarize(config, workdir)
+  if folds.empty:
+    logging.info('No cell of %s has finished yet', workdir)
+    return
   fileio.write_table(os.path.join(workdir, 'study_effects_folds.tsv'), folds, index=False)
   fileio.write_table(os.path.join(workdir, 'study_effects.tsv'), overall, index=False)
-  plot(os.path.join(workdir, 'study_effects.png'), folds)
+  plot(os.path.join(workdir, 'study_effects.png'), folds, os.path.basename(workdir.rstrip('/')))
   print(overall[['model', 'correction', 'panel', 'folds', 'seeds', 'pcc', 'pcc_seed_sd',
                  'pcc_z_random', 'mae_centred', 'mae_centred_z_random',
                  'pcc_vs_l1000_gap_z']].to_string(index=False))
+
+
+def run_cells(config, workdir, cells):
+  """Runs every (seed, holdout, correction) cell not finished yet, logging rate and ETA."""
+  annotation = data.read_probe_annotation(config.data.annotation)
+  universe = panels_lib.dgex_universe(config.data)
+  l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
+  prepared, started, ran = {}, time.perf_counter(), 0
+  for i, (seed, holdout, correction) in enumerate(cells):
+    cell_dir = os.path.join(workdir, holdout, correction)
+    if not missing_models(config, cell_dir, seed):
+      continue
+    if (holdout, correction) not in prepared:
+      prepared[holdout, correction] = prepare_cell(config, cell_dir, holdout, correction,
+                                                   annotation, universe, l1000)
+    run_cell(config, cell_dir, holdout, seed, prepared[holdout, correction], annotation)
+    ran += 1
+    elapsed = time.perf_counter() - started
+    left = sum(bool(missing_models(config, os.path.join(workdir, h, c), s))
+               for s, h, c in cells[i + 1:])
+    logging.info('Cell %d/%d done (held-out %s, %s, seed %d): %.0f s a cell over the %d run '
+                 'now, %d left, ETA %.0f min', i + 1, len(cells), holdout, correction, seed,
+                 elapsed / ran, ran, left, elapsed / ran * left / 60)
 
 
 if __name__ == '__main__':

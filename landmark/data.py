@@ -303,8 +303,12 @@ def read_gctx(path, study=None, max_samples=0, chunk_size=4096):
                       source=path)
 
 
-def write_gctx(path, compendium, chunk_samples=1024):
-  """Writes a compendium as a CMap-layout GCTX (samples are rows of the HDF5 matrix)."""
+def write_gctx(path, compendium, chunk_samples=1024, feature_meta=None):
+  """Writes a compendium as a CMap-layout GCTX (samples are rows of the HDF5 matrix).
+
+  The sample metadata go to /0/META/COL and the columns of `feature_meta` (a DataFrame,
+  one row per feature, in order) to /0/META/ROW, all as strings.
+  """
   from landmark import fileio
   with fileio.atomic_path(path) as tmp:
     with h5py.File(tmp, 'w') as f:
@@ -313,9 +317,10 @@ def write_gctx(path, compendium, chunk_samples=1024):
       f.create_dataset(GCTX_MATRIX, data=compendium.values, chunks=chunks)
       f.create_dataset(f'{GCTX_ROW_META}/id', data=compendium.features.astype('S'))
       f.create_dataset(f'{GCTX_COL_META}/id', data=compendium.samples.astype('S'))
-      for column in compendium.meta.columns:
-        f.create_dataset(f'{GCTX_COL_META}/{column}',
-                         data=compendium.meta[column].astype(str).to_numpy().astype('S'))
+      for group, meta in ((GCTX_COL_META, compendium.meta), (GCTX_ROW_META, feature_meta)):
+        for column in () if meta is None else meta.columns:
+          f.create_dataset(f'{group}/{column}',
+                           data=np.char.encode(meta[column].to_numpy(str), 'utf-8'))
 
 
 def read_dgex_npy(path, features, study=None):

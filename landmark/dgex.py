@@ -295,9 +295,10 @@ def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
 
 @dataclasses.dataclass
 class LinearModel:
-  """y = x @ weights + intercept."""
+  """y = x @ weights + intercept, fitted with ridge penalty `penalty` (0 = least squares)."""
   weights: jax.Array
   intercept: jax.Array
+  penalty: float = 0.0
 
   def predict(self, x):
     return np.asarray(jnp.asarray(x, self.weights.dtype) @ self.weights + self.intercept)
@@ -330,7 +331,7 @@ def fit_linear(x, y, ridge=0.0):
   """
   x_mean, y_mean, s, vt, projected_y, keep = _centred_svd(x, y)
   weights = vt.T @ (_shrinkage(s, keep, ridge)[:, None] * projected_y)
-  return LinearModel(weights, y_mean - x_mean @ weights)
+  return LinearModel(weights, y_mean - x_mean @ weights, float(ridge))
 
 
 def fit_ridge(x, y, x_val, y_val, relative_penalties):
@@ -349,9 +350,9 @@ def fit_ridge(x, y, x_val, y_val, relative_penalties):
   best = int(np.argmin(errors))
   logging.info('ridge: relative penalty %g (validation MAE %.4f; grid %s)',
                relative_penalties[best], errors[best], np.round(errors, 4).tolist())
-  weights = vt.T @ (_shrinkage(s, keep, relative_penalties[best] * scale)[:, None]
-                    * projected_y)
-  return LinearModel(weights, y_mean - x_mean @ weights)
+  penalty = float(relative_penalties[best] * scale)
+  weights = vt.T @ (_shrinkage(s, keep, penalty)[:, None] * projected_y)
+  return LinearModel(weights, y_mean - x_mean @ weights, penalty)
 
 
 @functools.partial(jax.jit, static_argnums=0)

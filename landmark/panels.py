@@ -6,6 +6,7 @@ from the panel's genes, and scored per target gene on the held-out test split.
 """
 
 import dataclasses
+import functools
 
 from absl import logging
 import numpy as np
@@ -89,30 +90,42 @@ def common_targets(data, panels):
   return [g for g in data.genes if g not in fixed]
 
 
-def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True):
-  """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`."""
+def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, on_fit=None):
+  """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`.
+
+  `on_fit(model, targets, metrics)`, if given, receives the fitted model with the targets
+  it infers and their metrics (the pipeline saves it for `--mode=infer`).
+  """
   targets = [t for t in targets if t not in set(panel)]
   x, y = data.columns(panel), data.columns(targets)
   model = dgex.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
                                    data.val[:, x], data.val[:, y], seed=seed)
   predicted = np.asarray(model.predict(data.test[:, x]))
-  return evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
-                               config.evaluate.block_size, permutation)
+  metrics = evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
+                                  config.evaluate.block_size, permutation)
+  if on_fit is not None:
+    on_fit(model, targets, metrics)
+  return metrics
 
 
-def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed):
+def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed, on_fit=None):
   """Per-gene metrics of every (model kind, panel); random panels capped per kind.
 
   Random panels are scored on the common targets minus their own genes: the mean over
   that random subset of the targets estimates the mean over all of them without bias.
+  `on_fit(kind, name, panel, model, targets, metrics)`, if given, receives each model
+  fitted to a named (not random) panel.
   """
   results = {}
   for kind in kinds:
     for name, panel in panels.items():
-      if name.startswith('random_') and int(name.split('_')[1]) >= n_random_by_kind[kind]:
+      random = name.startswith('random_')
+      if random and int(name.split('_')[1]) >= n_random_by_kind[kind]:
         continue
       logging.info('Inferring %d targets from panel %s with %s', len(targets), name, kind)
-      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed)
+      keep = None if random or on_fit is None else functools.partial(on_fit, kind, name, panel)
+      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed,
+                                           on_fit=keep)
   return results
 
 
@@ -174,3 +187,23 @@ def compare_panels(results, kinds, alpha, workdir):
         fileio.write_table(f'{workdir}/perm_failures_{kind}.tsv', failing, index=False)
   return pd.DataFrame(rows)
 
+
+
+def score_panels(config, data, panels, seed, kinds):
+  """Long table (model, panel, target, metrics) of every panel of `panels` inferring all
+  genes of `data` outside it, with each model of `kinds` (no permutation test)."""
+  frames = []
+  for kind in kinds:
+    for name, panel in panels.items():
+      targets = [g for g in data.genes if g not in set(panel)]
+      frame = evaluate_panel(kind, config, data, panel, targets, seed, permutation=False)
+      frames.append(frame.reset_index().assign(model=kind, panel=name))
+  return pd.concat(frames, ignore_index=True)
+
+
+def score_random_panels(config, context, data, k, kind):
+  """`score_panels` of `random_panel_count` seeded random panels of size k (random_<i>, the
+  draw of seed i) through model `kind`: the noise band of each metric."""
+  n = random_panel_count(config.evaluate, kind)
+  randoms = {f'random_{i}': selectors.select('random', context, k, seed=i) for i in range(n)}
+  return score_panels(config, data, randoms, 0, (kind,))

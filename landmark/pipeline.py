@@ -38,6 +38,7 @@ from landmark import validation
 
 MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run')
 LANDMARKS_FILE = 'landmarks.tsv'
+ASSAY_PANEL_FILE = 'panel_deeplift.tsv'
 # What each stage writes (globs; seed stages' relative to seed_<s>/): removed, with the
 # stage's record, when `overwrite` recomputes a stale stage.
 STAGE_OUTPUTS = {
@@ -46,9 +47,10 @@ STAGE_OUTPUTS = {
     'train': ('checkpoints', 'checkpoints.rejected', 'tensorboard', 'scaler.npz',
               'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json'),
     'explain': (LANDMARKS_FILE, 'l1000_overlap.json', 'deeplift'),
-    'consensus': ('ae_summary.json', LANDMARKS_FILE, 'l1000_overlap.json'),
-    'evaluate': ('panel_*.tsv', 'panels.tsv', 'fig3_*.png', 'go_*.tsv', 'go_*.png',
-                 'clustering*.tsv', 'clustering_*.png', 'report.md'),
+    'consensus': ('ae_summary.json', LANDMARKS_FILE, 'l1000_overlap.json', ASSAY_PANEL_FILE),
+    'evaluate': ('panel_study_effects.tsv', 'panel_summary.tsv', 'panel_gene_metrics.tsv',
+                 'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
+                 'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md'),
 }
 
 
@@ -240,10 +242,13 @@ def write_l1000_overlap(config, workdir, ranking):
 
 
 def consensus_stage(config, workdir, seed_rankings):
-  """The landmarks of the run: genes by mean DeepLIFT rank over the seeds (`landmarks.tsv`)."""
+  """The landmarks of the run: genes by mean DeepLIFT rank over the seeds (`landmarks.tsv`), and
+  the top `deeplift.top_k` of them as an assay-ready panel (`panel_deeplift.tsv`)."""
   ranking = ranking_lib.consensus_ranking(seed_rankings)
   ranking_lib.write_landmarks(os.path.join(workdir, LANDMARKS_FILE), ranking)
   write_l1000_overlap(config, workdir, ranking)
+  panel = ranking_lib.assay_panel(ranking, config.deeplift.top_k, config.data.l1000_landmarks)
+  fileio.write_table(os.path.join(workdir, ASSAY_PANEL_FILE), panel, index=False)
   return ranking
 
 
@@ -267,6 +272,8 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   membership = pd.DataFrame([(name, g) for name, p in panels.items() for g in p],
                             columns=['panel', 'gene'])
   fileio.write_table(os.path.join(workdir, 'panels.tsv'), membership, index=False)
+  ranking_lib.write_gmt(os.path.join(workdir, 'panels.gmt'), panels,
+                        f'landmark panel of {len(panels["l1000"])} genes, {workdir}')
   n_random = {kind: panels_lib.random_panel_count(ev, kind) for kind in ev.models}
   results = panels_lib.evaluate_panels(config, genes, panels, targets, ev.models, n_random,
                                        config.seed)

@@ -216,12 +216,15 @@ def _hold_out(test, val_fraction, seed):
 
 
 def leave_study_out_split(studies, holdout, val_fraction, seed):
-  """Index arrays (train, val, test): the held-out study is the test set."""
+  """Index arrays (train, val, test): the held-out study is the test set; several studies
+  are held out together when `holdout` joins their names with '+' ('GSE781+chowdary')."""
   studies = np.asarray(studies, dtype=str)
-  if holdout not in set(studies):
-    raise ConfigError('config.preprocess.holdout_study', f'study {holdout!r} is not one of '
-                      f'{sorted(set(studies.tolist()))}')
-  return _hold_out(studies == holdout, val_fraction, seed)
+  held = holdout.split('+')
+  for study in held:
+    if study not in set(studies):
+      raise ConfigError('config.preprocess.holdout_study', f'study {study!r} is not one of '
+                        f'{sorted(set(studies.tolist()))}')
+  return _hold_out(np.isin(studies, held), val_fraction, seed)
 
 
 def study_folds(studies: np.ndarray, folds: int, fold_seed: int) -> dict[str, int]:

@@ -145,6 +145,36 @@ def ranked_gene_count(features, annotation) -> int:
   return int(by_probe) if by_probe else int(features.isin(pairs.symbol).sum())
 
 
+def assay_panel(ranking: pd.DataFrame, k: int, l1000_table_path: str) -> pd.DataFrame:
+  """The top-k genes of `ranking` as an assay-ready panel.
+
+  Columns: rank, symbol, entrez, probes (the HG-U133A probe sets measuring the gene),
+  in_l1000 (L1000 also measures it, matched by symbol or Entrez ID) and
+  shares_probe_with (panel genes measured by one of the same probe sets: a multi-gene probe
+  set cannot tell them apart, so an assay needs one reagent for them, or two specific ones).
+  """
+  panel = ranking.sort_values('rank').head(k)[['rank', 'symbol', 'entrez', 'probes']].copy()
+  l1000 = data_lib.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
+  l1000_entrez = {e for field in l1000.entrez for e in _split(field)}
+  panel['in_l1000'] = [symbol in set(l1000.symbol) or any(e in l1000_entrez for e in _split(ids))
+                       for symbol, ids in zip(panel.symbol, panel.entrez)]
+  genes_of_probe = {}
+  for symbol, probes in zip(panel.symbol, panel.probes):
+    for probe in filter(None, probes.split(',')):
+      genes_of_probe.setdefault(probe, []).append(symbol)
+  panel['shares_probe_with'] = [
+      ','.join(sorted({g for probe in filter(None, probes.split(','))
+                       for g in genes_of_probe[probe]} - {symbol}))
+      for symbol, probes in zip(panel.symbol, panel.probes)]
+  return panel.reset_index(drop=True)
+
+
+def write_gmt(path, panels: dict[str, list[str]], description: str) -> None:
+  """Writes gene panels as a GMT file (name, description, genes), e.g. for enrichment tools."""
+  fileio.write_text(path, ''.join(f'{name}\t{description}\t' + '\t'.join(genes) + '\n'
+                                  for name, genes in panels.items()))
+
+
 def write_landmarks(path, ranking):
   """Writes the full gene ranking as TSV (the paper's Additional file 1)."""
   fileio.write_table(path, ranking, index=False)

@@ -117,14 +117,7 @@ class RunIdentity:
 
   def records(self) -> dict[str, dict[str, Any]]:
     """The identities recorded in the workdir (`stages.json`) by the stages that completed."""
-    path = os.path.join(self.workdir, STAGES_FILE)
-    if not os.path.exists(path):
-      return {}
-    try:
-      with open(path) as f:
-        return json.load(f)
-    except (OSError, ValueError) as e:
-      raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite') from None
+    return records(self.workdir)
 
   def is_current(self, stage: str) -> bool:
     return self.records().get(stage) == self.identity(stage)
@@ -183,6 +176,25 @@ class RunIdentity:
 
   def _write(self, records):
     fileio.write_text(os.path.join(self.workdir, STAGES_FILE), json.dumps(records, indent=1))
+
+
+def records(workdir: str) -> dict[str, dict[str, Any]]:
+  """The identities recorded in `workdir` (`stages.json`) by the stages that completed."""
+  path = os.path.join(workdir, STAGES_FILE)
+  if not os.path.exists(path):
+    return {}
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite') from None
+
+
+def digest(identity: dict[str, Any]) -> str:
+  """A short hash of a stage identity: what a result saved outside stages.json records, so a
+  later reader can tell whether the stage that made it is still the workdir's current one."""
+  text = json.dumps(identity, sort_keys=True)
+  return 'sha256:' + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _files(flat, fields):

@@ -19,7 +19,8 @@ from landmark import pipeline
 SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
               'landmarks.tsv', 'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz')
 EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 'ae_summary.json',
-                  'landmarks.tsv', 'l1000_overlap.json', 'panels.tsv',
+                  'landmarks.tsv', 'l1000_overlap.json', 'panel_deeplift.tsv', 'panels.tsv',
+                  'panels.gmt',
                   *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES), 'panel_summary.tsv', 'panel_comparisons.tsv',
                   'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
                   'go_deeplift.tsv', 'go_deeplift.png', 'clustering.tsv', 'report.md')

@@ -88,6 +88,11 @@ def test_splits_random_and_leave_study_out():
   assert 'b' not in set(studies[np.concatenate([train, val])])
   with pytest.raises(ValueError, match="'z'"):
     preprocess.leave_study_out_split(studies, 'z', 0.1, seed=0)
+  train, val, test = preprocess.leave_study_out_split(studies, 'c+a', 0.1, seed=0)
+  assert set(studies[test]) == {'a', 'c'} and len(test) == 80
+  assert set(studies[np.concatenate([train, val])]) == {'b'} and len(val) == 2
+  with pytest.raises(ValueError, match="'z'"):
+    preprocess.leave_study_out_split(studies, 'a+z', 0.1, seed=0)
 
 
 def _two_files(real_compendium):

@@ -135,3 +135,18 @@ def test_consensus_is_the_mean_rank_over_seeds(small_annotation):
   assert (single['rank_sd'] == 0).all()
   with pytest.raises(ValueError, match='same genes'):
     ranking.consensus_ranking([rankings[0], rankings[1].iloc[1:]])
+
+
+def test_assay_panel_flags_l1000_genes_and_shared_probe_sets(tmp_path):
+  annotation = pd.DataFrame({'probe': ['p1', 'p2', 'p3', 'p4'],
+                             'symbol': ['A /// B', 'C', 'D', 'E'],
+                             'entrez': ['1 /// 2', '3', '4', '5']})
+  ranked = ranking.rank_genes(np.array([0.9, 0.8, 0.7, 0.1]), ['p1', 'p2', 'p3', 'p4'], annotation)
+  l1000 = tmp_path / 'l1000.tsv'
+  l1000.write_text('probe\tentrez\tsymbol\ttitle\nx\t3\tC_OLD_NAME\tc\ny\t9\tD\td\n')
+  panel = ranking.assay_panel(ranked, 4, str(l1000))
+  assert panel['symbol'].tolist() == ['A', 'B', 'C', 'D']
+  assert panel['in_l1000'].tolist() == [False, False, True, True]   # C by Entrez, D by symbol
+  assert panel['shares_probe_with'].tolist() == ['B', 'A', '', '']
+  ranking.write_gmt(tmp_path / 'panels.gmt', {'top': ['A', 'B']}, 'test panel')
+  assert (tmp_path / 'panels.gmt').read_text() == 'top\ttest panel\tA\tB\n'
