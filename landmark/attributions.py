@@ -57,7 +57,7 @@ def _jacobians(layers, activations, x, reference):
   return deeplift.rescale_multipliers(layers, activations, x, reference, eps=math.inf)
 
 
-def _path_jacobians(path, layers, activations, x, reference):
+def _path_jacobians(layers, activations, x, reference, path):
   """Jacobians averaged along the straight path from the reference to x (quadrature `path`)."""
   def add_point(total, point):
     alpha, weight = point
@@ -71,14 +71,15 @@ def _path_jacobians(path, layers, activations, x, reference):
 
 
 def multipliers_fn(method, steps=32, rule='trapezoid', eps=deeplift.DEFAULT_EPS):
-  """`(layers, activations, x, reference) -> M` of `method`; attributions are M * (x - ref)."""
+  """The deeplift.MultiplierRule `(layers, activations, x, reference) -> M` of `method`;
+  attributions are M * (x - ref)."""
   if method == 'deeplift':
-    return functools.partial(deeplift.rescale_multipliers, eps=eps)
+    return deeplift.MultiplierRule(deeplift.rescale_multipliers, (eps,))
   if method == 'gradient_x_input':
-    return _jacobians
+    return deeplift.MultiplierRule(_jacobians)
   if method == 'integrated_gradients':
     alphas, weights = path_points(steps, rule)
-    return functools.partial(_path_jacobians, (tuple(alphas), tuple(weights)))
+    return deeplift.MultiplierRule(_path_jacobians, ((tuple(alphas), tuple(weights)),))
   raise ValueError(f'Unknown attribution method {method!r}; known: {METHODS}')
 
 

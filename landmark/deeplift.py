@@ -8,10 +8,12 @@ Rescale multiplier (f(z) - f(z0)) / (z - z0). It satisfies summation-to-delta:
 sum_j C[k, j] = a_k(x) - a_k(reference).
 """
 
+import dataclasses
 import functools
 import itertools
 import os
 import time
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -95,6 +97,19 @@ def _contributions(layers, activations, eps, x, reference):
 def rescale_multipliers(layers, activations, x, reference, eps=DEFAULT_EPS):
   """(samples, units, inputs) Rescale multipliers m; contributions are m * (x - reference)."""
   return _batch_multipliers(layers, activations, eps, x, reference)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiplierRule:
+  """A multiplier rule `fn(layers, activations, x, reference, *args)`, equal (and hashed) by
+  value, so that passing a new but equal rule to a jitted function reuses its compilation
+  (a fresh functools.partial would compile anew on every call)."""
+
+  fn: Callable[..., jax.Array]
+  args: tuple[Any, ...] = ()
+
+  def __call__(self, layers, activations, x, reference):
+    return self.fn(layers, activations, x, reference, *self.args)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4), donate_argnums=(0,))
@@ -192,8 +207,8 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   regrouped into chunks whose `tensors_per_sample` (samples, units, inputs) tensors stay
   below `max_chunk_mb`; a short last chunk is padded with copies of the reference, whose
   contributions are exactly zero. Sums accumulate on device and are fetched once.
-  `num_samples`, when known, gives the log an ETA. `multipliers(layers, activations, x,
-  reference)` replaces the Rescale rule (other attribution methods; landmark.attributions).
+  `num_samples`, when known, gives the log an ETA. `multipliers`, a MultiplierRule,
+  replaces the Rescale rule (other attribution methods; landmark.attributions).
   Each chunk is split over the 'batch' axis of `mesh` (default: all devices), so its rows
   are a multiple of the device count; the network and the reference are replicated.
   """
@@ -205,7 +220,7 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   first = next(batches, None)
   if first is None:
     raise ValueError('score_inputs got no samples')
-  multipliers = multipliers or functools.partial(rescale_multipliers, eps=eps)
+  multipliers = multipliers or MultiplierRule(rescale_multipliers, (eps,))
   dtype = _float_dtype(first)
   names = _activation_names(activations, len(layers))
   mesh = mesh or sharding.device_mesh()

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from landmark import attributions
 from landmark import deeplift
 
 
@@ -225,3 +226,20 @@ def test_planted_drivers_rank_at_the_top():
   assert np.sum(driver_ranks(untrained, x, drivers) <= 25) < 5  # Not given away by the data.
   trained = train_autoencoder(x)
   assert np.all(driver_ranks(trained, x, drivers) <= 25)
+
+
+def test_scoring_again_with_equal_settings_compiles_nothing():
+  rng = np.random.default_rng(0)
+  layers = [(rng.normal(size=(12, 5)).astype(np.float32), np.zeros(5, np.float32))]
+  x = rng.uniform(size=(8, 12)).astype(np.float32)
+  reference = np.zeros(12, np.float32)
+  first = deeplift.score_inputs(layers, 'sigmoid', x, reference)
+  compiled = deeplift._accumulate._cache_size()
+  second = deeplift.score_inputs(layers, 'sigmoid', x + 0.5, reference)
+  assert deeplift._accumulate._cache_size() == compiled
+  assert not np.array_equal(first, second)
+  for method in ('deeplift', 'gradient_x_input', 'integrated_gradients'):
+    attributions.score_inputs(method, layers, 'sigmoid', x, reference)
+    compiled = deeplift._accumulate._cache_size()
+    attributions.score_inputs(method, layers, 'sigmoid', x + 0.5, reference)
+    assert deeplift._accumulate._cache_size() == compiled, method
