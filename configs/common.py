@@ -142,7 +142,7 @@ def base_config():
   config.train.batch_size = 256
   config.train.learning_rate = 1e-3        # Adam with Keras defaults
   config.train.schedule = 'constant'       # or 'cosine': decay to 0 at the last step
-  config.train.warmup_epochs = 0.0         # linear warmup from 0 before the schedule
+  config.train.warmup_fraction = 0.0       # of all steps: linear warmup from 0 first
   config.train.b1 = 0.9
   config.train.b2 = 0.999
   config.train.eps = 1e-7
@@ -216,4 +216,15 @@ def base_config():
   config.evaluate.go_min_size = 10
   config.evaluate.go_max_size = 500
   config.evaluate.go_fdr = 0.05
+
+  config.infer = ml_collections.ConfigDict()   # --mode=infer: a saved model of the workdir
+  config.infer.input = ''                  # landmark measurements, any format data.read_any reads
+  config.infer.panel = 'l1000'             # models/<panel>_<model>/ of the workdir
+  config.infer.model = 'dgex'              # 'linear', 'ridge' or 'dgex'
+  config.infer.output = ''                 # '' = <workdir>/infer/<panel>_<model>/
+  config.infer.min_landmark_fraction = 0.8 # refuse inputs with fewer of the panel's genes
+  config.infer.input_scale = 'auto'        # 'auto', 'log2', 'linear' or 'zscore' (per-gene)
+  config.infer.batch_column = ''           # sample-metadata column of the input's batches,
+                                           # centred one by one when the run centred its
+                                           # studies; '' = the whole input is one batch
   return config

@@ -39,6 +39,7 @@ import pandas as pd
 
 from configs import quick
 from landmark import diagnostics
+from landmark import evaluate
 from landmark import fileio
 from landmark import pipeline
 from landmark import train
@@ -54,27 +55,32 @@ _SUMMARIZE_ONLY = flags.DEFINE_bool('summarize_only', False, 'Only tabulate the 
 flags.mark_flag_as_required('workdir')
 
 # name -> (start, overrides): 'paper' is --config; 'default' is --config with quick.AE.
+STANDARDISED = {'model.scale': 'standard', 'model.output_activation': 'linear'}
 VARIANTS = {
     'paper': ('paper', {}),
-    'paper, 4x epochs': ('paper', {'train.epochs': 400}),
-    'paper, lr 3e-3': ('paper', {'train.learning_rate': 3e-3}),
-    'paper, cosine + warmup': ('paper', {'train.schedule': 'cosine', 'train.warmup_epochs': 5.0}),
-    'paper, batch 8': ('paper', {'train.batch_size': 8}),
-    'paper, MSE loss': ('paper', {'train.loss': 'mse'}),
-    'paper, linear output': ('paper', {'model.output_activation': 'linear'}),
-    'paper, standardised + linear output': ('paper', {'model.scale': 'standard',
-                                                      'model.output_activation': 'linear'}),
-    'paper, no dropout or L2': ('paper', {'model.dropout': 0.0, 'train.l2': 0.0}),
-    'paper, tanh hidden': ('paper', {'model.activation': 'tanh'}),
+    'paper_epochs400': ('paper', {'train.epochs': 400}),
+    'paper_lr3e-3': ('paper', {'train.learning_rate': 3e-3}),
+    'paper_cosine': ('paper', {'train.schedule': 'cosine', 'train.warmup_fraction': 0.05}),
+    'paper_batch8': ('paper', {'train.batch_size': 8}),
+    'paper_mse': ('paper', {'train.loss': 'mse'}),
+    'paper_linear_output': ('paper', {'model.output_activation': 'linear'}),
+    'paper_standardised': ('paper', STANDARDISED),
+    'paper_standardised_mse': ('paper', {**STANDARDISED, 'train.loss': 'mse'}),
+    'paper_no_dropout_l2': ('paper', {'model.dropout': 0.0, 'train.l2': 0.0}),
+    'paper_tanh': ('paper', {'model.activation': 'tanh'}),
+    'paper_linear_ae': ('paper', {**STANDARDISED, 'train.loss': 'mse',
+                                  'model.activation': 'linear'}),
     'default': ('default', {}),
-    'default, MAE loss': ('default', {'train.loss': 'mae'}),
-    'default, min-max + sigmoid output': ('default', {'model.scale': 'minmax',
-                                                      'model.output_activation': 'sigmoid'}),
-    'default, sigmoid hidden': ('default', {'model.activation': 'sigmoid'}),
-    'default, tanh hidden': ('default', {'model.activation': 'tanh'}),
-    'default, linear hidden (a linear AE)': ('default', {'model.activation': 'linear'}),
-    'default, constant lr': ('default', {'train.schedule': 'constant', 'train.warmup_epochs': 0.0}),
-    'default, no dropout or L2': ('default', {'model.dropout': 0.0, 'train.l2': 0.0}),
+    'default_epochs200': ('default', {'train.epochs': 200}),
+    'default_mae': ('default', {'train.loss': 'mae'}),
+    'default_minmax_sigmoid': ('default', {'model.scale': 'minmax',
+                                           'model.output_activation': 'sigmoid'}),
+    'default_sigmoid_hidden': ('default', {'model.activation': 'sigmoid'}),
+    'default_linear_hidden': ('default', {'model.activation': 'linear'}),
+    'default_constant_lr': ('default', {'train.schedule': 'constant',
+                                        'train.warmup_fraction': 0.0}),
+    'default_l2_1e-6': ('default', {'train.l2': 1e-6}),
+    'default_dropout_0.1': ('default', {'model.dropout': 0.1}),
 }
 
 
@@ -99,31 +105,42 @@ def changes(name):
 
 
 def curve_path(workdir, name, seed):
-  return os.path.join(workdir, 'curves', f"{name.replace(' ', '_').replace(',', '')}"
-                      f'_seed{seed}.tsv')
+  return os.path.join(workdir, 'curves', f'{name}_seed{seed}.tsv')
+
+
+def reconstruction_scores(values, reconstruction):
+  """Mean per-gene MAE and PCC, as the pipeline reports them."""
+  return (float(np.mean(evaluate.per_gene_mae(values, reconstruction))),
+          float(np.mean(evaluate.per_gene_pcc(values, reconstruction))))
 
 
 def run_variant(config, workdir, splits, name, seed):
-  """Trains variant `name` at `seed` in a temporary workdir; writes and returns its curve."""
+  """Trains variant `name` at `seed` in a temporary workdir; writes and returns its curve,
+  with the final model's reconstruction of the training split (to tell overfitting from
+  underfitting)."""
   variant = variant_config(config, name, seed)
-  steps_per_epoch = -(-len(splits.train.values) // variant.train.batch_size)
+  train_x = splits.train.values
+  steps_per_epoch = -(-len(train_x) // variant.train.batch_size)
   with tempfile.TemporaryDirectory(dir=workdir) as scratch:
     started = time.perf_counter()
-    _, _, history = train.train_autoencoder(variant, scratch, splits.train.values,
-                                            splits.val.values)
+    model, scaler, history = train.train_autoencoder(variant, scratch, train_x,
+                                                     splits.val.values)
     seconds = time.perf_counter() - started
+  fit = scaler.inverse_transform(np.asarray(train.reconstruct(model, scaler.transform(train_x))))
+  train_mae, train_pcc = reconstruction_scores(train_x, fit)
   curve = pd.DataFrame({
       'variant': name, 'seed': seed, 'epoch': history['epoch'],
       'step': np.asarray(history['epoch']) * steps_per_epoch,
       'train_loss': history[train.TRAIN_LOSS], 'val_mae': history[train.EVAL_MAE],
-      'val_pcc': history[train.EVAL_PCC], 'train_seconds': seconds})
+      'val_pcc': history[train.EVAL_PCC], 'final_train_mae': train_mae,
+      'final_train_pcc': train_pcc, 'train_seconds': seconds})
   fileio.write_table(curve_path(workdir, name, seed), curve, index=False)
   return curve
 
 
-def summarize(curves, baselines, width):
+def summarize(curves, baselines, train_baselines, width):
   """One row per variant (final and best-validation-PCC epoch, mean and sd over seeds),
-  then one per PCA baseline."""
+  then one per PCA baseline (`train_baselines`: PCA's reconstruction of the training split)."""
   rows = []
   for name in [n for n in VARIANTS if n in set(curves['variant'])]:
     runs = curves[curves['variant'] == name]
@@ -136,13 +153,17 @@ def summarize(curves, baselines, width):
         'val_mae': last['val_mae'].mean(), 'val_mae_sd': last['val_mae'].std(ddof=1),
         'best_val_pcc': best['val_pcc'].mean(), 'best_epoch': best['epoch'].mean(),
         'val_mae_at_best': best['val_mae'].mean(),
+        'train_pcc': last['final_train_pcc'].mean(), 'train_mae': last['final_train_mae'].mean(),
         'pcc_minus_pca': last['val_pcc'].mean() - baselines[f'pca_{width}']['pcc'],
         'mae_minus_pca': last['val_mae'].mean() - baselines[f'pca_{width}']['mae'],
         'train_seconds': last['train_seconds'].mean()})
   for name, pca in baselines.items():
     rows.append({'variant': name, 'changes_from_paper': f"PCA, {pca['components']} components",
-                 'val_pcc': pca['pcc'], 'val_mae': pca['mae']})
-  return pd.DataFrame(rows)
+                 'val_pcc': pca['pcc'], 'val_mae': pca['mae'],
+                 'train_pcc': train_baselines[name]['pcc'],
+                 'train_mae': train_baselines[name]['mae']})
+  table = pd.DataFrame(rows)
+  return table.astype({column: 'Int64' for column in ('seeds', 'epochs', 'steps')})
 
 
 def plot(path, curves, baselines, title):
@@ -154,12 +175,15 @@ def plot(path, curves, baselines, title):
   for i, name in enumerate(names):
     mean = curves[curves['variant'] == name].groupby('step')[['val_pcc', 'val_mae']].mean()
     style = '-' if VARIANTS[name][0] == 'paper' else '--'
+    width = 2.8 if name in ('paper', 'default') else 1.3
     for ax, metric in zip(axes, ('val_pcc', 'val_mae')):
-      ax.plot(mean.index, mean[metric], style, color=colours[i % 20], lw=1.4, label=name)
+      ax.plot(mean.index, mean[metric], style, color=colours[i % 20], lw=width, label=name)
   for j, (name, pca) in enumerate(baselines.items()):
     for ax, metric in zip(axes, ('pcc', 'mae')):
       ax.axhline(pca[metric], color='k', ls=':', lw=1.0 + j * 0.6,
                  label=f"{name} (PCA, {pca['components']} components)")
+      ax.annotate(f"PCA {pca['components']}", (1.0, pca[metric]), xycoords=('axes fraction',
+                  'data'), xytext=(-4, 2), textcoords='offset points', ha='right', fontsize=8)
   axes[0].set(xlabel='optimisation steps (Adam updates)',
               ylabel='validation: mean per-gene PCC (higher is better)')
   axes[1].set(xlabel='optimisation steps (Adam updates)',
@@ -186,11 +210,12 @@ def main(argv):
   splits = pipeline.prepare_data(config, os.path.join(workdir, 'data'))
   width = config.model.bottleneck
   widths = tuple(sorted({*diagnostics.PCA_WIDTHS, width}))
-  baselines = diagnostics.pca_baselines(diagnostics.fit_pca(splits.train.values, max(widths)),
-                                        splits.val.values, widths)
+  pca = diagnostics.fit_pca(splits.train.values, max(widths))
+  baselines = diagnostics.pca_baselines(pca, splits.val.values, widths)
+  train_baselines = diagnostics.pca_baselines(pca, splits.train.values, widths)
   curves = []
-  for name in names:
-    for seed in range(config.seed, config.seed + _SEEDS.value):
+  for seed in range(config.seed, config.seed + _SEEDS.value):   # an interrupted run has
+    for name in names:                                          # every variant at fewer seeds
       path = curve_path(workdir, name, seed)
       if os.path.exists(path):
         curves.append(pd.read_csv(path, sep='\t'))
@@ -198,16 +223,19 @@ def main(argv):
         logging.info('Training variant %r, seed %d', name, seed)
         curves.append(run_variant(config, workdir, splits, name, seed))
   curves = pd.concat(curves, ignore_index=True)
-  table = summarize(curves, baselines, width)
+  table = summarize(curves, baselines, train_baselines, width)
   os.makedirs(out, exist_ok=True)
   fileio.write_table(os.path.join(out, 'ae_learning.tsv'), table, index=False)
   fileio.write_table(os.path.join(out, 'ae_learning_curves.tsv'), curves, index=False)
-  title = (f'AutoEncoder {config.model.hidden} -> {width} on the demo data '
-           f"({len(splits.train.values)} training, {len(splits.val.values)} validation profiles, "
-           f'{len(config.data.studies)} HG-U133A studies, '
-           f'study correction {config.preprocess.study_correction!r}): held-out reconstruction')
+  title = ('Validation reconstruction of AutoEncoder variants (mean over seeds) beside PCA\n'
+           f'demo data: {len(config.data.studies)} HG-U133A studies, '
+           f'{len(splits.train.values)} training / {len(splits.val.values)} validation profiles, '
+           f'{splits.train.values.shape[1]} probes, study correction '
+           f"'{config.preprocess.study_correction}'; AE "
+           f"{' -> '.join(map(str, ('input', *config.model.hidden, width)))} -> mirror")
   plot(os.path.join(out, 'ae_learning.png'), curves, baselines, title)
-  print(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
+  print(table.drop(columns='changes_from_paper').to_string(index=False,
+                                                         float_format=lambda v: f'{v:.4f}'))
 
 
 if __name__ == '__main__':

@@ -46,11 +46,14 @@ from landmark import pipeline
 from landmark import run_identity
 from landmark import selectors
 
+# Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
-                                lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for every fold and the tables.')
+                                lock_config=True, allow_override=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for every fold and the tables.',
+                               allow_override=True)
 _SUMMARIZE_ONLY = flags.DEFINE_bool('summarize_only', False, 'Only tabulate what the cells '
-                                    'finished so far left in --workdir; train nothing.')
+                                    'finished so far left in --workdir; train nothing.',
+                                    allow_override=True)
 flags.mark_flag_as_required('workdir')
 
 METRICS = ('pcc', 'mae_centred')
@@ -244,9 +247,10 @@ def plot(path, folds, run):
     ax.axhspan(-2, 2, color='0.9', zorder=0, label='|z| < 2')
     ax.axhline(0, color='0.5', lw=0.8)
     ax.set_xticks(range(len(holdouts)), labels, fontsize=7)
-    seeds = int(folds[folds['model'] == kind]['seeds'].max())
-    ax.set(ylabel='mean target-gene PCC: z against random panels',
-           title=f'{run}: {kind}, held-out studies ({seeds} AE seeds)')
+    of_kind = folds[folds['model'] == kind]
+    ax.set(ylabel=f'mean target-gene PCC: z against {int(of_kind["random_sets"].max())} '
+                  'random panels',
+           title=f'{run}: {kind}, held-out studies (AE seeds: {int(of_kind["seeds"].max())})')
   axes[0, -1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc='upper left')
   fileio.save_figure(path, figure)
 

@@ -46,11 +46,14 @@ from landmark import run_identity
 from landmark import selectors
 from landmark.errors import ConfigError
 
+# Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/study_scaling.py', 'Experiment grid.',
-                                lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for every cell and the tables.')
+                                lock_config=True, allow_override=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for every cell and the tables.',
+                               allow_override=True)
 _SUMMARIZE_ONLY = flags.DEFINE_bool('summarize_only', False, 'Only tabulate the cells '
-                                    'finished so far in --workdir; train nothing.')
+                                    'finished so far in --workdir; train nothing.',
+                                    allow_override=True)
 _BUDGET = flags.DEFINE_float('budget_minutes', 0.0, 'Start no cell that would, at the mean '
                              'time of the cells run so far, end after this many minutes '
                              '(0: no limit); then tabulate what finished.')
@@ -259,7 +262,7 @@ def plot(path, summary, per_cell, title):
       random = rows[rows['panel'] == 'random'].sort_values('n_studies')
       centre = random[metric]
       ax.fill_between(random['n_studies'], centre - random['pcc_sd'], centre + random['pcc_sd'],
-                      color='0.85', label='random panels (mean ± sd)')
+                      color='0.85', label='random panels (mean ± sd over panels)')
       ax.plot(random['n_studies'], centre, color='0.5', lw=1)
       for i, panel in enumerate(FIXED):
         if metric == 'pcc_gap_l1000' and panel == 'l1000':

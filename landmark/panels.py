@@ -7,6 +7,7 @@ from the panel's genes, and scored per target gene on the held-out test split.
 
 import dataclasses
 import functools
+import time
 
 from absl import logging
 import numpy as np
@@ -117,15 +118,17 @@ def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed
   fitted to a named (not random) panel.
   """
   results = {}
-  for kind in kinds:
-    for name, panel in panels.items():
-      random = name.startswith('random_')
-      if random and int(name.split('_')[1]) >= n_random_by_kind[kind]:
-        continue
-      logging.info('Inferring %d targets from panel %s with %s', len(targets), name, kind)
-      keep = None if random or on_fit is None else functools.partial(on_fit, kind, name, panel)
-      results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed,
-                                           on_fit=keep)
+  fits = [(kind, name, panel) for kind in kinds for name, panel in panels.items()
+          if not name.startswith('random_') or int(name.split('_')[1]) < n_random_by_kind[kind]]
+  started = time.monotonic()
+  for done, (kind, name, panel) in enumerate(fits):
+    eta = (f', ETA {(time.monotonic() - started) / done * (len(fits) - done):.0f} s'
+           if done else '')
+    logging.info('Fit %d of %d: inferring %d targets from panel %s with %s%s', done + 1,
+                 len(fits), len(targets), name, kind, eta)
+    keep = (None if name.startswith('random_') or on_fit is None
+            else functools.partial(on_fit, kind, name, panel))
+    results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed, on_fit=keep)
   return results
 
 

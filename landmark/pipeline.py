@@ -6,10 +6,13 @@ stochastic: they run once per seed (`config.seeds`, each in `seed_<s>/`), the la
 the consensus (mean rank over seeds) and the figures are given as mean ± sd over seeds.
 """
 
+import functools
+import datetime
 import glob
 import json
 import os
 import shutil
+import time
 
 from absl import logging
 import jax.numpy as jnp
@@ -24,6 +27,7 @@ from landmark import errors
 from landmark import dry_run
 from landmark import evaluate
 from landmark import fileio
+from landmark import inference
 from landmark import metric_writing
 from landmark import panels as panels_lib
 from landmark import preprocess
@@ -36,7 +40,7 @@ from landmark import sweep
 from landmark import train
 from landmark import validation
 
-MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run')
+MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run', 'infer')
 LANDMARKS_FILE = 'landmarks.tsv'
 ASSAY_PANEL_FILE = 'panel_deeplift.tsv'
 # What each stage writes (globs; seed stages' relative to seed_<s>/): removed, with the
@@ -50,7 +54,8 @@ STAGE_OUTPUTS = {
     'consensus': ('ae_summary.json', LANDMARKS_FILE, 'l1000_overlap.json', ASSAY_PANEL_FILE),
     'evaluate': ('panel_study_effects.tsv', 'panel_summary.tsv', 'panel_gene_metrics.tsv',
                  'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
-                 'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md'),
+                 'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md',
+                 inference.MODELS_DIR),
 }
 
 
@@ -252,9 +257,14 @@ def consensus_stage(config, workdir, seed_rankings):
   return ranking
 
 
-def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings):
+def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings,
+                          evaluate_identity):
   """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
-  own panel `deeplift_seed_<s>`), L1000, top-variance and random panels."""
+  own panel `deeplift_seed_<s>`), L1000, top-variance and random panels.
+
+  The linear, ridge and D-GEX models of the named panels are saved for `--mode=infer`
+  (`_save_model`), marked with `evaluate_identity` (the stage's run identity).
+  """
   ev = config.evaluate
   genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
@@ -275,8 +285,11 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   ranking_lib.write_gmt(os.path.join(workdir, 'panels.gmt'), panels,
                         f'landmark panel of {len(panels["l1000"])} genes, {workdir}')
   n_random = {kind: panels_lib.random_panel_count(ev, kind) for kind in ev.models}
+  gene_ids = inference.gene_ids(genes.genes, annotation, splits.train.features, config.data)
+  save = functools.partial(_save_model, config, workdir, genes, gene_ids,
+                           run_identity.digest(evaluate_identity))
   results = panels_lib.evaluate_panels(config, genes, panels, targets, ev.models, n_random,
-                                       config.seed)
+                                       config.seed, on_fit=save)
   summary = panels_lib.summarize(results, ev.permutation_alpha)
   fileio.write_table(os.path.join(workdir, 'panel_summary.tsv'), summary, index=False)
   per_gene = pd.concat({key: frame for key, frame in results.items()
@@ -287,6 +300,21 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   return {'summary': summary, 'comparisons': comparisons, 'study_effects': study_effects,
           'n_targets': len(targets),
           'panel_size': len(panels['l1000']), 'n_genes': len(genes.genes)}
+
+
+def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, model, targets,
+                metrics):
+  """Saves a model of a named panel in `<workdir>/models/<panel>_<kind>/` (landmark.inference)."""
+  if kind not in inference.SAVED_KINDS:
+    return
+  x, y = genes.columns(panel), genes.columns(targets)
+  reference = os.path.join(workdir, 'quantile_reference.npy')
+  inference.save_model(
+      os.path.join(workdir, inference.MODELS_DIR, inference.model_name(name, kind)), model,
+      kind=kind, panel=name, config=config, genes=gene_ids.loc[[*panel, *targets]],
+      accuracy=metrics, train_x=genes.train[:, x], train_y=genes.train[:, y],
+      test_x=genes.test[:, x], test_y=genes.test[:, y], identity=identity,
+      quantile_reference=reference if os.path.exists(reference) else '')
 
 
 def go_stage(config, workdir, splits, annotation, ranking):
@@ -372,7 +400,9 @@ def run(config, workdir, mode='all', overwrite=False):
   `prepare`, `train` and `explain` run the stages up to theirs; `evaluate` runs only the
   evaluation, from the landmarks an earlier run of the same config left; `all` runs every
   stage. Results made under another config or other data stop the run before anything is
-  written (landmark.run_identity), unless `overwrite` recomputes them.
+  written (landmark.run_identity), unless `overwrite` recomputes them. `infer` applies a
+  model the evaluation saved to new landmark measurements (landmark.inference) and records
+  no stage.
   """
   validation.check_config(config)
   if mode == 'sweep':
@@ -381,6 +411,8 @@ def run(config, workdir, mode='all', overwrite=False):
   if mode == 'dry_run':
     os.makedirs(workdir, exist_ok=True)
     return dry_run.run(config, workdir)
+  if mode == 'infer':
+    return inference.run_infer(config, workdir)
   validation.check_files(config)
   with run_identity.lock(workdir):
     identity = run_identity.RunIdentity(config, workdir)
@@ -397,6 +429,8 @@ def run(config, workdir, mode='all', overwrite=False):
 def _run_stages(config, workdir, mode, identity, stale):
   """The stages of `mode`; the outputs of `stale` ones are removed once the data are read and
   prepared, so bad input never costs a result (the data stage rewrites its own)."""
+  progress = _Progress(mode)
+  progress.stage('prepare: reading and normalising the compendium')
   splits = prepare_data(config, workdir)
   identity.forget(list(stale))
   for stage in stale:
@@ -406,10 +440,12 @@ def _run_stages(config, workdir, mode, identity, stale):
   identity.mark_done('data')
   if mode == 'prepare':
     return
+  progress.stage(f'train: {config.seeds} AutoEncoder(s)')
   trained, quality = train_stage(config, workdir, splits, identity)
   if mode == 'train':
     return
   annotation = data_lib.read_probe_annotation(config.data.annotation)
+  progress.stage('explain: DeepLIFT scores and landmarks of each seed, and their consensus')
   seed_rankings = []
   for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):
     stage = f'explain/seed_{seeded.seed}'
@@ -426,9 +462,29 @@ def _run_stages(config, workdir, mode, identity, stale):
     logging.info('The evaluation of these landmarks is current (%s); nothing to do.',
                  os.path.join(workdir, 'report.md'))
     return
+  progress.stage('evaluate: target-gene inference from each panel, GO, clustering, report')
   splits = in_memory(config, splits)
-  panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings)
+  panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings,
+                                 identity.identity('evaluate'))
   go_tables = go_stage(config, workdir, splits, annotation, ranking)
   clustering = clustering_stage(config, workdir, splits, *trained[0])
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
   identity.mark_done('evaluate')
+  logging.info('Done in %s; the report: %s', progress.elapsed(), os.path.join(workdir, 'report.md'))
+
+
+class _Progress:
+  """'Stage i of n' log lines with the time each took and the time since the start."""
+
+  STAGES = {'prepare': 1, 'train': 2, 'explain': 3, 'evaluate': 4, 'all': 4}
+
+  def __init__(self, mode):
+    self.total, self.done, self.started = self.STAGES[mode], 0, time.monotonic()
+
+  def stage(self, what):
+    self.done += 1
+    logging.info('Stage %d of %d, %s (%s since the start)', self.done, self.total, what,
+                 self.elapsed())
+
+  def elapsed(self):
+    return datetime.timedelta(seconds=round(time.monotonic() - self.started))

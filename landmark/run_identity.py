@@ -187,7 +187,8 @@ def records(workdir: str) -> dict[str, dict[str, Any]]:
     with open(path) as f:
       return json.load(f)
   except (OSError, ValueError) as e:
-    raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite') from None
+    raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite'
+                           ) from None
 
 
 def digest(identity: dict[str, Any]) -> str:

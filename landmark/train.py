@@ -88,21 +88,22 @@ def check_config(config) -> None:
   if config.model.scale == 'standard' and config.model.output_activation == 'sigmoid':
     raise errors.ConfigError('config.model.output_activation', 'a sigmoid output cannot '
                              'reach standardised values (scale "standard"); use "linear"')
-  if not 0 <= config.train.warmup_epochs <= config.train.epochs:
-    raise errors.ConfigError('config.train.warmup_epochs', f'{config.train.warmup_epochs} is '
-                             f'not between 0 and config.train.epochs ({config.train.epochs})')
+  if not 0 <= config.train.warmup_fraction < 1:
+    raise errors.ConfigError('config.train.warmup_fraction',
+                             f'{config.train.warmup_fraction} is not in [0, 1)')
 
 
 def build_optimizer(config, steps_per_epoch: int = 1):
   """Adam with the hyperparameters of `config.train`, kept in its state (to log and resume).
 
-  The learning rate rises linearly from 0 over `config.train.warmup_epochs`, then stays
-  (schedule 'constant') or follows a cosine decay to 0 at the last step ('cosine');
-  `steps_per_epoch` converts epochs to optimisation steps.
+  The learning rate rises linearly from 0 over the first `config.train.warmup_fraction` of
+  the run's steps (`config.train.epochs` x `steps_per_epoch`), then stays (schedule
+  'constant') or follows a cosine decay to 0 at the last step ('cosine').
   """
   peak = config.train.learning_rate
-  warmup = round(config.train.warmup_epochs * steps_per_epoch)
-  decay_steps = max(config.train.epochs * steps_per_epoch - warmup, 1)
+  steps = config.train.epochs * steps_per_epoch
+  warmup = round(config.train.warmup_fraction * steps)
+  decay_steps = max(steps - warmup, 1)
   learning_rate = {'constant': optax.constant_schedule(peak),
                    'cosine': optax.cosine_decay_schedule(peak, decay_steps)}[config.train.schedule]
   if warmup:

@@ -12,10 +12,12 @@ from configs import cross_study
 from configs import default
 from configs import quick
 from configs import study_effects
+from configs import study_scaling
 from configs import sweep as sweep_config
 from configs import test as test_config
 from landmark import errors
 from landmark import sweep
+from landmark import train
 
 
 def test_parse_arg_casts_flags_and_lists():
@@ -68,11 +70,24 @@ def test_bad_config_argument_is_a_config_error_on_the_command_line():
 
 
 @pytest.mark.parametrize('module', [compendium, cross_study, default, quick, study_effects,
-                                    sweep_config, test_config])
+                                    study_scaling, sweep_config, test_config])
 def test_every_config_builds_with_paper_defaults(module):
   config = module.get_config()
-  assert config.model.activation == 'sigmoid' and config.train.l2 == 1e-6
+  paper_ae = module in (default, test_config)   # the others build on quick.py's AE
+  assert config.model.activation == ('sigmoid' if paper_ae else quick.AE['model.activation'])
+  assert config.train.l2 == (1e-6 if paper_ae else quick.AE['train.l2'])
   assert config.deeplift.top_k == 943
+
+
+def test_quick_paper_restores_the_papers_autoencoder():
+  paper, ours, base = quick.get_config('paper'), quick.get_config(), common.base_config()
+  for field in quick.AE:
+    section, key = field.split('.')
+    assert paper[section][key] == base[section][key]
+    assert ours[section][key] == quick.AE[field]
+  assert paper.train.batch_size == ours.train.batch_size == 32
+  train.check_config(paper)
+  train.check_config(ours)
 
 
 def test_default_config_is_the_paper_at_full_scale():

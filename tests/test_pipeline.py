@@ -14,6 +14,7 @@ from configs import test as test_config
 from landmark import data
 from landmark import deeplift
 from landmark import errors
+from landmark import metric_writing
 from landmark import pipeline
 
 SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
@@ -86,6 +87,19 @@ def test_ae_summary_is_the_mean_over_seeds(workdir):
     values = [s[figure] for s in per_seed]
     assert summary[figure] == pytest.approx(np.mean(values))
     assert summary[f'{figure}_sd'] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_pca_baselines_stand_beside_the_ae(workdir):
+  """ae_summary.json, the report and each seed's TensorBoard hold PCA of the AE's width."""
+  baselines = json.load(open(os.path.join(workdir, 'ae_summary.json')))['baselines']
+  assert set(baselines['pca']) == {f'pca_{BOTTLENECK}', 'pca_10', 'pca_50'}
+  assert baselines['pca_width'] == BOTTLENECK
+  assert baselines['pca_pcc'] == baselines['pca'][f'pca_{BOTTLENECK}']['pcc']
+  assert f'PCA with {BOTTLENECK} components (its width)' in baselines['verdict']
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert f'| PCA, {BOTTLENECK} components (pca_{BOTTLENECK}) |' in report
+  scalars = metric_writing.read_scalars(os.path.join(workdir, 'seed_1', 'tensorboard'))
+  assert [step for step, _ in scalars[f'baseline/pca_{BOTTLENECK}_pcc']] == [1, EPOCHS]
 
 
 def test_panels_compare_on_common_targets(workdir):

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs import common
+from configs import study_effects as study_effects_config
 from experiments import study_effects
 from landmark import fileio
 
@@ -72,3 +74,19 @@ def test_versus_l1000_pairs_each_seed_with_its_own_l1000_scores():
   gaps = [study_effects.evaluate.calibrated_gap(better.loc[s], l1000.loc[s], randoms)['z']
           for s in (0, 1)]
   assert result['pcc_vs_l1000_gap_z'] == pytest.approx(np.mean(gaps))
+
+
+def test_holdouts_are_studies_or_study_folds():
+  config = study_effects_config.get_config('models=ridge')
+  assert tuple(config.study_effects.holdouts) == common.HGU133A_STUDIES
+  cell = study_effects.cell_config(config, 'chowdary', 'center', seed=2, reference='zeros')
+  assert cell.preprocess.holdout_study == 'chowdary' and cell.seed == 2
+  assert cell.preprocess.study_correction == 'center' and cell.deeplift.reference == 'zeros'
+  config = study_effects_config.get_config('studies=compendium,folds=5,epochs=7')
+  assert len(config.data.studies) == 17 and config.train.epochs == 7
+  assert config.preprocess.split == 'study_kfold' and config.preprocess.folds == 5
+  assert tuple(config.study_effects.holdouts) == tuple(f'fold_{i}' for i in range(5))
+  cell = study_effects.cell_config(config, 'fold_3', 'combat')
+  assert cell.preprocess.fold == 3 and 'study_effects' not in cell
+  with pytest.raises(ValueError, match="not 'chowdary'"):
+    study_effects.cell_config(config, 'chowdary', 'none')

@@ -152,7 +152,7 @@ def test_mse_loss_is_mean_squared_error_plus_l2():
     ('model.activation', 'gelu', "'gelu' is not one of sigmoid, tanh, relu, linear"),
     ('train.loss', 'huber', "'huber' is not one of mae, mse"),
     ('train.schedule', 'step', "'step' is not one of constant, cosine"),
-    ('train.warmup_epochs', 5.0, 'not between 0 and config.train.epochs'),
+    ('train.warmup_fraction', 1.0, r'1.0 is not in \[0, 1\)'),
     ('model.scale', 'standard', 'a sigmoid output cannot reach standardised values'),
 ])
 def test_bad_model_and_train_choices_are_config_errors(field, value, message):
@@ -176,7 +176,7 @@ def _learning_rates(config, steps_per_epoch):
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-  rates = _learning_rates(_config(epochs=10, schedule='cosine', warmup_epochs=2.0,
+  rates = _learning_rates(_config(epochs=10, schedule='cosine', warmup_fraction=0.2,
                                   learning_rate=0.01), steps_per_epoch=5)
   np.testing.assert_allclose(rates[:11], np.linspace(0.0, 0.01, 11), rtol=1e-5, atol=1e-9)
   assert np.all(np.diff(rates[10:]) < 0) and rates[-1] < 1e-4
@@ -185,7 +185,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 
 def test_standardised_linear_mse_training_scores_in_original_units(real_slice, tmp_path):
-  config = _config(epochs=2, loss='mse', schedule='cosine', warmup_epochs=1.0)
+  config = _config(epochs=2, loss='mse', schedule='cosine', warmup_fraction=0.5)
   config.model.scale, config.model.output_activation = 'standard', 'linear'
   model, scaler, history = train.train_autoencoder(config, str(tmp_path), *real_slice)
   assert isinstance(scaler, models.StandardScaler)
