@@ -16,13 +16,15 @@ validation PCC (an optimistic figure, since it is chosen on the split it is scor
 Writes into --out: `ae_learning.tsv` (one row per variant: final and best-epoch
 validation PCC and MAE, mean and sd over seeds, training seconds; then one row per PCA
 baseline), `ae_learning_curves.tsv` (every epoch of every variant and seed) and
-`ae_learning.png`. Finished (variant, seed) curves are kept in --workdir and not rerun.
+`ae_learning.png`. Finished (variant, seed) curves are kept in --workdir and not rerun;
+the tables summarise every finished curve, so a variant may have fewer seeds (`seeds`).
 
   python -m experiments.ae_learning --workdir=runs/ae_learning \
       --out=experiments/results/ae_learning
   python -m experiments.ae_learning --workdir=runs/ae_learning --variants=paper,default
 """
 
+import glob
 import os
 import tempfile
 import time
@@ -213,16 +215,14 @@ def main(argv):
   pca = diagnostics.fit_pca(splits.train.values, max(widths))
   baselines = diagnostics.pca_baselines(pca, splits.val.values, widths)
   train_baselines = diagnostics.pca_baselines(pca, splits.train.values, widths)
-  curves = []
   for seed in range(config.seed, config.seed + _SEEDS.value):   # an interrupted run has
     for name in names:                                          # every variant at fewer seeds
-      path = curve_path(workdir, name, seed)
-      if os.path.exists(path):
-        curves.append(pd.read_csv(path, sep='\t'))
-      elif not _SUMMARIZE_ONLY.value:
+      if not (_SUMMARIZE_ONLY.value or os.path.exists(curve_path(workdir, name, seed))):
         logging.info('Training variant %r, seed %d', name, seed)
-        curves.append(run_variant(config, workdir, splits, name, seed))
-  curves = pd.concat(curves, ignore_index=True)
+        run_variant(config, workdir, splits, name, seed)
+  curves = pd.concat([pd.read_csv(path, sep='\t') for name in VARIANTS
+                      for path in sorted(glob.glob(curve_path(workdir, name, '*')))],
+                     ignore_index=True)
   table = summarize(curves, baselines, train_baselines, width)
   os.makedirs(out, exist_ok=True)
   fileio.write_table(os.path.join(out, 'ae_learning.tsv'), table, index=False)
