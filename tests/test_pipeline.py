@@ -30,6 +30,13 @@ BOTTLENECK, EPOCHS = 6, 2   # set on the command line: configs/test.py has 8 and
 PANEL_SIZE = 100   # deeplift.top_k: the 17 panel fits on the paper's 943 genes crawl on a busy CPU
 
 
+def _main(workdir, *flags):
+  return subprocess.run(
+      [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
+       f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
+       f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
+
+
 @pytest.fixture(scope='module')
 def main_run(tmp_path_factory):
   """One whole run, started as a user starts it: (workdir, main.py's log).
@@ -37,11 +44,7 @@ def main_run(tmp_path_factory):
   Every test of this module reads its results, so the run happens once.
   """
   workdir = str(tmp_path_factory.mktemp('run'))
-  result = subprocess.run(
-      [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
-       f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
-       f'--workdir={workdir}'],
-      capture_output=True, text=True, cwd=REPO)
+  result = _main(workdir)
   assert result.returncode == 0, result.stderr[-5000:]
   return workdir, result.stderr
 
@@ -151,13 +154,6 @@ def _contents(workdir):
   """Every file of a run (path -> bytes), the lock file aside."""
   paths = (os.path.join(root, name) for root, _, names in os.walk(workdir) for name in names)
   return {p: open(p, 'rb').read() for p in sorted(paths) if not p.endswith('.lock')}
-
-
-def _main(workdir, *flags):
-  return subprocess.run(
-      [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
-       f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
-       f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
 
 
 def test_failed_run_keeps_earlier_results(workdir, tmp_path):
