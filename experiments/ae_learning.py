@@ -14,10 +14,12 @@ take one thing back. "Early stopping" is read off every curve: the epoch of best
 validation PCC (an optimistic figure, since it is chosen on the split it is scored on).
 
 Writes into --out: `ae_learning.tsv` (one row per variant: final and best-epoch
-validation PCC and MAE, mean and sd over seeds, training seconds; then one row per PCA
-baseline), `ae_learning_curves.tsv` (every epoch of every variant and seed) and
-`ae_learning.png`. Finished (variant, seed) curves are kept in --workdir and not rerun;
-the tables summarise every finished curve, so a variant may have fewer seeds (`seeds`).
+validation PCC and MAE, mean and sd over seeds, the final model's reconstruction of its own
+training profiles (`train_pcc`, `train_mae`: underfitting or overfitting?), training
+seconds; then one row per PCA baseline, on both splits), `ae_learning_curves.tsv` (every
+epoch of every variant and seed) and `ae_learning.png`. Finished (variant, seed) curves are
+kept in --workdir and not rerun; the tables summarise every finished curve, so a variant
+may have fewer seeds (`seeds`).
 
   python -m experiments.ae_learning --workdir=runs/ae_learning \
       --out=experiments/results/ae_learning
@@ -188,7 +190,9 @@ def plot(path, curves, baselines, title):
                   'data'), xytext=(-4, 2), textcoords='offset points', ha='right', fontsize=8)
   axes[0].set(xlabel='optimisation steps (Adam updates)',
               ylabel='validation: mean per-gene PCC (higher is better)')
-  axes[1].set(xlabel='optimisation steps (Adam updates)',
+  # The linear encoders' transient MAE spikes (up to ~1.8) are cut off, so the rest shows.
+  lowest = min(pca['mae'] for pca in baselines.values())
+  axes[1].set(xlabel='optimisation steps (Adam updates)', ylim=(lowest - 0.01, 0.72),
               ylabel='validation: mean per-gene MAE, log2 units (lower is better)')
   for ax in axes:
     ax.set_xscale('log')

@@ -28,10 +28,11 @@ class AutoEncoder(nnx.Module):
   `activation` follows every encoder layer, the bottleneck included, and every hidden
   decoder layer, so the encoder stays a stack of Dense + activation (what DeepLIFT
   scores); `output_activation` follows the last layer: the paper's sigmoid (inputs then
-  min-max scaled to [0, 1]) or linear (for standardised inputs). Dropout follows the activation of every hidden
-  layer of the encoder and decoder (the 500-unit layers at the paper's width) but neither
-  the bottleneck, whose activations are the learned features, nor the output. It is active
-  only in training mode (`model.train()`); `model.eval()` switches it off for scoring.
+  min-max scaled to [0, 1]) or linear (for standardised inputs). Dropout follows the
+  activation of every hidden layer of the encoder and decoder (the 500-unit layers at the
+  paper's width) but neither the bottleneck, whose activations are the learned features,
+  nor the output. It is active only in training mode (`model.train()`); `model.eval()`
+  switches it off for scoring.
   Kernels start Glorot-uniform and biases zero: Keras's Dense defaults, as in the paper.
   Mixed precision: layers compute in `dtype` (e.g. bfloat16 on GPUs) from float32
   parameters, and `encode` and `__call__` return float32, so losses, metrics, gradients and
