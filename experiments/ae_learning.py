@@ -47,6 +47,7 @@ from landmark import evaluate
 from landmark import fileio
 from landmark import pipeline
 from landmark import train
+from landmark.training import core
 
 config_flags.DEFINE_config_file('config', 'configs/quick.py:paper', 'Data, preprocessing and '
                                 "the paper's AE, which variants start from.", lock_config=False)
@@ -135,7 +136,7 @@ def run_variant(config, workdir, splits, name, seed):
   curve = pd.DataFrame({
       'variant': name, 'seed': seed, 'epoch': history['epoch'],
       'step': np.asarray(history['epoch']) * steps_per_epoch,
-      'train_loss': history[train.TRAIN_LOSS], 'val_mae': history[train.EVAL_MAE],
+      'train_loss': history[core.TRAIN_LOSS], 'val_mae': history[train.EVAL_MAE],
       'val_pcc': history[train.EVAL_PCC], 'final_train_mae': train_mae,
       'final_train_pcc': train_pcc, 'train_seconds': seconds})
   fileio.write_table(curve_path(workdir, name, seed), curve, index=False)

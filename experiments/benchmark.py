@@ -5,7 +5,7 @@ measured together, their repeats interleaved, so that a change in the machine's 
 every measurement alike and the ratios stay fair on a shared machine:
   matmul    each of the step's five large float32 matmuls alone, jitted: the fastest is the
             machine's practical peak (`matmul_gflops`).
-  ae_step   the training's own jitted epoch (landmark.train.make_train_epoch: a scan of the
+  ae_step   the training core's jitted epoch (landmark.training.core.train_epoch: a scan of the
             train step, with its XLA:CPU options) over --steps batches at the paper's width;
             achieved FLOP/s from the analytic count below and its ratio to the peak.
   torch     the same model, loss and Adam step in PyTorch on CPU (if importable); the
@@ -72,8 +72,10 @@ from configs import common
 from landmark import data
 from landmark import deeplift
 from landmark import fileio
+from landmark import sharding
 from landmark import streaming
 from landmark import train
+from landmark.training import core
 
 _OUT = flags.DEFINE_string('out', None, 'JSON file for the results.')
 _SECTIONS = flags.DEFINE_list('sections', ['matmul', 'ae_step', 'torch', 'deeplift'],
@@ -168,23 +170,23 @@ def _config():
 
 
 def ae_step():
-  """The training's jitted epoch (landmark.train.make_train_epoch) of --steps batches."""
+  """The training core's jitted epoch (landmark.training.core.train_epoch) of --steps batches."""
   config = _config()
   batch, n_features, steps = _BATCH.value, _FEATURES.value, _STEPS.value
+  mesh = sharding.device_mesh()
   model = train.build_model(config, n_features, jax.random.key(0))
   optimizer = train.build_optimizer(config)
-  graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
-  params = nnx.to_pure_dict(params)
-  train_epoch = train.make_train_epoch(
-      train.make_train_step(graphdef, rest, optimizer, config.train.l2), batch)
-  data = jax.random.uniform(jax.random.key(1), (steps * batch, n_features), jnp.float32)
-  state = {'params': params, 'opt_state': optimizer.init(params), 'epoch': 1}
-  shuffle_key, dropout_key = jax.random.key(2), jax.random.key(3)
+  state = core.new_state(nnx.view(model, deterministic=False), optimizer, jax.random.key(1), mesh)
+  objective = train.Reconstruction(config.train.l2, config.train.loss)
+  data = core.device_data({'x': jax.random.uniform(jax.random.key(1), (steps * batch, n_features),
+                                                   jnp.float32)}, mesh)
+  epoch = 0
 
   def run():
-    state['params'], state['opt_state'], loss = train_epoch(
-        state['params'], state['opt_state'], data, state['epoch'], shuffle_key, dropout_key)
-    state['epoch'] += 1
+    nonlocal state, epoch
+    epoch += 1
+    state, loss = core.train_epoch(state, objective, optimizer, data, epoch, batch, steps * batch,
+                                   mesh)
     return loss
 
   return {'ae_step': Timer(run, steps, step_flops())}
@@ -308,8 +310,8 @@ def _stream_run(path, workdir, hidden, bottleneck, batch, epochs, score_samples)
   score_seconds = time.perf_counter() - started
   return {
       'stream_scaler_pass_mb_per_s': os.path.getsize(path) / 2**20 / scaler_seconds,
-      'stream_train_samples_per_s': history[train.SAMPLES_PER_SEC][-1],
-      'stream_data_wait_fraction': history[train.DATA_WAIT_FRACTION][-1],
+      'stream_train_samples_per_s': history[core.SAMPLES_PER_SEC][-1],
+      'stream_data_wait_fraction': history[core.DATA_WAIT_FRACTION][-1],
       'stream_score_samples': len(scored),
       'stream_score_samples_per_s': len(scored) / score_seconds,
       'stream_score_data_wait_fraction': arrays.wait_seconds / score_seconds,

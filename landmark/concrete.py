@@ -9,6 +9,7 @@ is the one-hot of its argmax. Genes are standardised (per-gene z-score, as D-GEX
 that each weighs the same in the mean squared reconstruction error.
 """
 
+import dataclasses
 import functools
 
 from absl import logging
@@ -19,7 +20,8 @@ import numpy as np
 import optax
 
 from landmark import dgex
-from landmark import train
+from landmark import sharding
+from landmark.training import core
 
 LEAKY_SLOPE = 0.2   # the paper's decoder activation: LeakyReLU(0.2)
 CONVERGED = 0.9     # mean max selection probability below which `fit` warns
@@ -66,39 +68,23 @@ def temperature(step, total_steps, start, end):
   return start * (end / start) ** (step / total_steps)
 
 
-def make_train_epoch(graphdef, optimizer, total_steps, start_temperature, end_temperature):
-  """A jitted pure epoch (params, opt_state, data, indices, mask, epoch, key) -> updated, losses.
+@dataclasses.dataclass(frozen=True)
+class AnnealedReconstruction:
+  """The Concrete AE's training objective (landmark.training.core): mean squared
+  reconstruction error of the batch's real rows, the selector sampling its Gumbel noise
+  from the step's key at temperature(step)."""
+  total_steps: int
+  start_temperature: float
+  end_temperature: float
 
-  `indices` and `mask` are the epoch's batches (`train.epoch_batches`); the steps run in one
-  `lax.scan` on device-resident data. Global step s samples its Gumbel noise from
-  fold_in(key, s) and runs at temperature(s), so a run is a function of its seed alone.
-  """
+  def __call__(self, model, batch, mask, key, step):
+    x = batch['x']
+    reconstruction = model(x, key, temperature(step, self.total_steps, self.start_temperature,
+                                               self.end_temperature))
+    return core.masked_mean(jnp.mean((reconstruction - x) ** 2, axis=1), mask)
 
-  def train_epoch(params, opt_state, data, indices, mask, epoch, noise_key):
-    first_step = epoch * indices.shape[0]
 
-    def train_step(carry, batch):
-      params, opt_state = carry
-      rows, row_mask, step = batch
-      x = data[rows]
-
-      def loss_fn(params):
-        model = nnx.merge(graphdef, params)
-        reconstruction = model(x, jax.random.fold_in(noise_key, step),
-                               temperature(step, total_steps, start_temperature, end_temperature))
-        error = jnp.mean((reconstruction - x) ** 2, axis=1)
-        return jnp.sum(error * row_mask) / jnp.sum(row_mask)
-
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
-
-    steps = first_step + jnp.arange(indices.shape[0])
-    (params, opt_state), losses = jax.lax.scan(train_step, (params, opt_state),
-                                               (indices, mask, steps))
-    return params, opt_state, losses
-
-  return jax.jit(train_epoch, donate_argnums=(0, 1))
+MAX_PROBABILITY = 'eval/max_probability'   # TensorBoard tag of the convergence measure
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -106,45 +92,49 @@ def _max_probability(graphdef, params):
   return nnx.merge(graphdef, params).selector.probabilities().max(axis=1).mean()
 
 
-def fit(x, k, config, seed=0):
+@functools.lru_cache(maxsize=16)
+def _adam(learning_rate):
+  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+def fit(x: np.ndarray, k: int, config, seed: int = 0,
+        workdir: str | None = None) -> ConcreteAutoencoder:
   """Trains a Concrete Autoencoder selecting k of x's columns; returns the model.
 
   x: (samples, inputs) training matrix, standardised here per column. config: hidden,
-  epochs, batch_size, learning_rate (Adam), start_temperature, end_temperature. Logs
-  the mean over units of the largest selection probability, the paper's convergence
-  measure (near 1 when every unit has settled on one input), and warns if it ends below
-  CONVERGED: the logits must separate before the temperature falls, which takes more
-  steps the more inputs there are.
+  epochs, batch_size, learning_rate (Adam), start_temperature, end_temperature. Trains
+  through the one training core (with a `workdir`: TensorBoard curves and resumable
+  checkpoints there). Logs the mean over units of the largest selection probability
+  (MAX_PROBABILITY), the paper's convergence measure (near 1 when every unit has settled
+  on one input), and warns if it ends below CONVERGED: the logits must separate before the
+  temperature falls, which takes more steps the more inputs there are.
   """
   if not 1 <= k <= x.shape[1]:
     raise ValueError(f'Concrete Autoencoder: need 1 <= k <= {x.shape[1]} inputs, got k={k}')
   if config.epochs < 1:
     raise ValueError(f'Concrete Autoencoder: epochs must be at least 1, got {config.epochs}')
-  data = jnp.asarray(dgex.Standardizer.fit(x).transform(x), jnp.float32)
-  n_samples, batch_size = len(data), min(config.batch_size, len(data))
-  key = jax.random.key(seed)
-  init_key, shuffle_key, noise_key = jax.random.split(key, 3)
-  model = ConcreteAutoencoder(x.shape[1], k, tuple(config.hidden), rngs=nnx.Rngs(params=init_key))
-  graphdef, params = nnx.split(model)
-  optimizer = optax.adam(config.learning_rate)
-  opt_state = optimizer.init(params)
-  steps_per_epoch = -(-n_samples // batch_size)
-  train_epoch = make_train_epoch(graphdef, optimizer, config.epochs * steps_per_epoch,
-                                 config.start_temperature, config.end_temperature)
-  log_every = max(1, config.epochs // 10)
-  for epoch in range(config.epochs):
-    indices, mask = train.epoch_batches(shuffle_key, n_samples, batch_size, epoch)
-    params, opt_state, losses = train_epoch(params, opt_state, data, indices, mask, epoch,
-                                            noise_key)
-    if (epoch + 1) % log_every == 0 or epoch + 1 == config.epochs:
-      max_probability = float(_max_probability(graphdef, params))
-      logging.info('Concrete AE (k=%d) epoch %d/%d: loss %.4f, mean max probability %.3f',
-                   k, epoch + 1, config.epochs, float(losses.mean()), max_probability)
+  data = dgex.Standardizer.fit(x).transform(x).astype(np.float32)
+  mesh = sharding.device_mesh()
+  batch_size = sharding.round_up(min(config.batch_size, len(data)), mesh.size)
+  model = ConcreteAutoencoder(
+      x.shape[1], k, tuple(config.hidden),
+      rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), core.INIT_STREAM)))
+  graphdef = nnx.graphdef(model)
+  objective = AnnealedReconstruction(config.epochs * -(-len(data) // batch_size),
+                                     config.start_temperature, config.end_temperature)
+  every = max(1, config.epochs // 10)
+  loop = core.Loop(config.epochs, batch_size, name=f'Concrete AE (k={k})',
+                   diverged_field='selectors.concrete.learning_rate', eval_every=every,
+                   log_every=every)
+  result = core.fit(model, objective, _adam(config.learning_rate), {'x': data}, loop, seed=seed,
+                    mesh=mesh, workdir=workdir,
+                    evaluate=lambda params: {MAX_PROBABILITY: _max_probability(graphdef, params)})
+  max_probability = result.history[MAX_PROBABILITY][-1]
   if max_probability < CONVERGED:
     logging.warning('Concrete AE (k=%d) did not converge: mean max probability %.3f < %.2f; '
                     'its selection is close to arbitrary (train for more steps)', k,
                     max_probability, CONVERGED)
-  return nnx.merge(graphdef, params)
+  return result.model()
 
 
 def selected_inputs(model):

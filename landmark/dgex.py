@@ -8,7 +8,6 @@ takes and returns values in the data's original units.
 
 import dataclasses
 import functools
-import time
 
 from absl import logging
 from flax import nnx
@@ -16,13 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from landmark import models
 from landmark import sharding
+from landmark.training import core
 
 OUTPUT_INIT_RANGE = 1e-4          # D-GEX's `irange` of the linear output layer
-HISTORY_KEYS = ('train_mae', 'val_mae', 'learning_rate')
 
 
 @dataclasses.dataclass
@@ -73,20 +71,21 @@ class DGEX(nnx.Module):
                              bias_init=nnx.initializers.zeros_init(), dtype=dtype,
                              param_dtype=jnp.float32, rngs=rngs)
 
-  def __call__(self, x, dropout_key=None):
-    """Dropout is applied only when a key is given (training)."""
-    for index, layer in enumerate(self.hidden):
-      x = jnp.tanh(layer(x))
-      if dropout_key is not None:
-        x = self.dropout(x, deterministic=False, rngs=jax.random.fold_in(dropout_key, index))
+  def __call__(self, x, *, rngs: nnx.Rngs | None = None):
+    """Predictions of standardised targets; dropout is active in training mode
+    (`nnx.view(model, deterministic=False)`), drawing its masks from `rngs`."""
+    for layer in self.hidden:
+      x = self.dropout(jnp.tanh(layer(x)), rngs=rngs)
     return self.output(x).astype(jnp.float32)
 
 
-def build_dgex(config_dgex, n_landmarks, n_targets, key):
-  """The D-GEX network of `config_dgex` (widths, dropout, compute dtype), drawn from `key`."""
+def build_dgex(config_dgex, n_landmarks: int, n_targets: int, key: jax.Array) -> DGEX:
+  """The D-GEX network of `config_dgex` (widths, dropout, compute dtype), drawn from `key`,
+  in eval mode (dropout off)."""
   dtype = models.compute_dtype(config_dgex.compute_dtype, 'dgex.compute_dtype')
-  return DGEX(n_landmarks, tuple(config_dgex.hidden), n_targets, config_dgex.dropout, dtype,
-              rngs=nnx.Rngs(params=key))
+  model = DGEX(n_landmarks, tuple(config_dgex.hidden), n_targets, config_dgex.dropout, dtype,
+               rngs=nnx.Rngs(params=key))
+  return nnx.view(model, deterministic=True)
 
 
 def _blocks(array, block_size):
@@ -101,24 +100,15 @@ def _blocks(array, block_size):
   return padded.reshape(n_blocks, block_size, *array.shape[1:])
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
-def train_step(graphdef, optimizer, split, params, opt_state, x, y, batch, mask, dropout_key,
-               step):
-  """One SGD step on the rows `batch` of (x, y), split by the sharding `split`.
+@dataclasses.dataclass(frozen=True)
+class SquaredError:
+  """D-GEX's training objective (landmark.training.core): mean squared error over the
+  standardised targets of the batch's real rows, dropout masks from the step's key."""
 
-  Rows with mask 0 are padding. Parameters are replicated, so GSPMD turns the gradient
-  into an all-reduce over the devices of the batch.
-  """
-  x_batch, y_batch = (jax.lax.with_sharding_constraint(rows[batch], split) for rows in (x, y))
-
-  def loss_fn(params):
-    predictions = nnx.merge(graphdef, params)(x_batch, jax.random.fold_in(dropout_key, step))
-    squared_error = jnp.mean((predictions - y_batch) ** 2, axis=1)
-    return jnp.sum(squared_error * mask) / jnp.sum(mask)
-
-  grads = jax.grad(loss_fn)(params)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
+  def __call__(self, model, batch, mask, key, step):
+    del step
+    predictions = model(batch['x'], rngs=nnx.Rngs(dropout=key))
+    return core.masked_mean(jnp.mean((predictions - batch['y']) ** 2, axis=1), mask)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -147,23 +137,11 @@ def next_learning_rate(learning_rate, train_mae, previous_train_mae, decay, floo
   return max(learning_rate, floor)
 
 
-def _with_learning_rate(opt_state, learning_rate):
-  """Replaces the injected learning rate (same dtype, shape and sharding: no recompilation).
-
-  The new value is placed on the current one's devices, all hosts' in a multi-host run,
-  where a host-local array could not be checkpointed.
-  """
-  current = opt_state.hyperparams['learning_rate']
-  hyperparams = {**opt_state.hyperparams, 'learning_rate': jax.device_put(
-      np.asarray(learning_rate, current.dtype), current.sharding)}
-  return opt_state._replace(hyperparams=hyperparams)
-
-
 @dataclasses.dataclass
 class DGEXModel:
   """A trained D-GEX network (best-validation parameters) with its scalers and history."""
-  graphdef: nnx.GraphDef
-  params: nnx.State
+  graphdef: nnx.GraphDef  # of the network in eval mode
+  params: dict            # a pure dict (nnx.to_pure_dict)
   x_scaler: Standardizer
   y_scaler: Standardizer
   history: dict          # per-epoch numpy arrays: train_mae, val_mae, learning_rate
@@ -177,120 +155,86 @@ class DGEXModel:
     return self.y_scaler.inverse_transform(predictions)
 
 
-def build_optimizer(config_dgex):
+def build_optimizer(config_dgex) -> optax.GradientTransformation:
   """D-GEX's SGD with momentum, or Adam for small compendia where SGD takes too few steps.
 
   The learning rate is an injected hyperparameter so the decay rule changes it without
-  recompiling the step.
+  recompiling the epoch; built once per setting, so every fit of the same shapes reuses
+  one compiled epoch.
   """
-  if config_dgex.optimizer == 'sgd':
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=config_dgex.learning_rate,
-                                               momentum=config_dgex.momentum)
-  if config_dgex.optimizer == 'adam':
-    return optax.inject_hyperparams(optax.adam)(learning_rate=config_dgex.learning_rate)
-  raise ValueError(f"dgex.optimizer must be 'sgd' or 'adam', got {config_dgex.optimizer!r}")
+  if config_dgex.optimizer not in ('sgd', 'adam'):
+    raise ValueError(f"dgex.optimizer must be 'sgd' or 'adam', got {config_dgex.optimizer!r}")
+  return _optimizer(config_dgex.optimizer, config_dgex.learning_rate, config_dgex.momentum)
 
 
-def fit_dgex(config_dgex, x_train, y_train, x_val, y_val, seed=0, writer=None,
-             checkpoint_manager=None, train_monitor=5000, mesh=None):
-  """Trains D-GEX; returns the parameters of the epoch with the lowest validation MAE.
+@functools.lru_cache(maxsize=16)
+def _optimizer(name, learning_rate, momentum):
+  if name == 'sgd':
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum)
+  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
-  The training MAE that drives the learning-rate decay is measured after each epoch,
-  without dropout, on a fixed subset of `train_monitor` training samples (as D-GEX does);
-  both MAEs are in the data's original units. `writer` (anything with
-  `write_scalars(step, scalars)`) gets the per-epoch metrics; `checkpoint_manager` (an
-  orbax CheckpointManager) saves the training state after every epoch and a fit resumes
-  from its latest step. Each training batch is split over the 'batch' axis of `mesh`
-  (default: all devices; landmark.sharding), so `dgex.batch_size` must be a multiple of
-  the device count; parameters, optimizer state and the training data are replicated.
+
+TRAIN_MAE = 'eval/train_mae'     # TensorBoard tags of the per-epoch MAEs, in original units
+VAL_MAE = 'eval/val_mae'
+
+
+def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+             y_val: np.ndarray, seed: int = 0, workdir: str | None = None,
+             train_monitor: int = 5000, mesh=None) -> 'DGEXModel':
+  """Trains D-GEX through the training core; returns the parameters of the epoch with the
+  lowest validation MAE.
+
+  The training MAE that drives the learning-rate decay (`next_learning_rate`, applied
+  between epochs) is measured after each epoch, without dropout, on a fixed subset of
+  `train_monitor` training samples (as D-GEX does); both MAEs are in the data's original
+  units. With a `workdir`, the fit writes TensorBoard curves and checkpoints there and
+  resumes from them. Each training batch is split over the 'batch' axis of `mesh`
+  (default: all devices; landmark.sharding); the batch size is rounded up to a multiple
+  of the device count.
   """
   n_train, epochs = len(x_train), config_dgex.epochs
   if epochs < 1:
     raise ValueError(f'dgex.epochs must be at least 1, got {epochs}')
   mesh = mesh or sharding.device_mesh()
-  sharding.check_divisible(mesh, config_dgex.batch_size, 'dgex.batch_size')
   x_scaler = Standardizer.fit(x_train, config_dgex.std_epsilon)
   y_scaler = Standardizer.fit(y_train, config_dgex.std_epsilon)
   x_train, x_val = (x_scaler.transform(x).astype(np.float32) for x in (x_train, x_val))
   y_train, y_val = (y_scaler.transform(y).astype(np.float32) for y in (y_train, y_val))
   batch_size = sharding.round_up(min(config_dgex.batch_size, n_train), mesh.size)
 
-  init_key, dropout_key = jax.random.split(jax.random.key(seed))
-  graphdef, params = nnx.split(build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
-                                         init_key))
-  optimizer = build_optimizer(config_dgex)
-  params, opt_state = sharding.replicate(mesh, (params, optimizer.init(params)))
-  state = {
-      'params': params,
-      'opt_state': opt_state,
-      'best': jax.tree.map(jnp.copy, params),
-      'history': {key: np.full(epochs, np.nan, np.float32) for key in HISTORY_KEYS},
-  }
-  start_epoch = 0
-  if checkpoint_manager is not None and checkpoint_manager.latest_step() is not None:
-    start_epoch = checkpoint_manager.latest_step()
-    abstract_state = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = checkpoint_manager.restore(start_epoch, args=ocp.args.StandardRestore(abstract_state))
-    logging.info('D-GEX: resumed from the checkpoint after epoch %d', start_epoch)
-  params, opt_state, best = state['params'], state['opt_state'], state['best']
-  history = {key: np.array(state['history'][key]) for key in HISTORY_KEYS}
-
+  model = build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
+                     jax.random.fold_in(jax.random.key(seed), core.INIT_STREAM))
+  eval_graphdef = nnx.graphdef(model)
   monitor = np.sort(np.random.default_rng(seed).permutation(n_train)[:train_monitor])
   eval_sets = {
-      name: sharding.replicate(mesh, (_blocks(x, batch_size), _blocks(y, batch_size),
-                                      _blocks(np.ones(len(x), np.float32), batch_size)))
-      for name, (x, y) in (('train', (x_train[monitor], y_train[monitor])),
-                           ('val', (x_val, y_val)))}
+      tag: sharding.replicate(mesh, (_blocks(x, batch_size), _blocks(y, batch_size),
+                                     _blocks(np.ones(len(x), np.float32), batch_size)))
+      for tag, (x, y) in ((TRAIN_MAE, (x_train[monitor], y_train[monitor])),
+                          (VAL_MAE, (x_val, y_val)))}
   y_std = sharding.replicate(mesh, np.asarray(y_scaler.std, np.float32))
-  x_train_device, y_train_device = sharding.replicate(mesh, (x_train, y_train))
-  split = sharding.batch_sharding(mesh)
-  masks = _blocks(np.ones(n_train, np.float32), batch_size)
-  steps_per_epoch = len(masks)
 
-  epoch_seconds = []
-  try:
-    for epoch in range(start_epoch, epochs):
-      started = time.perf_counter()
-      learning_rate = float(opt_state.hyperparams['learning_rate'])
-      order = np.random.default_rng([seed, epoch]).permutation(n_train)
-      for index, (batch, mask) in enumerate(zip(_blocks(order, batch_size), masks)):
-        params, opt_state = train_step(
-            graphdef, optimizer, split, params, opt_state, x_train_device, y_train_device,
-            sharding.put_batch(mesh, batch), sharding.put_batch(mesh, mask), dropout_key,
-            epoch * steps_per_epoch + index)
-      train_mae = float(_mean_abs_error(graphdef, params, *eval_sets['train'], y_std))
-      val_mae = float(_mean_abs_error(graphdef, params, *eval_sets['val'], y_std))
-      if not np.isfinite([train_mae, val_mae]).all():
-        raise FloatingPointError(f'D-GEX diverged at epoch {epoch + 1}: train MAE {train_mae}, '
-                                 f'val MAE {val_mae} (lower dgex.learning_rate)')
-      history['train_mae'][epoch] = train_mae
-      history['val_mae'][epoch] = val_mae
-      history['learning_rate'][epoch] = learning_rate
-      if np.argmin(history['val_mae'][:epoch + 1]) == epoch:
-        best = jax.tree.map(jnp.copy, params)
-      previous_train_mae = history['train_mae'][epoch - 1] if epoch else np.inf
-      opt_state = _with_learning_rate(opt_state, next_learning_rate(
-          learning_rate, train_mae, previous_train_mae, config_dgex.lr_decay,
-          config_dgex.lr_floor))
+  def score(params):
+    return {tag: _mean_abs_error(eval_graphdef, params, *blocks, y_std)
+            for tag, blocks in eval_sets.items()}
 
-      if checkpoint_manager is not None:
-        checkpoint_manager.save(epoch + 1, args=ocp.args.StandardSave({
-            'params': params, 'opt_state': opt_state, 'best': best, 'history': history}))
-      if writer is not None:
-        writer.write_scalars(epoch + 1, {'dgex/train_mae': train_mae, 'dgex/val_mae': val_mae,
-                                         'dgex/learning_rate': learning_rate})
-      epoch_seconds.append(time.perf_counter() - started)
-      logging.info('D-GEX epoch %d/%d: train MAE %.4f, val MAE %.4f, lr %.3g, %.0f samples/s, '
-                   'ETA %.0f s', epoch + 1, epochs, train_mae, val_mae, learning_rate,
-                   n_train / epoch_seconds[-1], (epochs - epoch - 1) * np.median(epoch_seconds))
-  finally:
-    if checkpoint_manager is not None:
-      checkpoint_manager.wait_until_finished()
+  def learning_rate_rule(history):
+    train_mae = history[TRAIN_MAE]
+    previous = train_mae[-2] if len(train_mae) > 1 else np.inf
+    return next_learning_rate(history[core.LEARNING_RATE][-1], train_mae[-1], previous,
+                              config_dgex.lr_decay, config_dgex.lr_floor)
 
-  best_epoch = int(np.argmin(history['val_mae']))
-  logging.info('D-GEX: best validation MAE %.4f at epoch %d', history['val_mae'][best_epoch],
-               best_epoch + 1)
-  return DGEXModel(graphdef, best, x_scaler, y_scaler, history, best_epoch)
+  loop = core.Loop(epochs, batch_size, name='D-GEX', diverged_field='config.dgex.learning_rate')
+  result = core.fit(nnx.view(model, deterministic=False), SquaredError(),
+                    build_optimizer(config_dgex), {'x': x_train, 'y': y_train}, loop, seed=seed,
+                    mesh=mesh, workdir=workdir, evaluate=score, select_best=VAL_MAE,
+                    learning_rate_rule=learning_rate_rule)
+  history = {name: np.asarray(result.history[tag], np.float32) for name, tag in
+             (('train_mae', TRAIN_MAE), ('val_mae', VAL_MAE),
+              ('learning_rate', core.LEARNING_RATE))}
+  logging.info('D-GEX: best validation MAE %.4f at epoch %d', history['val_mae'].min(),
+               result.best_epoch)
+  return DGEXModel(eval_graphdef, result.best_params, x_scaler, y_scaler, history,
+                   result.best_epoch - 1)
 
 
 @dataclasses.dataclass
@@ -388,11 +332,13 @@ def fit_knn(x, y, k=10):
   return KNNModel(jnp.asarray(x), jnp.asarray(y), k)
 
 
-def fit_inference_model(kind, config, x_train, y_train, x_val, y_val, seed=0, writer=None,
-                        checkpoint_manager=None):
+def fit_inference_model(kind: str, config, x_train: np.ndarray, y_train: np.ndarray,
+                        x_val: np.ndarray, y_val: np.ndarray, seed: int = 0,
+                        workdir: str | None = None):
   """Fits one of config.evaluate.models ('linear', 'ridge', 'dgex', 'knn') on the training split.
 
-  D-GEX uses the validation split to pick its best epoch, ridge to pick its penalty.
+  D-GEX uses the validation split to pick its best epoch, ridge to pick its penalty; with a
+  `workdir` D-GEX writes its TensorBoard curves and checkpoints there.
   """
   if kind == 'linear':
     return fit_linear(x_train, y_train, ridge=config.evaluate.ridge)
@@ -401,7 +347,7 @@ def fit_inference_model(kind, config, x_train, y_train, x_val, y_val, seed=0, wr
   if kind == 'knn':
     return fit_knn(x_train, y_train, k=config.evaluate.knn_neighbors)
   if kind == 'dgex':
-    return fit_dgex(config.dgex, x_train, y_train, x_val, y_val, seed=seed, writer=writer,
-                    checkpoint_manager=checkpoint_manager, mesh=sharding.make_mesh(config))
+    return fit_dgex(config.dgex, x_train, y_train, x_val, y_val, seed=seed, workdir=workdir,
+                    mesh=sharding.make_mesh(config))
   raise ValueError(f"Unknown inference model {kind!r}; expected 'linear', 'ridge', 'dgex' or "
                    "'knn'")

@@ -26,6 +26,7 @@ from landmark import dgex
 from landmark import fileio
 from landmark import sharding
 from landmark import train
+from landmark.training import core
 
 
 def _seconds(run):
@@ -54,22 +55,20 @@ def _autoencoder(config, mesh, key, n_train):
   sharding.check_divisible(mesh, batch, 'config.train.batch_size')
   model = train.build_model(config, n_features, key)
   optimizer = train.build_optimizer(config)
-  graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
-  params = nnx.to_pure_dict(params)
-  train_epoch = train.make_train_epoch(
-      train.make_train_step(graphdef, rest, optimizer, config.train.l2), batch, mesh)
-  data = jax.random.uniform(jax.random.fold_in(key, 1), (steps * batch, n_features))
-  state = {'params': params, 'opt_state': optimizer.init(params)}
+  state = core.new_state(nnx.view(model, deterministic=False), optimizer, key, mesh)
+  objective = train.Reconstruction(config.train.l2, config.train.loss)
+  data = core.device_data(
+      {'x': jax.random.uniform(jax.random.fold_in(key, 1), (steps * batch, n_features))}, mesh)
 
   def epoch():
-    state['params'], state['opt_state'], loss = train_epoch(
-        state['params'], state['opt_state'], data, 1, jax.random.fold_in(key, 2),
-        jax.random.fold_in(key, 3))
+    nonlocal state
+    state, loss = core.train_epoch(state, objective, optimizer, data, 1, batch, steps * batch,
+                                   mesh)
     return loss
 
   step_seconds = _seconds(epoch) / steps
-  encoder = nnx.merge(graphdef, state['params'], rest).encoder_layers()
-  chunk = np.asarray(data[:batch])
+  encoder = state.model().encoder_layers()
+  chunk = np.asarray(data['x'][:batch])
   reference = chunk.mean(axis=0)
   score_seconds = _seconds(lambda: deeplift.score_inputs(
       encoder, config.model.activation, chunk, reference, mesh=mesh)) / batch
@@ -77,8 +76,8 @@ def _autoencoder(config, mesh, key, n_train):
   return {
       'features': n_features, 'batch_size': batch,
       'ae_compute_dtype': config.model.compute_dtype,
-      'parameters': sum(p.size for p in jax.tree.leaves(state['params'])),
-      'parameter_and_adam_mb': _megabytes(state),
+      'parameters': sum(p.size for p in jax.tree.leaves(state.params)),
+      'parameter_and_adam_mb': _megabytes((state.params, state.opt_state)),
       'ae_step_seconds': step_seconds,
       'ae_epoch_seconds': steps_per_epoch * step_seconds,
       'ae_training_hours': config.train.epochs * steps_per_epoch * step_seconds / 3600,
@@ -92,23 +91,19 @@ def _dgex(config, mesh, key, n_train):
   n_landmarks, n_targets = config.dry_run.dgex_landmarks, config.dry_run.dgex_targets
   batch, steps = config.dgex.batch_size, config.dry_run.steps
   sharding.check_divisible(mesh, batch, 'config.dgex.batch_size')
-  graphdef, params = nnx.split(dgex.build_dgex(config.dgex, n_landmarks, n_targets, key))
+  model = dgex.build_dgex(config.dgex, n_landmarks, n_targets, key)
   optimizer = dgex.build_optimizer(config.dgex)
-  whole, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  state = {'params': jax.device_put(params, whole)}
-  state['opt_state'] = jax.device_put(optimizer.init(state['params']), whole)
-  x, y = (jax.device_put(jax.random.normal(jax.random.fold_in(key, index),
-                                           (steps * batch, width)), whole)
-          for index, width in ((1, n_landmarks), (2, n_targets)))
-  batches = [sharding.put_batch(mesh, rows) for rows in np.arange(steps * batch).reshape(steps, -1)]
-  mask = sharding.put_batch(mesh, np.ones(batch, np.float32))
+  state = core.new_state(nnx.view(model, deterministic=False), optimizer, key, mesh)
+  data = core.device_data({name: jax.random.normal(jax.random.fold_in(key, index),
+                                                   (steps * batch, width))
+                           for name, index, width in (('x', 1, n_landmarks),
+                                                      ('y', 2, n_targets))}, mesh)
 
   def run_steps():
-    for step, rows in enumerate(batches):
-      state['params'], state['opt_state'] = dgex.train_step(
-          graphdef, optimizer, split, state['params'], state['opt_state'], x, y, rows, mask,
-          jax.random.fold_in(key, 3), step)
-    return state['params']
+    nonlocal state
+    state, loss = core.train_epoch(state, dgex.SquaredError(), optimizer, data, 1, batch,
+                                   steps * batch, mesh)
+    return loss
 
   step_seconds = _seconds(run_steps) / steps
   fit_hours = config.dgex.epochs * -(-n_train // batch) * step_seconds / 3600
@@ -122,9 +117,9 @@ def _dgex(config, mesh, key, n_train):
   return {
       'dgex_landmarks': n_landmarks, 'dgex_targets': n_targets, 'dgex_batch_size': batch,
       'dgex_compute_dtype': config.dgex.compute_dtype,
-      'dgex_parameters': sum(p.size for p in jax.tree.leaves(state['params'])),
+      'dgex_parameters': sum(p.size for p in jax.tree.leaves(state.params)),
       # Parameters, optimizer state and the copy of the best epoch's parameters.
-      'dgex_state_mb': _megabytes(state) + _megabytes(state['params']),
+      'dgex_state_mb': _megabytes((state.params, state.opt_state)) + _megabytes(state.params),
       'dgex_step_seconds': step_seconds,
       'dgex_fit_hours': fit_hours,
       'dgex_fits': fits,

@@ -189,7 +189,7 @@ def save_model(directory: str, model, *, kind: str, panel: str, config, genes: p
   if kind == 'dgex':
     manager = checkpointing.make_manager(os.path.join(directory, 'dgex'))
     checkpointing.save(manager, model.best_epoch + 1,
-                       {'params': nnx.to_pure_dict(model.params)}, force=True)
+                       {'params': model.params}, force=True)
     manager.close()
   fileio.write_text(os.path.join(directory, 'config.json'), config.to_json_best_effort(indent=2))
   fileio.write_text(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=2))
@@ -242,7 +242,7 @@ def load_model(directory: str) -> SavedModel:
       manager.close()
       if restored is None:
         raise DataError(path('dgex'), 'holds no D-GEX parameters')
-      nnx.replace_by_pure_dict(params, restored[1]['params'])
+      params = restored[1]['params']
       history = {k: np.asarray(v) for k, v in manifest['history'].items()}
       predictor = dgex.DGEXModel(graphdef, params, x_scaler, y_scaler, history,
                                  manifest['best_epoch'])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from landmark import concrete
+from landmark import metric_writing
 
 
 def settings(**overrides):
@@ -86,6 +87,29 @@ def test_training_is_seeded_and_keeps_each_module_exact_gene():
   for model in (first, other):
     assert np.asarray(model.selector.probabilities()).max(axis=1).min() > 0.9
     assert set(concrete.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
+
+
+def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch):
+  """A fit that crashes at its second convergence check (epoch 20 of 100) resumes from the
+  checkpoint of epoch 19 and ends with the logits of an uninterrupted fit, bit for bit."""
+  x, config = module_data(), settings(epochs=100)
+  uninterrupted = concrete.fit(x, 4, config, seed=3)
+  max_probability, calls = concrete._max_probability, []
+
+  def crash_at_second_check(*args):
+    calls.append(args)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return max_probability(*args)
+
+  monkeypatch.setattr(concrete, '_max_probability', crash_at_second_check)
+  with pytest.raises(KeyboardInterrupt):
+    concrete.fit(x, 4, config, seed=3, workdir=str(tmp_path))
+  monkeypatch.undo()
+  resumed = concrete.fit(x, 4, config, seed=3, workdir=str(tmp_path))
+  np.testing.assert_array_equal(resumed.selector.logits[...], uninterrupted.selector.logits[...])
+  scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
+  assert [step for step, _ in scalars[concrete.MAX_PROBABILITY]] == list(range(10, 101, 10))
 
 
 def test_bad_arguments():

@@ -4,13 +4,15 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pandas as pd
 import pytest
 
 from configs import common
+from landmark import checkpointing
 from landmark import dgex
+from landmark import metric_writing
 from landmark import sharding
+from landmark.training import core
 
 
 def fit_dgex(*args, **kwargs):
@@ -222,40 +224,35 @@ def test_best_validation_epoch_is_kept(noisy_data, noisy_fit):
   assert_trees_equal(truncated.params, noisy_fit.params)
 
 
-class InterruptingWriter:
-  """Records written steps; raises after step `stop_after` (a crash mid-training)."""
-
-  def __init__(self, stop_after=None):
-    self.stop_after = stop_after
-    self.steps = []
-
-  def write_scalars(self, step, scalars):
-    assert set(scalars) == {'dgex/train_mae', 'dgex/val_mae', 'dgex/learning_rate'}
-    self.steps.append(step)
-    if step == self.stop_after:
-      raise KeyboardInterrupt
-
-
-def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path):
+def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, monkeypatch):
+  """A fit that crashes in epoch 6 resumes from its epoch-5 checkpoint and ends exactly as an
+  uninterrupted one; its TensorBoard curves hold each epoch once."""
   config = small_config(epochs=12)
   uninterrupted = fit_dgex(config, *noisy_data, seed=5)
+  mean_abs_error, calls = dgex._mean_abs_error, []
 
-  def manager():
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=1)
-    return ocp.CheckpointManager(tmp_path / 'ckpt', options=options)
+  def crash_in_epoch_6(*args):
+    calls.append(args)
+    if len(calls) > 2 * 5:            # two MAEs (train, val) per epoch
+      raise KeyboardInterrupt
+    return mean_abs_error(*args)
 
+  monkeypatch.setattr(dgex, '_mean_abs_error', crash_in_epoch_6)
   with pytest.raises(KeyboardInterrupt):
-    fit_dgex(config, *noisy_data, seed=5, writer=InterruptingWriter(stop_after=5),
-             checkpoint_manager=manager())
-  first_manager = manager()
-  assert first_manager.latest_step() == 5 and len(first_manager.all_steps()) == 2
-  writer = InterruptingWriter()
-  resumed = fit_dgex(config, *noisy_data, seed=5, writer=writer,
-                     checkpoint_manager=first_manager)
-  assert writer.steps == list(range(6, 13))
+    fit_dgex(config, *noisy_data, seed=5, workdir=str(tmp_path))
+  monkeypatch.undo()
+  manager = checkpointing.make_manager(tmp_path / 'checkpoints')
+  assert manager.all_steps() == [5]
+  manager.close()
+  resumed = fit_dgex(config, *noisy_data, seed=5, workdir=str(tmp_path))
   assert_trees_equal(resumed.params, uninterrupted.params)
   assert resumed.best_epoch == uninterrupted.best_epoch
   assert_trees_equal(resumed.history, uninterrupted.history)
+  scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
+  assert {dgex.TRAIN_MAE, dgex.VAL_MAE, core.TRAIN_LOSS, core.LEARNING_RATE} <= set(scalars)
+  assert [step for step, _ in scalars[dgex.VAL_MAE]] == list(range(1, 13))
+  np.testing.assert_allclose([value for _, value in scalars[dgex.VAL_MAE]],
+                             uninterrupted.history['val_mae'], rtol=1e-6)
 
 
 def test_real_smoke_run(real_config):
@@ -279,3 +276,15 @@ def test_real_smoke_run(real_config):
     assert 0 < predictions.mean() < 16                               # log2 units
   with pytest.raises(ValueError, match='Unknown inference model'):
     dgex.fit_inference_model('svm', config, x[:12], y[:12], x[12:], y[12:])
+
+
+def test_refitting_the_same_shapes_compiles_nothing(noisy_data):
+  """One compiled epoch and one compiled MAE serve every fit of the same shapes, and the
+  learning-rate rule (a new injected value between epochs) does not recompile within a fit."""
+  compiled = (core.scanned_epoch(), dgex._mean_abs_error)
+  before = [f._cache_size() for f in compiled]
+  fit_dgex(small_config(epochs=3), *noisy_data, seed=0)
+  after_first = [f._cache_size() for f in compiled]
+  fit_dgex(small_config(epochs=3), *noisy_data, seed=1)
+  assert [f._cache_size() for f in compiled] == after_first
+  assert all(0 <= a - b <= 1 for a, b in zip(after_first, before))

@@ -8,7 +8,9 @@ import pytest
 
 from configs import test as test_config
 from landmark import models
+from landmark import sharding
 from landmark import train
+from landmark.training import core
 
 
 def _model(n_inputs=40, hidden=(16,), bottleneck=4, dropout=0.5, seed=0):
@@ -122,19 +124,20 @@ def test_bfloat16_model_has_float32_parameters_and_outputs(expression):
 
 
 def _training_losses(config, x, steps=30):
-  """Losses of `steps` full-batch training steps; asserts they and the parameters are float32."""
+  """Losses of `steps` full-batch training steps (epochs of the training core, one step
+  each); asserts they and the parameters are float32."""
   model = train.build_model(config, x.shape[1], jax.random.key(0))
   optimizer = train.build_optimizer(config)
-  graphdef, params, rest = nnx.split(nnx.view(model, deterministic=False), nnx.Param, ...)
-  params = nnx.to_pure_dict(params)
-  opt_state = optimizer.init(params)
-  step = jax.jit(train.make_train_step(graphdef, rest, optimizer, config.train.l2))
+  mesh = sharding.device_mesh(1)
+  state = core.new_state(nnx.view(model, deterministic=False), optimizer, jax.random.key(1), mesh)
+  data = core.device_data({'x': x}, mesh)
+  objective = train.Reconstruction(config.train.l2, config.train.loss)
   losses = []
-  for index in range(steps):
-    params, opt_state, loss = step(params, opt_state, x, jnp.ones(len(x)), jax.random.key(index))
+  for epoch in range(1, steps + 1):
+    state, loss = core.train_epoch(state, objective, optimizer, data, epoch, len(x), len(x), mesh)
     assert loss.dtype == jnp.float32
     losses.append(float(loss))
-  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
   return np.array(losses)
 
 

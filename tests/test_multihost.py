@@ -44,6 +44,7 @@ from landmark import deeplift
 from landmark import dgex
 from landmark import sharding
 from landmark import train
+from landmark.training import core
 
 workdir, output, coordinator, process_id = sys.argv[1:]
 process_id = int(process_id)
@@ -82,19 +83,16 @@ config.dgex.hidden = (16,)
 config.dgex.optimizer = 'adam'
 config.dgex.batch_size = 16
 for _ in range(2):   # the second restores the final checkpoint of the first
-  manager = checkpointing.make_manager(os.path.join(workdir, 'dgex_checkpoints'))
   fit = dgex.fit_dgex(config.dgex, train_x[:, :16], train_x[:, 16:], eval_x[:, :16],
-                      eval_x[:, 16:], seed=1, checkpoint_manager=manager, mesh=mesh)
-  manager.close()
+                      eval_x[:, 16:], seed=1, workdir=os.path.join(workdir, 'dgex'), mesh=mesh)
 
-np.savez(output, loss=history[train.TRAIN_LOSS], eval_mae=history[train.EVAL_MAE],
+np.savez(output, loss=history[core.TRAIN_LOSS], eval_mae=history[train.EVAL_MAE],
          mean_pcc=summary['mean_pcc'], scores=scores, dgex_val_mae=fit.history['val_mae'],
          dgex_prediction=fit.predict(eval_x[:, :16]),
          **{'ae/' + '/'.join(map(str, path)): np.asarray(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]},
          **{'dgex/' + '/'.join(map(str, path)): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(
-                nnx.to_pure_dict(fit.params))[0]})
+            for path, leaf in jax.tree_util.tree_flatten_with_path(fit.params)[0]})
 '''
 
 

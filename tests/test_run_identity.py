@@ -16,6 +16,7 @@ from landmark import ranking
 from landmark import run_identity
 from landmark import train
 from landmark import validation
+from landmark.training import core
 
 
 def _config(**train_overrides):
@@ -162,12 +163,13 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_step(real_slice,
 
 def test_a_diverging_run_stops_and_saves_nothing_of_it(real_slice, tmp_path):
   config = _config(learning_rate=1e30, checkpoint_every_epochs=1)
-  with pytest.raises(errors.NumericalError, match='config.train.learning_rate: training diverged'):
+  with pytest.raises(errors.NumericalError,
+                     match='config.train.learning_rate: AutoEncoder training diverged'):
     train.train_autoencoder(config, str(tmp_path), *real_slice)
   manager = checkpointing.make_manager(str(tmp_path / 'checkpoints'))
   steps = manager.all_steps()
   manager.close()
   for step in steps:
     metadata = checkpointing.latest_metadata(str(tmp_path / 'checkpoints'))
-    assert all(np.isfinite(metadata['history'][train.TRAIN_LOSS]))
+    assert all(np.isfinite(metadata['history'][core.TRAIN_LOSS]))
   assert json.dumps(steps)   # whatever was saved before the divergence is finite

@@ -18,6 +18,7 @@ from landmark import models
 from landmark import pipeline
 from landmark import streaming
 from landmark import train
+from landmark.training import core
 
 N_ROWS, CHUNK, BATCH = 203, 16, 10
 
@@ -193,15 +194,15 @@ def test_streamed_training_resumes_bit_exactly(real_gctx, tmp_path):
   config = _train_config(epochs=3)
   model, scaler, history = train.train_autoencoder(config, str(tmp_path / 'whole'), stream, heldout)
   np.testing.assert_array_equal(scaler.minimum, compendium.values[:48].min(axis=0))
-  losses = history[train.TRAIN_LOSS]
+  losses = history[core.TRAIN_LOSS]
   assert len(losses) == 3 and losses[-1] < losses[0]
-  assert all(0 <= f <= 1 for f in history[train.DATA_WAIT_FRACTION])
+  assert all(0 <= f <= 1 for f in history[core.DATA_WAIT_FRACTION])
   workdir = str(tmp_path / 'resumed')
   train.train_autoencoder(_train_config(epochs=1), workdir, stream, heldout)
   resumed, _, resumed_history = train.train_autoencoder(config, workdir, stream, heldout)
   for expected, actual in zip(_params(model), _params(resumed)):
     np.testing.assert_array_equal(expected, actual)
-  assert resumed_history[train.TRAIN_LOSS] == history[train.TRAIN_LOSS]
+  assert resumed_history[core.TRAIN_LOSS] == history[core.TRAIN_LOSS]
 
 
 def _stream_config(path, **preprocess):

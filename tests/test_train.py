@@ -16,6 +16,7 @@ from landmark import metric_writing
 from landmark import models
 from landmark import streaming
 from landmark import train
+from landmark.training import core
 
 EPOCHS = 4
 
@@ -54,13 +55,13 @@ def test_loss_is_mae_plus_l2_of_kernels():
 
 def test_epoch_batches_visit_every_sample_once():
   key = jax.random.key(0)
-  indices, mask = map(np.asarray, train.epoch_batches(key, 70, 32, 1))
+  indices, mask = map(np.asarray, core.epoch_batches(key, 70, 32, 1))
   assert indices.shape == mask.shape == (3, 32)
   assert mask.sum() == 70 and np.all(mask.ravel()[:70] == 1)
   np.testing.assert_array_equal(np.sort(indices.ravel()[:70]), np.arange(70))
-  again, _ = train.epoch_batches(key, 70, 32, 1)
+  again, _ = core.epoch_batches(key, 70, 32, 1)
   np.testing.assert_array_equal(indices, again)
-  other, _ = train.epoch_batches(key, 70, 32, 2)
+  other, _ = core.epoch_batches(key, 70, 32, 2)
   assert not np.array_equal(indices, other)
 
 
@@ -69,7 +70,7 @@ def test_training_learns_real_data(real_slice, tmp_path):
   train_x, eval_x = real_slice
   config = _config(epochs=40, learning_rate=3e-3, checkpoint_every_epochs=100)
   _, _, history = train.train_autoencoder(config, str(tmp_path), train_x, eval_x)
-  losses, heldout_mae = history[train.TRAIN_LOSS], history[train.EVAL_MAE]
+  losses, heldout_mae = history[core.TRAIN_LOSS], history[train.EVAL_MAE]
   assert len(losses) == 40
   assert losses[-1] < 0.75 * losses[0]
   gene_mean_mae = np.abs(eval_x - train_x.mean(axis=0)).mean()
@@ -82,7 +83,7 @@ def test_resume_equals_uninterrupted(real_slice, trained, tmp_path):
   resumed, _, resumed_history = train.train_autoencoder(_config(), str(tmp_path), *real_slice)
   for expected, actual in zip(_params(model), _params(resumed)):
     np.testing.assert_array_equal(expected, actual)
-  assert resumed_history[train.TRAIN_LOSS] == history[train.TRAIN_LOSS]
+  assert resumed_history[core.TRAIN_LOSS] == history[core.TRAIN_LOSS]
   # A finished run re-run loads its final checkpoint instead of training.
   reloaded, _, reloaded_history = train.train_autoencoder(_config(), str(tmp_path), *real_slice)
   for expected, actual in zip(_params(model), _params(reloaded)):
@@ -93,14 +94,14 @@ def test_resume_equals_uninterrupted(real_slice, trained, tmp_path):
 def test_tensorboard_has_one_value_per_epoch(trained):
   workdir, _, _, history = trained
   scalars = metric_writing.read_scalars(os.path.join(workdir, 'tensorboard'))
-  tags = {train.TRAIN_LOSS, train.EVAL_MAE, train.EVAL_PCC, train.LEARNING_RATE,
-          train.SAMPLES_PER_SEC}
+  tags = {core.TRAIN_LOSS, train.EVAL_MAE, train.EVAL_PCC, core.LEARNING_RATE,
+          core.SAMPLES_PER_SEC}
   assert tags <= set(scalars)
   for tag in tags:
     assert [step for step, _ in scalars[tag]] == list(range(1, EPOCHS + 1))
-  np.testing.assert_allclose([value for _, value in scalars[train.TRAIN_LOSS]],
-                             history[train.TRAIN_LOSS], rtol=1e-6)
-  np.testing.assert_allclose([value for _, value in scalars[train.LEARNING_RATE]], 1e-3)
+  np.testing.assert_allclose([value for _, value in scalars[core.TRAIN_LOSS]],
+                             history[core.TRAIN_LOSS], rtol=1e-6)
+  np.testing.assert_allclose([value for _, value in scalars[core.LEARNING_RATE]], 1e-3)
 
 
 def test_model_and_scaler_are_saved_for_scoring(trained, real_slice):
@@ -210,3 +211,12 @@ def test_streamed_standard_scaler_equals_in_memory_fit(real_slice, tmp_path):
   expected = models.StandardScaler().fit(values)
   np.testing.assert_allclose(streamed.mean, expected.mean, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(streamed.std, expected.std, rtol=1e-5)
+
+
+def test_a_second_run_of_the_same_shapes_compiles_no_epoch(trained, real_slice, tmp_path):
+  """The AutoEncoder's epoch is the core's one jitted function, cached by value: another
+  seed's run (a sweep, the next AE seed) reuses its executable."""
+  epochs_compiled = core.scanned_epoch()._cache_size()
+  train.train_autoencoder(test_config.get_config(f'epochs={EPOCHS},seed=1'), str(tmp_path),
+                          *real_slice)
+  assert core.scanned_epoch()._cache_size() == epochs_compiled

@@ -1,0 +1,1 @@
+"""The one training core, with its checkpointing, TensorBoard writing and sharding."""
