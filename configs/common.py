@@ -195,6 +195,12 @@ def base_config():
   config.selectors.pca_variance = 0.9      # top PCs explaining more than this fraction...
   config.selectors.pca_components = 0      # ...unless > 0: exactly this many PCs
   config.selectors.peel_off_restarts = 4   # k-means initialisations
+  config.selectors.stratified_aggregate = 'mean'   # *_stratified: a gene's rank over the
+                                           # training studies: 'mean', 'median', 'trimmed_mean'
+  config.selectors.greedy_ridge_alphas = (0.1, 1.0, 10.0)   # ridge penalties x mean squared
+                                           # gene norm; several: chosen leave-study-out (on the
+                                           # 5 studies' training split, 1 beat 0.1 and 0.01)
+  config.selectors.greedy_ridge_validation_k = 943   # panel size of that validation
   config.selectors.concrete = ml_collections.ConfigDict()
   config.selectors.concrete.hidden = (512,)
   config.selectors.concrete.epochs = 1000

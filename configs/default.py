@@ -34,6 +34,9 @@ def get_config(arg=None):
     config.preprocess.dedup = False        # in memory) and no second quantile normalisation
     config.preprocess.quantile_normalize = False
   config.model.bottleneck = arg.bottleneck
+  config.train.keep_checkpoints = 1        # the final checkpoint of each seed only (raise it to
+                                           # keep earlier ones); deeplift.n_export (16) bounds
+                                           # the DeepLIFT samples exported for checking
   config.dgex.hidden = (9000, 9000, 9000)  # D-GEX's best model
   if arg.bf16:
     config.model.compute_dtype = config.dgex.compute_dtype = 'bfloat16'

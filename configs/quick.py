@@ -48,6 +48,9 @@ def get_config(arg=None):
   config.deeplift.reference = 'zeros'
   config.train.epochs = arg.epochs
   config.train.batch_size = 32             # 252 training profiles: 8 steps an epoch
+  config.train.keep_checkpoints = 1        # the final checkpoint of each seed only (raise it to
+                                           # keep earlier ones); deeplift.n_export (16) bounds
+                                           # the DeepLIFT samples exported for checking
   if not arg.paper:
     for field, value in AE.items():
       section, key = field.split('.')

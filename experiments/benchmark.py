@@ -8,6 +8,10 @@ every measurement alike and the ratios stay fair on a shared machine:
   ae_step   the training core's jitted epoch (landmark.training.core.train_epoch: a scan of the
             train step, with its XLA:CPU options) over --steps batches at the paper's width;
             achieved FLOP/s from the analytic count below and its ratio to the peak.
+  dgex_step D-GEX's training epoch through the same core at the paper's width (943 ->
+            3 x 9,000 -> 9,520, batch 200; --dgex_widths, --dgex_batch), --dgex_steps steps:
+            achieved FLOP/s over the peak (`dgex_step_ratio`); the matmul section then adds
+            D-GEX's 9,000 x 9,000 product, so the peak covers its shapes too.
   torch     the same model, loss and Adam step in PyTorch on CPU (if importable); the
             speedup is PyTorch's step time / ours.
   deeplift  landmark.deeplift.score_inputs over --deeplift_samples samples through the
@@ -39,6 +43,7 @@ Timings are best-of---repeats wall times; the JSON records the load average as w
 
   python -m experiments.benchmark --out=runs/benchmark.json
   python -m experiments.benchmark --sections=matmul,ae_step --batch=512 --out=/tmp/b.json
+  python -m experiments.benchmark --sections=matmul,dgex_step --merge --out=runs/benchmark.json
   python -m experiments.benchmark --sections=stream --merge --out=runs/benchmark.json
 """
 
@@ -71,6 +76,7 @@ import numpy as np
 from configs import common
 from landmark import data
 from landmark import deeplift
+from landmark import dgex
 from landmark import fileio
 from landmark import sharding
 from landmark import streaming
@@ -92,6 +98,10 @@ _STREAM_SAMPLES = flags.DEFINE_integer('stream_samples', 20000, 'Samples in the 
 _STREAM_EPOCHS = flags.DEFINE_integer('stream_epochs', 3, 'Streamed training epochs.')
 _STREAM_SCORE_SAMPLES = flags.DEFINE_integer('stream_score_samples', 0, 'Samples DeepLIFT '
                                             'scores from the stream (0 = all).')
+_DGEX_WIDTHS = flags.DEFINE_list('dgex_widths', ['943', '9000', '9000', '9000', '9520'],
+                                 "D-GEX's layer widths: landmarks, hidden..., targets.")
+_DGEX_BATCH = flags.DEFINE_integer('dgex_batch', 200, "D-GEX's batch size (the paper's 200).")
+_DGEX_STEPS = flags.DEFINE_integer('dgex_steps', 2, 'D-GEX steps per timed repeat.')
 _MERGE = flags.DEFINE_bool('merge', False, 'Update the keys of an existing --out JSON '
                            'instead of replacing it.')
 flags.mark_flag_as_required('out')
@@ -130,6 +140,18 @@ def step_flops():
   return 3 * forward - 2 * batch * _FEATURES.value * _HIDDEN.value
 
 
+def dgex_widths():
+  return [int(width) for width in _DGEX_WIDTHS.value]
+
+
+def dgex_step_flops():
+  """Matmul FLOPs of one D-GEX step: 3 F minus the first layer's (unneeded) input gradient,
+  as for the AutoEncoder (module docstring)."""
+  widths, batch = dgex_widths(), _DGEX_BATCH.value
+  forward = 2 * batch * sum(i * o for i, o in zip(widths[:-1], widths[1:]))
+  return 3 * forward - 2 * batch * widths[0] * widths[1]
+
+
 def _repeat(call, steps):
   def run():
     for _ in range(steps - 1):
@@ -148,6 +170,10 @@ def matmul():
       'encoder kernel grad x.T @ g': ((b, n), (b, h), lambda x, g: x.T @ g),
       'decoder kernel grad h.T @ g': ((b, h), (b, n), lambda h, g: h.T @ g),
   }
+  if 'dgex_step' in _SECTIONS.value:   # the peak must include D-GEX's own (larger) shapes
+    widths, batch = dgex_widths(), _DGEX_BATCH.value
+    products['D-GEX hidden forward h @ W'] = ((batch, widths[1]), (widths[1], widths[2]),
+                                              jnp.matmul)
   keys = iter(jax.random.split(jax.random.key(0), 2 * len(products)))
   timers = {}
   for name, (lhs_shape, rhs_shape, product) in products.items():
@@ -155,7 +181,7 @@ def matmul():
     rhs = jax.random.normal(next(keys), rhs_shape, jnp.float32)
     product = jax.jit(product)
     out_shape = jax.eval_shape(product, lhs, rhs).shape
-    flops = 2 * round(np.sqrt(np.prod(lhs_shape) * np.prod(rhs_shape) * np.prod(out_shape)))
+    flops = 2 * round(np.sqrt(np.prod(lhs_shape + rhs_shape + out_shape, dtype=np.float64)))
     timers[f'matmul {name}'] = Timer(_repeat(functools.partial(product, lhs, rhs),
                                              _STEPS.value), _STEPS.value, flops)
   return timers
@@ -190,6 +216,31 @@ def ae_step():
     return loss
 
   return {'ae_step': Timer(run, steps, step_flops())}
+
+
+def dgex_step():
+  """D-GEX's training epoch through the core (SGD with momentum, dropout) at --dgex_widths."""
+  widths, batch, steps = dgex_widths(), _DGEX_BATCH.value, _DGEX_STEPS.value
+  config = common.base_config().dgex
+  config.hidden, config.batch_size = tuple(widths[1:-1]), batch
+  mesh = sharding.device_mesh()
+  key = jax.random.key(5)
+  model = dgex.build_dgex(config, widths[0], widths[-1], key)
+  optimizer = dgex.build_optimizer(config)
+  state = core.new_state(nnx.view(model, deterministic=False), optimizer, key, mesh)
+  data = core.device_data({'x': np.asarray(jax.random.normal(key, (steps * batch, widths[0]))),
+                           'y': np.asarray(jax.random.normal(key, (steps * batch, widths[-1])))},
+                          mesh)
+  epoch = 0
+
+  def run():
+    nonlocal state, epoch
+    epoch += 1
+    state, loss = core.train_epoch(state, dgex.SquaredError(), optimizer, data, epoch, batch,
+                                   steps * batch, mesh)
+    return loss
+
+  return {'dgex_step': Timer(run, steps, dgex_step_flops())}
 
 
 def torch_cpu():
@@ -244,7 +295,8 @@ def deeplift_scoring():
   return {'deeplift': Timer(run, 1, flops)}
 
 
-SECTIONS = {'matmul': matmul, 'ae_step': ae_step, 'torch': torch_cpu, 'deeplift': deeplift_scoring}
+SECTIONS = {'matmul': matmul, 'ae_step': ae_step, 'dgex_step': dgex_step, 'torch': torch_cpu,
+            'deeplift': deeplift_scoring}
 
 
 def write_random_gctx(path, n_samples, n_features, chunk_samples=1024):
@@ -363,6 +415,11 @@ def summarize(timers, seconds):
       results['ae_step_ratio_to_mix'] = gflops['ae_step'] / results['matmul_step_mix_gflops']
     if 'torch' in timers:
       results['ae_vs_torch_speedup'] = seconds['torch'] / seconds['ae_step']
+  if 'dgex_step' in timers:
+    results['dgex_step_gflop'] = dgex_step_flops() / 1e9
+    results['dgex_step_gflops'] = gflops['dgex_step']
+    if matmuls:
+      results['dgex_step_ratio'] = gflops['dgex_step'] / results['matmul_gflops']
   if 'deeplift' in timers:
     results['deeplift_samples_per_s'] = _DEEPLIFT_SAMPLES.value / seconds['deeplift']
     if matmuls:

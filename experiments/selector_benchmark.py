@@ -84,7 +84,8 @@ flags.mark_flag_as_required('workdir')
 PANELS_FILE = 'selector_panels.tsv'
 METRICS = {'pcc': False, 'mae_centred': True}   # metric: lower is better
 LABELS = {'pcc': 'PCC', 'mae_centred': 'MAE, each held-out study centred'}
-ATTRIBUTION = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients'})
+ATTRIBUTION = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients',
+                         'deeplift_stratified', 'gradient_x_input_stratified'})
 
 
 def sizes_by_model(models, sizes, model_sizes):
@@ -170,7 +171,7 @@ def fold_panels(config, workdir, names, sizes, seeds):
                      for name, seed in wanted}
   context = selectors.SelectionContext(genes.genes, genes.train,
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
-                                       config)
+                                       config, studies=genes.train_studies)
   panels = ranked_panels(context, [n for n in names if n not in ATTRIBUTION], sizes, seeds)
   for seed in seeds_of('deeplift_ae', seeds):
     encoder = trained_encoder(config, workdir, splits, annotation, seed)
@@ -306,6 +307,7 @@ def main(argv):
   config, workdir = flags.FLAGS.config, _WORKDIR.value
   if 'l1000' not in _SELECTORS.value:
     raise ValueError('--selectors must include l1000: every selector is compared with it')
+  selectors.check_config(config.selectors)
   by_model = sizes_by_model(_MODELS.value, _SIZES.value, _MODEL_SIZES.value)
   seeds = {'stochastic': _SEEDS.value, 'ae': _AE_SEEDS.value,
            'random': _SEEDS.value if _RANDOM_SEEDS.value is None else _RANDOM_SEEDS.value}

@@ -88,7 +88,8 @@ def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1
   base = cell_config(config, holdout, correction)
   splits = pipeline.prepare_data(base, cell_dir)
   genes = panels_lib.gene_splits(splits, annotation, universe)
-  context = selectors.SelectionContext(genes.genes, genes.train, l1000, base)
+  context = selectors.SelectionContext(genes.genes, genes.train, l1000, base,
+                                       studies=genes.train_studies)
   fixed = {'l1000': selectors.select('l1000', context, len(genes.genes))}
   k = len(fixed['l1000'])
   fixed['variance'] = selectors.select('variance', context, k)

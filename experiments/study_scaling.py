@@ -128,7 +128,8 @@ def run_cell(config, directory, training, annotation, universe, l1000):
   genes = panels_lib.gene_splits(splits, annotation, universe)
   steps.done('data of %d studies prepared (%d train, %d val, %d held-out profiles)',
              len(training), len(genes.train), len(genes.val), len(genes.test))
-  context = selectors.SelectionContext(genes.genes, genes.train, l1000, cell)
+  context = selectors.SelectionContext(genes.genes, genes.train, l1000, cell,
+                                       studies=genes.train_studies)
   panels = {'l1000': selectors.select('l1000', context, len(genes.genes))}
   k = len(panels['l1000'])
   seed_dir = os.path.join(directory, f'seed_{cell.seed}')

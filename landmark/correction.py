@@ -152,6 +152,24 @@ class StudyCorrection:
       corrected[rows] = (block - self.grand_mean - offset) / scale + self.grand_mean
     return corrected
 
+  def inverse_transform(self, corrected, studies):
+    """The values before `transform` (float32) of samples of the studies seen in `fit`: what
+    study effects were there to correct (a new study's parameters are not kept)."""
+    studies = self._labels(corrected, studies)
+    if self.kind == 'none':
+      return np.asarray(corrected, dtype=np.float32)
+    seen = {name: i for i, name in enumerate(self.studies)}
+    unseen = sorted(set(studies) - set(seen))
+    if unseen:
+      raise ValueError(f'studies {unseen} were not seen in fit: their parameters are not kept')
+    values = np.empty(corrected.shape, dtype=np.float32)
+    for name in np.unique(studies):
+      rows = studies == name
+      offset, scale = self.offset[seen[name]], self.scale[seen[name]]
+      values[rows] = ((np.asarray(corrected[rows], dtype=np.float64) - self.grand_mean) * scale +
+                      self.grand_mean + offset)
+    return values
+
   def save(self, path):
     """Writes kind, studies and parameters as .npz (atomically)."""
     arrays = {'kind': np.array(self.kind), 'studies': self.studies}

@@ -8,11 +8,16 @@ the study. PCA of the AE's bottleneck width, fitted on the same training profile
 linear reconstruction an AE of that width should at least match.
 """
 
+import dataclasses
+import os
+
 import numpy as np
 import pandas as pd
 from sklearn import decomposition
 
+from landmark import correction
 from landmark import evaluate
+from landmark import preprocess
 
 SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
 PCA_WIDTHS = (10, 50)   # PCA baselines of every run, beside the one of the AE's bottleneck
@@ -148,6 +153,20 @@ def ae_vs_baselines(ae_mae, baselines, ae_pcc=None, width=None):
     summary['pca'] = pca
   summary['verdict'] = verdict
   return summary
+
+
+def uncorrected_genes(split, correction_path, annotation, universe):
+  """`split` (a probe-level Compendium) before the study correction saved at
+  `correction_path` (none if the file is absent), collapsed to the genes of `universe`.
+
+  Study eta^2 must be measured here: after per-study centring every study's gene means are
+  equal, so eta^2 is zero by construction.
+  """
+  if os.path.exists(correction_path):
+    fitted = correction.StudyCorrection.load(correction_path)
+    split = dataclasses.replace(split, values=fitted.inverse_transform(
+        split.values, split.meta['study'].to_numpy()))
+  return preprocess.collapse_to_genes(split, annotation, universe)
 
 
 def panel_study_effects(values, studies, genes, panels):

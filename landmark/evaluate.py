@@ -5,13 +5,13 @@ Arrays of expression are (samples, genes): metrics are computed per gene (column
 samples. Nothing here trains a model; the inputs are predictions or per-gene metrics.
 """
 
-import matplotlib
-
-matplotlib.use('Agg')
+import os
+import textwrap
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
+from matplotlib import figure as mpl_figure
+from matplotlib import ticker
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -247,43 +247,116 @@ def calibrated_gap(metric_a, metric_b, random_metrics, statistic=np.mean):
   }
 
 
+METRIC_LABELS = {   # axis labels, with units, of the per-gene metrics the figures show
+    'MAE': 'per-gene MAE (log2 expression)',
+    'PCC': 'per-gene PCC (Pearson r)',
+    'mae': 'per-gene MAE (log2 expression)',
+    'pcc': 'per-gene PCC (Pearson r)',
+}
+MARKERS = 'os^Dv<>Ph*Xd'
+
+
+def run_name(path) -> str:
+  """The run a figure belongs to: the folder it is written to (`<run>/seed_<s>` for a seed's),
+  so every title names its run without each caller passing it."""
+  directory = os.path.dirname(os.path.abspath(path))
+  name = os.path.basename(directory)
+  if name.startswith('seed_'):
+    name = f'{os.path.basename(os.path.dirname(directory))}/{name}'
+  return name
+
+
+def new_figure(rows, columns, size):
+  """(figure, 2-D array of axes) drawn without pyplot: no backend to choose, no global state.
+
+  `fileio.save_figure` renders it to PNG with matplotlib's Agg canvas.
+  """
+  figure = mpl_figure.Figure(figsize=size, layout='constrained')
+  return figure, figure.subplots(rows, columns, squeeze=False)
+
+
 def _draw_density(ax, values, xlabel):
-  """Gaussian KDE of each named vector; a degenerate vector (constant) is a vertical line."""
-  for name, vector in values.items():
+  """Gaussian KDE of each named vector of one metric, each its own colour and line style; a
+  degenerate vector (constant) is a vertical line."""
+  styles = ('-', '--', ':', '-.')
+  for i, (name, vector) in enumerate(values.items()):
+    style = {'color': f'C{i}', 'linestyle': styles[i % len(styles)]}
     vector = np.asarray(vector, dtype=np.float64)
     vector = vector[np.isfinite(vector)]
     if vector.size < 2 or np.ptp(vector) == 0:
-      ax.axvline(vector[0] if vector.size else 0.0, label=f'{name} (constant)')
+      ax.axvline(vector[0] if vector.size else 0.0, label=f'{name} (constant)', **style)
       continue
     grid = np.linspace(vector.min(), vector.max(), 512)
-    ax.plot(grid, stats.gaussian_kde(vector)(grid), label=f'{name} (mean {vector.mean():.4f})')
+    ax.plot(grid, stats.gaussian_kde(vector)(grid), label=f'{name} (mean {vector.mean():.4f})',
+            **style)
   ax.set_xlabel(xlabel)
-  ax.set_ylabel('density')
-  ax.legend()
+  ax.set_ylabel('density (genes, normalised)')
+  ax.legend(fontsize='small')
 
 
-def plot_density(path, values, xlabel):
-  """Fig. 2a-style density of per-gene values (MAE or PCC), one curve per named vector."""
-  figure, ax = plt.subplots(figsize=(6, 4))
-  _draw_density(ax, values, xlabel)
+def plot_density(path, values, what):
+  """Fig. 2a-style densities of per-gene metrics, one axis per named metric of `values`
+  (e.g. {'MAE': ..., 'PCC': ...}): metrics of different units never share an axis. `what`
+  says what was measured; the title names the run (`run_name`)."""
+  figure, axes = new_figure(1, len(values), (5 * len(values), 4))
+  for ax, (metric, vector) in zip(axes[0], values.items()):
+    _draw_density(ax, {metric: vector}, METRIC_LABELS.get(metric, metric))
+  figure.suptitle(f'{run_name(path)}: {what}')
   fileio.save_figure(path, figure)
 
 
-def plot_comparison(path, metrics_a, metrics_b, names=('A', 'B')):
-  """Fig. 3: densities of per-gene MAE and PCC for sets A and B on their common targets,
-  and per-gene scatters of A against B with the diagonal (below it: A has the lower value)."""
+def plot_comparison(path, metrics_a, metrics_b, names, model):
+  """Fig. 3 of `model`: densities of per-gene MAE and PCC for panels A and B on their common
+  targets, and per-gene scatters of A against B with the diagonal."""
   metrics_a, metrics_b = _common_targets(metrics_a, metrics_b)
-  figure, axes = plt.subplots(2, 2, figsize=(10, 9))
-  for column, (metric, label) in enumerate((('mae', 'per-gene MAE'), ('pcc', 'per-gene PCC'))):
+  figure, axes = new_figure(2, 2, (10, 9))
+  for column, (metric, better) in enumerate((('mae', 'lower'), ('pcc', 'higher'))):
+    label = METRIC_LABELS[metric]
     a, b = metrics_a[metric].to_numpy(), metrics_b[metric].to_numpy()
     _draw_density(axes[0, column], {names[0]: a, names[1]: b}, label)
     scatter = axes[1, column]
-    scatter.scatter(b, a, s=4, alpha=0.4)
+    scatter.scatter(b, a, s=4, alpha=0.4, color='C4')
     low, high = min(a.min(), b.min()), max(a.max(), b.max())
-    scatter.plot([low, high], [low, high], color='black', linewidth=1)
+    scatter.plot([low, high], [low, high], color='black', linewidth=1,
+                 label=f'{names[0]} = {names[1]}')
     scatter.set_xlabel(f'{label}, {names[1]}')
     scatter.set_ylabel(f'{label}, {names[0]}')
-    scatter.set_title(f'{len(a)} common targets')
+    wins = int(np.sum(a < b) if better == 'lower' else np.sum(a > b))
+    scatter.legend(title=f'{names[0]} better ({better}) on {wins} of {len(a)}',
+                   fontsize='small', title_fontsize='small', loc='upper left')
+  figure.suptitle(f'{run_name(path)}: {model} inference from {names[0]} vs {names[1]}, '
+                  f'{len(metrics_a)} common target genes (held-out profiles)')
+  fileio.save_figure(path, figure)
+
+
+def plot_panels_vs_random(path, summary, model):
+  """The headline figure of `model`: each named panel's mean target PCC and mean per-study-
+  centred MAE (one axis each) over the strip and histogram of the random panels' values.
+
+  summary: `panels.summarize`'s rows of one model (random panels named `random_<i>`).
+  """
+  random = summary[summary['panel'].str.startswith('random_')]
+  named = summary[~summary['panel'].str.startswith('random_')]
+  figure, axes = new_figure(1, 2, (12, 5.5))
+  for ax, (column, label, better) in zip(axes[0], (
+      ('pcc_mean', 'mean target PCC (Pearson r)', 'higher'),
+      ('mae_centred_mean', 'mean per-study-centred target MAE (log2 expression)', 'lower'))):
+    values = random[column].to_numpy()
+    if len(values):
+      ax.hist(values, bins=max(3, min(12, len(values))), color='0.8', edgecolor='0.5',
+              label=f'{len(values)} random panels')
+      jitter = np.random.default_rng(0).uniform(0.05, 0.25, len(values))
+      ax.scatter(values, jitter, color='0.3', marker='|', s=200, label='one random panel')
+    for i, row in enumerate(named.itertuples(index=False)):
+      ax.axvline(getattr(row, column), color=f'C{i % 10}', linestyle=('-', '--', ':', '-.')[i % 4],
+                 linewidth=2, label=f'{row.panel} ({getattr(row, column):.4f})')
+    ax.set_xlabel(f'{label}; {better} is better')
+    ax.set_ylabel('random panels (count)')
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.margins(x=0.08)
+    ax.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=2)
+  figure.suptitle(f'{run_name(path)}: {model} inference of {int(named["targets"].max())} '
+                  'target genes, each panel against random panels of its size (held-out profiles)')
   fileio.save_figure(path, figure)
 
 
@@ -328,18 +401,25 @@ def go_enrichment(selected_genes, universe_genes, gene_sets, min_size=10, max_si
   return table[columns].sort_values(['p_value', 'term'], kind='stable').reset_index(drop=True)
 
 
-def plot_enrichment(path, table, fdr=0.05, top=20):
-  """Bar chart of -log10 adjusted p for the `top` terms with p_adjusted < fdr."""
+def plot_enrichment(path, table, panel, fdr=0.05, top=20):
+  """Bar chart of -log10 adjusted p for the `top` terms with p_adjusted < fdr of `panel`'s
+  enrichment `table`; the title names the panel and the run."""
   significant = table[table['p_adjusted'] < fdr].nsmallest(top, 'p_adjusted')
-  figure, ax = plt.subplots(figsize=(8, 1.5 + 0.3 * len(significant)))
+  figure, axes = new_figure(1, 1, (9, 1.8 + 0.3 * len(significant)))
+  ax = axes[0, 0]
+  title = (f'{run_name(path)}: GO molecular-function enrichment of the {panel} panel, '
+           f'{int((table["p_adjusted"] < fdr).sum())} of {len(table)} tested terms significant')
   if significant.empty:
     ax.text(0.5, 0.5, f'no significant terms (BH-adjusted p < {fdr})', ha='center', va='center')
     ax.set_axis_off()
   else:
-    ax.barh(significant['name'][::-1], -np.log10(significant['p_adjusted'][::-1]))
-    ax.axvline(-np.log10(fdr), color='black', linestyle='--', linewidth=1)
-    ax.set_xlabel('-log10 BH-adjusted p')
-    ax.set_title(f'{int((table["p_adjusted"] < fdr).sum())} of {len(table)} terms significant')
+    names = [textwrap.shorten(name, 60, placeholder='...') for name in significant['name']]
+    ax.barh(names[::-1], -np.log10(significant['p_adjusted'][::-1]), color='C0')
+    ax.axvline(-np.log10(fdr), color='black', linestyle='--', linewidth=1,
+               label=f'BH-adjusted p = {fdr}')
+    ax.set_xlabel('-log10 BH-adjusted p (higher = more enriched)')
+    ax.legend(fontsize='small', loc='lower right')
+  figure.suptitle(textwrap.fill(title, 90), fontsize='medium')
   fileio.save_figure(path, figure)
 
 
@@ -373,23 +453,46 @@ def compare_representations(representations, labels):
   return pd.DataFrame(rows)
 
 
-def plot_representations(path, representations, labels):
-  """One panel per representation: its samples on their first two principal components,
-  coloured by label, with the clustering's ARI/NMI in the title."""
+def _same_scatter(a, b):
+  """Whether two (samples, 2) PCA scatters are one picture: equal up to each axis's sign, to
+  1% of their extent (sklearn's randomized PCA of a wide matrix is that approximate)."""
+  scale = max(np.abs(a).max(), np.abs(b).max(), 1e-12)
+  return a.shape == b.shape and np.allclose(np.abs(a), np.abs(b), atol=1e-2 * scale)
+
+
+def plot_representations(path, representations, labels, study):
+  """`study`'s samples on the first two principal components of each representation,
+  coloured and marked by label, with each clustering's ARI/NMI.
+
+  Representations with the same scatter (expression and its own PCA share their first two
+  components) share one panel, which lists the scores of each; the legend sits below.
+  """
   labels = np.asarray(labels)
   classes = np.unique(labels)
-  figure, axes = plt.subplots(1, len(representations), figsize=(4.5 * len(representations), 4),
-                              squeeze=False)
-  for ax, (name, features) in zip(axes[0], representations.items()):
+  scatters = []   # [(coordinates, [(name, scores)])]
+  for name, features in representations.items():
     scores = cluster_scores(features, labels)
     coordinates = pca_features(features, min(2, *np.shape(features)))
     if coordinates.shape[1] == 1:
       coordinates = np.column_stack([coordinates[:, 0], np.zeros(len(coordinates))])
-    for label in classes:
+    same = next((entry for entry in scatters if _same_scatter(entry[0], coordinates)), None)
+    if same is None:
+      scatters.append((coordinates, [(name, scores)]))
+    else:
+      same[1].append((name, scores))
+  figure, axes = new_figure(1, len(scatters), (max(5.0 * len(scatters), 9.0), 5.5))
+  for ax, (coordinates, named) in zip(axes[0], scatters):
+    for i, label in enumerate(classes):
       rows = labels == label
-      ax.scatter(coordinates[rows, 0], coordinates[rows, 1], s=8, label=str(label))
-    ax.set_title(f'{name}: ARI {scores["ari"]:.3f}, NMI {scores["nmi"]:.3f}')
-    ax.set_xlabel('PC1')
-    ax.set_ylabel('PC2')
-  axes[0, -1].legend()
+      ax.scatter(coordinates[rows, 0], coordinates[rows, 1], s=14, color=f'C{i % 10}',
+                 marker=MARKERS[i % len(MARKERS)], label=str(label))
+    ax.set_title('\n'.join(f'{name}: ARI {s["ari"]:.3f}, NMI {s["nmi"]:.3f}'
+                           for name, s in named), fontsize='medium')
+    ax.set_xlabel('PC1 (arbitrary units)')
+    ax.set_ylabel('PC2 (arbitrary units)')
+  handles, names = axes[0, 0].get_legend_handles_labels()
+  figure.legend(handles, names, loc='outside lower center', ncol=min(len(classes), 4),
+                title='label', fontsize='small')
+  figure.suptitle(f'{run_name(path)}: {study} samples ({len(labels)}) on their first two '
+                  'principal components; hierarchical clustering vs labels')
   fileio.save_figure(path, figure)

@@ -36,8 +36,9 @@ def write_table(path, frame, **to_csv_kwargs):
 
 
 def save_figure(path, figure):
-  """Saves a matplotlib figure as PNG atomically and closes it."""
-  import matplotlib.pyplot as plt
+  """Saves a matplotlib figure as PNG atomically; one made by pyplot is closed after."""
   with atomic_path(path) as tmp:
     figure.savefig(tmp, dpi=120, bbox_inches='tight', format='png')
-  plt.close(figure)
+  if figure.canvas.manager is not None:
+    import matplotlib.pyplot as plt
+    plt.close(figure)

@@ -29,6 +29,7 @@ class GeneSplits:
   val: np.ndarray
   test: np.ndarray
   test_studies: np.ndarray   # the study of each test row (for per-study centring)
+  train_studies: np.ndarray | None = None   # the study of each training row (selectors)
 
   def columns(self, symbols):
     position = {g: i for i, g in enumerate(self.genes)}
@@ -39,7 +40,8 @@ def gene_splits(splits, annotation, universe):
   """Collapses probe-level Splits to the genes of `universe` present in the data."""
   collapsed = [preprocess.collapse_to_genes(c, annotation, universe) for _, c in splits.items()]
   genes = collapsed[0].features
-  return GeneSplits(genes, *(c.values for c in collapsed), splits.test.meta['study'].to_numpy())
+  return GeneSplits(genes, *(c.values for c in collapsed), splits.test.meta['study'].to_numpy(),
+                    splits.train.meta['study'].to_numpy())
 
 
 def read_symbols(path, column='symbol'):
@@ -66,7 +68,8 @@ def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
   draw of seed `seed + i` (the noise floor).
   """
   # These three selectors read neither a config nor an encoder.
-  context = selectors.SelectionContext(data.genes, data.train, l1000_symbols, config=None)
+  context = selectors.SelectionContext(data.genes, data.train, l1000_symbols, config=None,
+                                       studies=data.train_studies)
   l1000 = selectors.select('l1000', context, min(k, len(data.genes)))
   k = len(l1000)
   universe = set(data.genes)
@@ -122,14 +125,22 @@ def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed
           if not name.startswith('random_') or int(name.split('_')[1]) < n_random_by_kind[kind]]
   started = time.monotonic()
   for done, (kind, name, panel) in enumerate(fits):
-    eta = (f', ETA {(time.monotonic() - started) / done * (len(fits) - done):.0f} s'
-           if done else '')
-    logging.info('Fit %d of %d: inferring %d targets from panel %s with %s%s', done + 1,
-                 len(fits), len(targets), name, kind, eta)
+    what = (f'random panel {int(name.split("_")[1]) + 1} of {n_random_by_kind[kind]}'
+            if name.startswith('random_') else f'panel {name}')
+    logging.info('Fit %d of %d: inferring %d targets from %s with %s%s', done + 1, len(fits),
+                 len(targets), what, kind, _eta(started, done, len(fits)))
     keep = (None if name.startswith('random_') or on_fit is None
             else functools.partial(on_fit, kind, name, panel))
     results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed, on_fit=keep)
   return results
+
+
+def _eta(started, done, total):
+  """', ETA <s> s' for the `total - done` items left, from the mean time of the `done` ones
+  since `started` (time.monotonic); '' before the first is done."""
+  if not done:
+    return ''
+  return f', ETA {(time.monotonic() - started) / done * (total - done):.0f} s'
 
 
 def summarize(results, alpha):
@@ -186,7 +197,7 @@ def compare_panels(results, kinds, alpha, workdir):
         rows.append(row)
       if (a, b) == FIXED_PAIRS[0]:
         evaluate.plot_comparison(f'{workdir}/fig3_{kind}.png', results[kind, a],
-                                 results[kind, b], (a, b))
+                                 results[kind, b], (a, b), kind)
         fileio.write_table(f'{workdir}/perm_failures_{kind}.tsv', failing, index=False)
   return pd.DataFrame(rows)
 
@@ -196,11 +207,14 @@ def score_panels(config, data, panels, seed, kinds):
   """Long table (model, panel, target, metrics) of every panel of `panels` inferring all
   genes of `data` outside it, with each model of `kinds` (no permutation test)."""
   frames = []
-  for kind in kinds:
-    for name, panel in panels.items():
-      targets = [g for g in data.genes if g not in set(panel)]
-      frame = evaluate_panel(kind, config, data, panel, targets, seed, permutation=False)
-      frames.append(frame.reset_index().assign(model=kind, panel=name))
+  fits = [(kind, name, panel) for kind in kinds for name, panel in panels.items()]
+  started = time.monotonic()
+  for done, (kind, name, panel) in enumerate(fits):
+    logging.info('Scoring panel %s (%d of %d) with %s%s', name, done + 1, len(fits), kind,
+                 _eta(started, done, len(fits)))
+    targets = [g for g in data.genes if g not in set(panel)]
+    frame = evaluate_panel(kind, config, data, panel, targets, seed, permutation=False)
+    frames.append(frame.reset_index().assign(model=kind, panel=name))
   return pd.concat(frames, ignore_index=True)
 
 
@@ -210,3 +224,58 @@ def score_random_panels(config, context, data, k, kind):
   n = random_panel_count(config.evaluate, kind)
   randoms = {f'random_{i}': selectors.select('random', context, k, seed=i) for i in range(n)}
   return score_panels(config, data, randoms, 0, (kind,))
+
+
+SIGNIFICANT_Z = 2.0   # |z| from which a gap counts as more than random panels show by chance
+VERDICT_METRICS = (('pcc_mean', 'mean target PCC', 'PCC', 'higher'),
+                   ('mae_centred_mean', 'mean per-study-centred target MAE', 'MAE', 'lower'))
+
+
+def _words(z, versus):
+  """'better than L1000 by 1.3 random-panel SDs: not significant' for an oriented z."""
+  if pd.isna(z):
+    return f'vs {versus}: no random-panel null (fewer than 3 random panels)'
+  direction = 'better' if z > 0 else 'worse'
+  significance = 'significant' if abs(z) >= SIGNIFICANT_Z else 'not significant'
+  return f'{direction} than {versus} by {abs(z):.1f} random-panel SDs: {significance}'
+
+
+def calibrated_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
+  """Each named panel of each model against L1000 and against random panels of its size.
+
+  summary: `summarize`'s table (all named panels share the common targets). For each model,
+  panel, metric of `VERDICT_METRICS` (its name and `short` name) and `versus` ('L1000' or 'random panels'): the panel's
+  value, the reference value, the gap, the sd of the same gap among random panels
+  (`null_sd`: random minus random panel for L1000, via `evaluate.calibrated_gap`; random
+  panel minus their mean for random panels), z = gap / null_sd oriented so that positive
+  means this panel is better, whether |z| >= SIGNIFICANT_Z, and the verdict in words.
+  z is NaN where a model has fewer than 3 random panels.
+  """
+  rows = []
+  for model, group in summary.groupby('model', sort=False):
+    random = group[group['panel'].str.startswith('random_')]
+    named = group[~group['panel'].str.startswith('random_')].set_index('panel')
+    for panel, row in named.iterrows():
+      for column, metric, short, better in VERDICT_METRICS:
+        sign = 1.0 if better == 'higher' else -1.0
+        randoms = random[column].to_numpy(np.float64)
+        references = [('random panels', randoms.mean() if len(randoms) else np.nan)]
+        if panel != 'l1000' and 'l1000' in named.index:
+          references.insert(0, ('L1000', named.loc['l1000', column]))
+        for versus, reference in references:
+          gap = row[column] - reference
+          if len(randoms) < 3:
+            null_sd = np.nan
+          elif versus == 'L1000':
+            null_sd = evaluate.calibrated_gap([row[column]], [reference],
+                                              [[r] for r in randoms])['null_sd']
+          else:
+            null_sd = randoms.std(ddof=1)
+          z = sign * gap / null_sd
+          rows.append({'model': model, 'panel': panel, 'metric': metric, 'short': short,
+                       'better': better,
+                       'value': row[column], 'versus': versus, 'reference': reference,
+                       'gap': gap, 'null_sd': null_sd, 'z': z, 'n_random_panels': len(randoms),
+                       'significant': bool(abs(z) >= SIGNIFICANT_Z),
+                       'verdict': _words(z, versus)})
+  return pd.DataFrame(rows)

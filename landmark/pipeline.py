@@ -55,6 +55,7 @@ STAGE_OUTPUTS = {
     'evaluate': ('panel_study_effects.tsv', 'panel_summary.tsv', 'panel_gene_metrics.tsv',
                  'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
                  'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md',
+                 'headline_*.png',
                  inference.MODELS_DIR),
 }
 
@@ -276,8 +277,10 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
       in_universe = [g for g in seed_ranking['symbol'] if g in universe]
       panels[f'deeplift_seed_{seeded.seed}'] = in_universe[:len(panels['deeplift'])]
   targets = panels_lib.common_targets(genes, panels)
-  study_effects = diagnostics.panel_study_effects(genes.train, splits.train.meta['study'].to_numpy(),
-                                                  genes.genes, panels)
+  uncorrected = diagnostics.uncorrected_genes(
+      splits.train, os.path.join(workdir, 'study_correction.npz'), annotation, genes.genes)
+  study_effects = diagnostics.panel_study_effects(
+      uncorrected.values, splits.train.meta['study'].to_numpy(), uncorrected.features, panels)
   fileio.write_table(os.path.join(workdir, 'panel_study_effects.tsv'), study_effects, index=False)
   membership = pd.DataFrame([(name, g) for name, p in panels.items() for g in p],
                             columns=['panel', 'gene'])
@@ -329,7 +332,7 @@ def go_stage(config, workdir, splits, annotation, ranking):
                       ('l1000', panels_lib.read_symbols(config.data.dgex_landmarks))):
     table = evaluate.go_enrichment(genes, universe, gene_sets, ev.go_min_size, ev.go_max_size)
     fileio.write_table(os.path.join(workdir, f'go_{name}.tsv'), table, index=False)
-    evaluate.plot_enrichment(os.path.join(workdir, f'go_{name}.png'), table, ev.go_fdr)
+    evaluate.plot_enrichment(os.path.join(workdir, f'go_{name}.png'), table, name, ev.go_fdr)
     tables[name] = table
   return tables
 
@@ -367,7 +370,7 @@ def clustering_stage(config, workdir, splits, model, scaler):
   fileio.write_table(os.path.join(workdir, 'clustering.tsv'), clustering, index=False)
   study, _, representations, labels = figure_study
   evaluate.plot_representations(os.path.join(workdir, f'clustering_{study}.png'), representations,
-                                labels)
+                                labels, study)
   return clustering
 
 

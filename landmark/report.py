@@ -1,13 +1,19 @@
-"""The run's Markdown report: what came out, beside the paper's figures and the noise floor."""
+"""The run's Markdown report: the verdict on its panels first, then what came out beside
+the paper's figures and the noise floor."""
 
 import json
 import os
 
 import pandas as pd
 
+from landmark import evaluate
 from landmark import fileio
+from landmark import panels as panels_lib
+from landmark import ranking as ranking_lib
 
 PAPER_AE = {'mean_mae': 0.2222, 'mean_pcc': 0.7627, 'pass_fraction': 21696 / 22268}
+PAPER_PROFILES = 111009   # the paper's GEO compendium after duplicate removal
+TOP_GENES = 20   # rows of the report's top-genes table
 
 
 def _table(frame, floatfmt='.4g'):
@@ -85,8 +91,81 @@ def _reconstruction_rows(quality, n_seeds):
   return pd.DataFrame(rows)
 
 
+def _link(workdir, path, text, image=False):
+  """A Markdown link (or image) to `path` under `workdir`, or `path` as code with a note when
+  the run did not write it: the report never links a missing file."""
+  if not os.path.exists(os.path.join(workdir, path)):
+    return f'`{path}` (not written by this run)'
+  return f"{'!' * image}[{text}]({path})"
+
+
+def _verdict_tables(workdir, summary):
+  """Per model: each named panel against L1000 and random panels in words, and the headline
+  figure (drawn here: `headline_<model>.png`)."""
+  comparisons = panels_lib.calibrated_comparisons(summary)
+  lines = []
+  for model, group in comparisons.groupby('model', sort=False):
+    evaluate.plot_panels_vs_random(os.path.join(workdir, f'headline_{model}.png'),
+                                   summary[summary['model'] == model], model)
+    rows = []
+    for panel, by_panel in group.groupby('panel', sort=False):
+      row = {'panel': panel}
+      for short, by_metric in by_panel.groupby('short', sort=False):
+        verdicts = by_metric.set_index('versus')['verdict']
+        row[short] = f"{by_metric['value'].iloc[0]:.4f}"
+        row[f'{short} vs L1000'] = verdicts.get('L1000', '—')
+        row[f'{short} vs random'] = verdicts['random panels']
+      rows.append(row)
+    deeplift = group[(group['panel'] == 'deeplift') & (group['short'] == 'PCC')]
+    headline = (f"**{model}: the DeepLIFT panel's mean target PCC "
+                f"({deeplift['value'].iloc[0]:.4f}) is {'; '.join(deeplift['verdict'])}.**"
+                if len(deeplift) else '')
+    lines += [f"### {model} ({group['n_random_panels'].iloc[0]} random panels)", '', headline,
+              '', _table(pd.DataFrame(rows)), '',
+              _link(workdir, f'headline_{model}.png', f'{model}: panels against random panels',
+                    image=True), '']
+  return lines
+
+
+def _paper_differences(config, data_summary, panels):
+  """What keeps this run's figures from being the paper's, in a paragraph."""
+  n_profiles = sum(split['samples'] for split in data_summary.values())
+  n_train = data_summary['train']['samples']
+  studies = len(data_summary['train']['studies'])
+  lines = [
+      f"Our compendium has {n_profiles} profiles from {studies} studies ({n_train} for "
+      f"training); the paper's had {PAPER_PROFILES:,} GEO profiles after duplicate removal "
+      f"(its AutoEncoder was tested on 11,100 of them). An AutoEncoder trained on {n_train} "
+      "profiles learns far "
+      "less than one trained on ~100k, so the reconstruction figures and the DeepLIFT ranking "
+      f"are not comparable with the paper's (its AE: mean MAE {PAPER_AE['mean_mae']}, PCC "
+      f"{PAPER_AE['mean_pcc']}). The inference models, too, learn from {n_train} profiles, so "
+      "absolute target PCC and MAE are below the paper's Fig. 3; what carries over is the "
+      f"comparison of panels of one size ({panels['panel_size']} genes inside D-GEX's gene "
+      'universe) on the same data.']
+  if config.preprocess.study_correction != 'none':
+    lines.append(f"Each study is corrected (`{config.preprocess.study_correction}`) before "
+                 'training, which the paper did not do.')
+  if config.deeplift.reference != 'train_mean':
+    lines.append(f"DeepLIFT's reference is `{config.deeplift.reference}` (the paper's: the "
+                 'training mean profile).')
+  return ' '.join(lines)
+
+
+def top_genes(ranking: pd.DataFrame, n: int, l1000_table_path: str) -> pd.DataFrame:
+  """The n best-ranked genes of `ranking` with rank, symbol, Entrez ID, their score (`score`,
+  the DeepLIFT score, in a seed's ranking; `mean_rank` over the seeds in a consensus) and
+  whether L1000 measures them too (`in_L1000`, by symbol or Entrez ID)."""
+  panel = ranking_lib.assay_panel(ranking, n, l1000_table_path)
+  score = 'score' if 'score' in ranking else 'mean_rank'
+  table = panel[['rank', 'symbol', 'entrez']].assign(
+      **{score: ranking.sort_values('rank')[score].head(n).to_numpy()})
+  return table.assign(in_L1000=panel['in_l1000'].to_numpy())
+
+
 def write_report(config, workdir, quality, ranking, panels, go_tables, clustering):
-  """Writes `<workdir>/report.md` linking every figure of the run."""
+  """Writes `<workdir>/report.md`: the verdict on the panels first (with their headline
+  figures), what differs from the paper, then the details; links only files that exist."""
   with open(os.path.join(workdir, 'data_summary.json')) as f:
     data_summary = json.load(f)
   with open(os.path.join(workdir, 'l1000_overlap.json')) as f:
@@ -98,59 +177,79 @@ def write_report(config, workdir, quality, ranking, panels, go_tables, clusterin
                f"± sd over seeds: {_seed_panels(summary)}." if n_seeds > 1 else '')
   comparisons = panels['comparisons']
   split_sizes = ', '.join(f"{name} {split['samples']} profiles" for name, split in data_summary.items())
+  seed = quality['seeds'][0]
   lines = [
-      '# landmark run report', '',
+      f"# landmark run report: {evaluate.run_name(os.path.join(workdir, 'report.md'))}", '',
+      '## Verdict: is each panel better than L1000, and than random genes?', '',
+      f"Each panel of {panels['panel_size']} genes infers {panels['n_targets']} target genes "
+      f"on {data_summary['test']['samples']} held-out profiles. A gap is judged by the spread "
+      'of the same gap among random panels of the same size: z = gap ÷ its sd among random '
+      'panels (random minus random panel for L1000; random panel minus their mean for random '
+      f'panels), positive = better; |z| ≥ {panels_lib.SIGNIFICANT_Z:g} counts as significant. '
+      'Mean target PCC: higher is better; mean per-study-centred target MAE (log2 expression): '
+      'lower is better. In the tables PCC is the former, MAE the latter.', '',
+      *_verdict_tables(workdir, summary),
+      '## What differs from the paper', '',
+      _paper_differences(config, data_summary, panels), '',
+      '## Details', '',
       f"Data: {split_sizes}; "
       f"{data_summary['train']['features']} probes; studies {data_summary['train']['studies']}.", '',
-      '## AutoEncoder reconstruction (held-out test split, original units)', '',
+      '### AutoEncoder reconstruction (held-out test split, original units)', '',
       _table(_reconstruction_rows(quality, n_seeds)), '',
       'PCA is fitted on the training split and reconstructs each held-out profile from its '
       'projection: the linear AE of that width, which the AE should at least match.', '',
       f"Against the baselines on the same profiles: {quality['baselines']['verdict']}.", '',
-      f"![per-gene MAE and PCC, seed {quality['seeds'][0]}](seed_{quality['seeds'][0]}/ae_density.png)",
-      '',
-      '## DeepLIFT landmarks', '',
-      f"`landmarks.tsv` ranks all {len(ranking)} genes by their mean DeepLIFT rank over the "
-      f"{n_seeds} seeds (each seed's own ranking, with scores, is `seed_<s>/landmarks.tsv`). "
-      f"{_seed_stability(ranking, k)} The top {k} share {overlap['count']} "
-      f"genes with L1000's 978 landmarks (expected by chance {overlap['expected']:.1f}, "
-      f"hypergeometric p = {overlap['p_value']:.3g}; the paper's list shared 129).", '',
-      'Top 20: ' + ', '.join(ranking['symbol'].head(20)), '',
-      '## Inferring target genes from a panel', '',
+      _link(workdir, f'seed_{seed}/ae_density.png', f'per-gene MAE and PCC, seed {seed}',
+            image=True), '',
+      '### DeepLIFT landmarks', '',
+      f"{_link(workdir, 'landmarks.tsv', 'landmarks.tsv')} ranks all {len(ranking)} genes by their mean "
+      f"DeepLIFT rank over the {n_seeds} seeds (each seed's own ranking, with scores, is "
+      f"`seed_<s>/landmarks.tsv`). {_seed_stability(ranking, k)} The top {k} share "
+      f"{overlap['count']} genes with L1000's 978 landmarks (expected by chance "
+      f"{overlap['expected']:.1f}, hypergeometric p = {overlap['p_value']:.3g}; the paper's "
+      f"list shared 129). The top {k} as an assay panel: "
+      f"{_link(workdir, 'panel_deeplift.tsv', 'panel_deeplift.tsv')}.", '',
+      f'Top {TOP_GENES} genes:', '',
+      _table(top_genes(ranking, min(TOP_GENES, len(ranking)), config.data.l1000_landmarks)), '',
+      '### Inferring target genes from a panel', '',
       f"Panels of {panels['panel_size']} genes inside D-GEX's gene universe "
       f"({panels['n_genes']} genes present): DeepLIFT's consensus top genes (and each seed's), "
       "L1000's landmarks, the most "
       f"variable genes, and {config.evaluate.random_sets} random panels (the noise floor). "
       f"Models trained on the training split, scored on the {data_summary['test']['samples']} "
       f"held-out profiles over {panels['n_targets']} common target genes. `*_z_random`: "
-      'distance from the random panels in their standard deviations.', '',
+      'distance from the random panels in their standard deviations. All panels: '
+      f"{_link(workdir, 'panel_summary.tsv', 'panel_summary.tsv')}.", '',
       _table(summary[~summary['panel'].str.startswith('random_')]), '',
       seed_line, '',
       'Random panels: ' + ', '.join(
           f"{kind} mean PCC {g['pcc_mean'].mean():.4f} ± {g['pcc_mean'].std():.4f}, "
           f"mean MAE {g['mae_mean'].mean():.4f} ± {g['mae_mean'].std():.4f} ({len(g)} panels)"
           for kind, g in summary[summary['panel'].str.startswith('random_')].groupby('model')), '',
-      'How much of each panel\'s genes\' variance is explained by study (median η², training '
-      f'split, after study correction `{config.preprocess.study_correction}`), and its mean '
-      'expression:', '',
+      "How much of each panel's genes' variance is explained by study (median η² on the "
+      'training split, measured before any study correction), and its mean expression:', '',
       _table(panels['study_effects'][~panels['study_effects']['panel'].str.startswith('random_')]),
       '',
-      '### DeepLIFT vs L1000', '',
+      '### DeepLIFT vs L1000, paired tests over target genes', '',
       *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == 'deeplift') &
                                                 (comparisons['set_b'] == 'l1000')].iterrows()], '',
-      'All pairs: `panel_comparisons.tsv`; per-gene metrics: `panel_gene_metrics.tsv`.', '',
-      *[f'![Fig. 3, {kind}](fig3_{kind}.png)' for kind in config.evaluate.models], '',
-      '## GO molecular-function enrichment', '',
+      f"All pairs: {_link(workdir, 'panel_comparisons.tsv', 'panel_comparisons.tsv')}; "
+      f"per-gene metrics: {_link(workdir, 'panel_gene_metrics.tsv', 'panel_gene_metrics.tsv')}.",
+      '',
+      *[_link(workdir, f'fig3_{kind}.png', f'Fig. 3, {kind}', image=True)
+        for kind in config.evaluate.models], '',
+      '### GO molecular-function enrichment', '',
       *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
         f"terms significant (BH < {config.evaluate.go_fdr}); top: "
         f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '',
-      '![GO enrichment of the DeepLIFT landmarks](go_deeplift.png)', '',
-      '## Clustering labelled samples', '',
+      *[_link(workdir, f'go_{name}.png', f'GO enrichment of the {name} panel', image=True)
+        for name in go_tables], '',
+      '### Clustering labelled samples', '',
       'Hierarchical clustering (average linkage, correlation distance) of each labelled study, '
       'scored against its labels:', '',
       _table(clustering) if len(clustering) else 'No study has labels of two or more classes.',
       '',
-      *[f'![clustering]({name})' for name in sorted(os.listdir(workdir))
+      *[_link(workdir, name, 'clustering', image=True) for name in sorted(os.listdir(workdir))
         if name.startswith('clustering_') and name.endswith('.png')], '',
   ]
   fileio.write_text(os.path.join(workdir, 'report.md'), '\n'.join(lines))

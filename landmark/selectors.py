@@ -11,12 +11,17 @@ STOCHASTIC depend on the seed.
                         encoder, probe scores -> gene scores (max over probes)
   gradient_x_input      the same, with gradient x (input - reference) attributions
   integrated_gradients  the same, with integrated gradients from the reference
+  deeplift_stratified   deeplift_ae scored within each training study; genes by their rank
+                        aggregated over the studies (selectors.stratified_aggregate)
+  gradient_x_input_stratified   the same with gradient x input
   concrete_ae           Concrete Autoencoder (landmark.concrete) trained for this k
   l1000                 the L1000 landmarks, in their listed order
   random                a uniform random permutation of the genes
   variance              most variable genes first
   pca_loadings          genes by the norm of their loadings on the top principal components
   peel_off              one central gene per cluster of correlated genes (LINCS-style)
+  greedy_ridge          greedy forward selection: each step adds the gene that most lowers the
+                        ridge loss of predicting every gene from the chosen ones
 """
 
 import dataclasses
@@ -27,6 +32,9 @@ from absl import logging
 import ml_collections
 import numpy as np
 import pandas as pd
+from scipy import linalg
+from scipy import stats
+from scipy.linalg import blas
 from sklearn import cluster
 from sklearn import decomposition
 
@@ -35,6 +43,10 @@ from landmark import concrete
 from landmark import deeplift
 from landmark import evaluate
 from landmark import ranking
+from landmark.errors import ConfigError
+
+STRATIFIED_AGGREGATES = ('mean', 'median', 'trimmed_mean')
+TRIMMED_FRACTION = 0.25   # trimmed_mean drops this fraction of the studies at either end
 
 
 @dataclasses.dataclass
@@ -58,31 +70,104 @@ class SelectionContext:
   l1000: Sequence[str]      # L1000 landmark symbols
   config: ml_collections.ConfigDict   # the run's config (sections deeplift, selectors)
   encoder: Optional[TrainedEncoder] = None   # needed by the attribution selectors only
+  studies: np.ndarray | None = None   # the study of each row of `train` (and of encoder.x):
+                                      # needed by greedy_ridge and the stratified selectors
 
   def __post_init__(self):
     self.genes = np.asarray(self.genes, dtype=str)
     if self.train.shape[1] != len(self.genes):
       raise ValueError(f'{self.train.shape[1]} training columns for {len(self.genes)} genes')
+    if self.studies is not None and len(self.studies) != len(self.train):
+      raise ValueError(f'{len(self.studies)} study labels for {len(self.train)} training rows')
     repeated = pd.Index(self.genes)[pd.Index(self.genes).duplicated()]
     if len(repeated):
       raise ValueError(f'The gene universe repeats {len(repeated)} symbols, e.g. '
                        f'{list(repeated[:3])}; each gene must be one column')
 
 
+def check_config(settings: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for a `config.selectors` field of greedy_ridge or the stratified
+  selectors that cannot work, before any of their computation."""
+  if settings.stratified_aggregate not in STRATIFIED_AGGREGATES:
+    raise ConfigError('config.selectors.stratified_aggregate', f'must be one of '
+                      f'{STRATIFIED_AGGREGATES}, got {settings.stratified_aggregate!r}')
+  alphas = tuple(settings.greedy_ridge_alphas)
+  if not alphas or not all(isinstance(a, (int, float)) and 0 < a < np.inf for a in alphas):
+    raise ConfigError('config.selectors.greedy_ridge_alphas', 'needs one or more positive, '
+                      f'finite relative ridge penalties, got {alphas}')
+  if settings.greedy_ridge_validation_k < 1:
+    raise ConfigError('config.selectors.greedy_ridge_validation_k',
+                      f'must be at least 1, got {settings.greedy_ridge_validation_k!r}')
+
+
+def _trained_encoder(method, context):
+  if context.encoder is None:
+    raise ValueError(f'Selector {method!r} needs a trained AutoEncoder (context.encoder)')
+  return context.encoder
+
+
+def _attribution_order(method, context, x, reference):
+  """The universe's genes ranked by `method`'s mean attribution to the bottleneck over the
+  rows `x` of encoder.x (best first)."""
+  encoder, config = context.encoder, context.config
+  scores = attributions.score_inputs(
+      method, encoder.layers, encoder.activation, x, reference,
+      config.deeplift.aggregate, config.deeplift.max_chunk_mb,
+      steps=config.selectors.ig_steps, rule=config.selectors.ig_rule, num_samples=len(x))
+  ranked = ranking.rank_genes(scores, encoder.probes, encoder.annotation).symbol
+  return ranked[ranked.isin(set(context.genes))].tolist()
+
+
 def _attribution_ranking(method, context, k, seed):
   """Genes ranked by `method`'s mean attribution to the bottleneck, over the scored samples."""
   del k, seed
-  encoder = context.encoder
-  if encoder is None:
-    raise ValueError(f'Selector {method!r} needs a trained AutoEncoder (context.encoder)')
-  config = context.config
-  scores = attributions.score_inputs(
-      method, encoder.layers, encoder.activation, encoder.x,
-      deeplift.make_reference(config.deeplift.reference, encoder.x),
-      config.deeplift.aggregate, config.deeplift.max_chunk_mb,
-      steps=config.selectors.ig_steps, rule=config.selectors.ig_rule, num_samples=len(encoder.x))
-  ranked = ranking.rank_genes(scores, encoder.probes, encoder.annotation).symbol
-  return ranked[ranked.isin(set(context.genes))].tolist()
+  x = _trained_encoder(method, context).x
+  return _attribution_order(method, context, x,
+                            deeplift.make_reference(context.config.deeplift.reference, x))
+
+
+def aggregate_ranks(ranks: np.ndarray, how: str) -> np.ndarray:
+  """Per gene (column), its ranks over the studies (rows) reduced to one number.
+
+  'mean'; 'median'; 'trimmed_mean': the mean after dropping the TRIMMED_FRACTION best and
+  worst studies of each gene (none below 4 studies). Lower is better, as for ranks.
+  """
+  if how == 'mean':
+    return np.mean(ranks, axis=0)
+  if how == 'median':
+    return np.median(ranks, axis=0)
+  if how == 'trimmed_mean':
+    return stats.trim_mean(ranks, TRIMMED_FRACTION, axis=0)
+  raise ValueError(f'Unknown rank aggregate {how!r}; known: {STRATIFIED_AGGREGATES}')
+
+
+def _stratified_ranking(method, context, k, seed):
+  """Genes by their `method` attribution rank within each training study, aggregated.
+
+  Each training study's rows of encoder.x are scored separately (the reference is still
+  that of all training rows, as for the unstratified selector), the genes ranked within
+  each study (1 = most important there), and each gene's ranks over the studies reduced by
+  `selectors.stratified_aggregate` (`aggregate_ranks`). A pooled mean attribution can be
+  won by a gene that is huge in one large or extreme study and idle elsewhere; an
+  aggregate rank is high only for a gene that matters in many studies. Ties by symbol.
+  """
+  del k, seed
+  check_config(context.config.selectors)
+  x = _trained_encoder(method, context).x
+  if context.studies is None or len(context.studies) != len(x):
+    raise ValueError(f'Selector {method}_stratified needs the study of each encoder.x row '
+                     '(context.studies)')
+  reference = deeplift.make_reference(context.config.deeplift.reference, x)
+  studies = np.asarray(context.studies)
+  orders = [_attribution_order(method, context, x[studies == study], reference)
+            for study in np.unique(studies)]
+  genes = np.array(sorted(orders[0]))
+  ranks = np.stack([pd.Series(np.arange(1, len(order) + 1), index=order)[genes].to_numpy()
+                    for order in orders])
+  aggregate = aggregate_ranks(ranks, context.config.selectors.stratified_aggregate)
+  logging.info('%s_stratified: %s rank over %d training studies', method,
+               context.config.selectors.stratified_aggregate, len(orders))
+  return list(genes[np.lexsort((genes, aggregate))])
 
 
 def concrete_ae(context, k, seed):
@@ -150,6 +235,112 @@ def peel_off(context, k, seed):
   return [context.genes[column] for _, _, column in sorted(centres)]
 
 
+def _study_centred(x, studies):
+  """x in float64 with each study's per-gene mean subtracted (`studies` None: one study)."""
+  x = np.array(x, np.float64)
+  labels = np.zeros(len(x)) if studies is None else np.asarray(studies)
+  for study in np.unique(labels):
+    x[labels == study] -= x[labels == study].mean(axis=0)
+  return x
+
+
+def _penalty_scale(x):
+  """The mean squared column norm of x: the squared singular value of an average one-gene
+  panel, so a relative penalty means the same at any sample count and scale."""
+  return float(np.mean(np.einsum('ij,ij->j', x, x)))
+
+
+def ridge_path(x: np.ndarray, k: int, penalty: float) -> np.ndarray:
+  """The k columns of x (samples, genes) that greedy forward selection under ridge takes,
+  in the order taken.
+
+  The error of a chosen set S is ridge regression's loss in predicting every column of x
+  (the chosen ones included) from those in S, without intercept (x is centred):
+      L(S) = min_B ||x - x_S B||² + penalty ||B||²,
+  the least-squares residual of [x; 0] regressed on [x_S; sqrt(penalty) I]. Each step adds
+  the gene that lowers L most. In that stacked space the drop for gene j is |xᵀu_j|² / d_j:
+  u_j is the sample part of j's stacked column minus its projection on the chosen ones (the
+  other part is orthogonal to [x; 0]) and d_j that residual's squared norm, |x_j|² + penalty
+  less its squared projections. Both are updated for all genes by rank-one updates, each
+  step O(samples x genes) (BLAS in place, float64). The penalty keeps scoring genes by what
+  they add beyond the sample count, where without it every residual would vanish.
+  """
+  x = np.asarray(x, np.float64)
+  gram = x @ x.T
+  residual = np.array(x, order='F')                        # u_j, a column per gene
+  explained = np.einsum('ij,ij->j', gram @ x, x)            # |xᵀu_j|² = u_jᵀ (x xᵀ) u_j
+  unexplained = np.einsum('ij,ij->j', x, x) + penalty       # d_j
+  chosen = np.zeros(x.shape[1], bool)
+  order = []
+  for _ in range(k):
+    best = int(np.argmax(np.where(chosen, -np.inf, explained / unexplained)))
+    q = residual[:, best] / np.sqrt(unexplained[best])      # new basis vector's sample part
+    gamma, projected = q @ x, (gram @ q) @ residual
+    explained += gamma * (gamma * (q @ gram @ q) - 2 * projected)
+    unexplained -= gamma ** 2
+    residual = blas.dger(-1.0, q, gamma, a=residual, overwrite_a=True)   # in place
+    chosen[best] = True
+    order.append(best)
+  return np.array(order, dtype=int)
+
+
+def _ridge_error(train, test, chosen, penalty):
+  """Squared error on `test` of ridge (fitted on `train`) predicting the genes outside
+  `chosen` from those in it."""
+  targets = np.setdiff1d(np.arange(train.shape[1]), chosen)
+  panel = train[:, chosen]
+  # B = (x_Sᵀx_S + λI)⁻¹x_Sᵀy = x_Sᵀ(x_S x_Sᵀ + λI)⁻¹y: a samples x samples solve.
+  dual = linalg.solve(panel @ panel.T + penalty * np.eye(len(panel)), train[:, targets],
+                      assume_a='pos')
+  predicted = (test[:, chosen] @ panel.T) @ dual
+  return float(np.sum((test[:, targets] - predicted) ** 2))
+
+
+def _leave_study_out_alpha(train, studies, alphas, k):
+  """The relative penalty of `alphas` whose greedy k-gene panels, each chosen without one
+  training study, predict the other genes of that study best (squared error summed over
+  the studies held out in turn; each study centred on its own mean)."""
+  labels = np.asarray(studies)
+  held_out = np.unique(labels)
+  if len(held_out) < 2:
+    raise ValueError('greedy_ridge: choosing among several ridge penalties '
+                     '(config.selectors.greedy_ridge_alphas) needs the training rows of at '
+                     'least two studies (context.studies); give one penalty instead')
+  errors = np.zeros(len(alphas))
+  for study in held_out:
+    fit = _study_centred(train[labels != study], labels[labels != study])
+    test = _study_centred(train[labels == study], None)
+    for i, alpha in enumerate(alphas):
+      penalty = alpha * _penalty_scale(fit)
+      errors[i] += _ridge_error(fit, test, ridge_path(fit, k, penalty), penalty)
+  logging.info('greedy_ridge: leave-study-out squared error %s for relative penalties %s '
+               '(%d genes)', np.round(errors, 1).tolist(), list(alphas), k)
+  return alphas[int(np.argmin(errors))]
+
+
+def greedy_ridge(context, k, seed):
+  """Greedy forward selection under ridge (`ridge_path`) on per-study-centred training data.
+
+  Centring each study on its own mean keeps study offsets (batch effects) from passing for
+  structure worth a landmark. The penalty is `selectors.greedy_ridge_alphas` times the mean
+  squared gene norm of that matrix, one for all genes as in the evaluation's ridge model
+  (so a gene of small variance pays relatively more). Given several, the one chosen by
+  leave-study-out validation inside the training studies (`_leave_study_out_alpha`) at
+  `selectors.greedy_ridge_validation_k` genes (or half the universe if fewer), not at k:
+  the ranking is one path whose prefixes are the selections at every k.
+  """
+  del seed
+  settings = context.config.selectors
+  check_config(settings)
+  alphas = tuple(settings.greedy_ridge_alphas)
+  alpha = alphas[0]
+  if len(alphas) > 1:
+    validation_k = min(settings.greedy_ridge_validation_k, len(context.genes) // 2)
+    alpha = _leave_study_out_alpha(context.train, context.studies, alphas, validation_k)
+  x = _study_centred(context.train, context.studies)
+  return list(context.genes[ridge_path(x, k, alpha * _penalty_scale(x))])
+
+
 SELECTORS = {
     'deeplift_ae': functools.partial(_attribution_ranking, 'deeplift'),
     'gradient_x_input': functools.partial(_attribution_ranking, 'gradient_x_input'),
@@ -160,6 +351,9 @@ SELECTORS = {
     'variance': variance,
     'pca_loadings': pca_loadings,
     'peel_off': peel_off,
+    'greedy_ridge': greedy_ridge,
+    'deeplift_stratified': functools.partial(_stratified_ranking, 'deeplift'),
+    'gradient_x_input_stratified': functools.partial(_stratified_ranking, 'gradient_x_input'),
 }
 STOCHASTIC = frozenset({'concrete_ae', 'random', 'peel_off'})
 K_SPECIFIC = frozenset({'concrete_ae', 'peel_off'})

@@ -9,11 +9,10 @@ import json
 import os
 
 from absl import logging
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pandas as pd
 
+from landmark import evaluate
 from landmark import fileio
 from landmark import metric_writing
 from landmark import run_identity
@@ -55,26 +54,35 @@ def member_results(workdir):
 
 
 def plot(path, table, parameter):
-  """Reconstruction and landmark quality against the swept value (log axis if numeric)."""
-  figure, (reconstruction, landmarks) = plt.subplots(1, 2, figsize=(10, 4))
-  numeric = pd.api.types.is_numeric_dtype(table[parameter])
-  x = table[parameter] if numeric else range(len(table))
-  reconstruction.plot(x, table['ae_pcc'], 'o-', label='mean per-gene PCC')
-  reconstruction.plot(x, table['ae_mae'], 's-', label='mean per-gene MAE')
-  reconstruction.set(xlabel=parameter, title='AE reconstruction (held-out)')
-  reconstruction.legend()
-  landmarks.plot(x, table['deeplift_pcc'], 'o-', label='DeepLIFT panel')
-  landmarks.plot(x, table['l1000_pcc'], 'k--', label='L1000 panel')
-  landmarks.fill_between(x, table['random_pcc_mean'] - 2 * table['random_pcc_sd'],
-                         table['random_pcc_mean'] + 2 * table['random_pcc_sd'], alpha=0.3,
-                         label='random panels ± 2 sd')
-  landmarks.set(xlabel=parameter, ylabel='target-gene PCC (linear)', title='Landmark quality')
-  landmarks.legend()
-  for axes in (reconstruction, landmarks):
-    if numeric:
-      axes.set_xscale('log')
-    else:
-      axes.set_xticks(list(x), table[parameter], rotation=30)
+  """AE reconstruction PCC, its MAE and the panels' target PCC against the swept value, one
+  metric per axis. Numeric values spanning more than a decade go on a log axis ticked at the
+  values themselves; other values are categories, drawn as points, not joined."""
+  values = table[parameter]
+  numeric = pd.api.types.is_numeric_dtype(values) and len(values) > 1
+  logarithmic = numeric and (values > 0).all() and values.max() / values.min() > 10
+  x = values.to_numpy(np.float64) if numeric else np.arange(len(table))
+  style = {'linestyle': '-' if numeric else 'none'}
+  figure, axes = evaluate.new_figure(1, 3, (15, 4.2))
+  pcc, mae, landmarks = axes[0]
+  pcc.plot(x, table['ae_pcc'], marker='o', color='C0', **style)
+  pcc.set(ylabel='mean per-gene PCC (Pearson r)', title='AE reconstruction, held-out PCC')
+  mae.plot(x, table['ae_mae'], marker='s', color='C1', **style)
+  mae.set(ylabel='mean per-gene MAE (log2 expression)', title='AE reconstruction, held-out MAE')
+  landmarks.plot(x, table['deeplift_pcc'], marker='o', color='C2', label='DeepLIFT panel',
+                 **style)
+  landmarks.plot(x, table['l1000_pcc'], marker='D', color='C3', label='L1000 panel',
+                 **{**style, 'linestyle': '--' if numeric else 'none'})
+  landmarks.errorbar(x, table['random_pcc_mean'], yerr=2 * table['random_pcc_sd'], fmt='none',
+                     ecolor='0.5', capsize=4, label='random panels, mean ± 2 sd')
+  landmarks.set(ylabel='mean target PCC, linear (Pearson r)', title='Landmark panels')
+  landmarks.legend(fontsize='small')
+  for ax in axes[0]:
+    ax.set_xlabel(f'{parameter} (log scale)' if logarithmic else parameter)
+    if logarithmic:
+      ax.set_xscale('log')
+      ax.minorticks_off()
+    ax.set_xticks(x, [str(v) for v in values], rotation=30 if not numeric else 0)
+  figure.suptitle(f'{evaluate.run_name(path)}: sweep of {parameter} ({len(table)} runs)')
   fileio.save_figure(path, figure)
 
 

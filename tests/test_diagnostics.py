@@ -1,5 +1,7 @@
 """Study-effect diagnostics against scipy and hand computations, and on the real studies."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -133,3 +135,23 @@ def test_real_epithelial_markers_are_mostly_study(real_genes):
   centred = correction.StudyCorrection('center').fit(real_genes.values, studies)
   eta2 = diagnostics.study_eta_squared(centred.transform(real_genes.values, studies), studies)
   assert eta2.max() < 1e-6                              # no study left to explain
+
+
+@pytest.mark.parametrize('kind', ['center', 'combat'])
+def test_eta_squared_is_measured_before_study_correction(real_normalised, real_config, tmp_path,
+                                                         kind):
+  """uncorrected_genes undoes the saved correction: eta^2 is the raw data's, not ~0."""
+  annotation = data.read_probe_annotation(real_config.data.annotation)
+  probes = real_normalised.take_features(np.arange(0, real_normalised.shape[1], 100))
+  studies = probes.meta['study'].to_numpy()
+  fitted = correction.StudyCorrection(kind).fit(probes.values, studies)
+  path = str(tmp_path / 'study_correction.npz')
+  fitted.save(path)
+  corrected = dataclasses.replace(probes, values=fitted.transform(probes.values, studies))
+  genes = diagnostics.uncorrected_genes(corrected, path, annotation, None)
+  raw = preprocess.collapse_to_genes(probes, annotation)
+  np.testing.assert_allclose(genes.values, raw.values, atol=1e-3)
+  assert np.median(diagnostics.study_eta_squared(genes.values, studies)) > 0.1
+  unchanged = diagnostics.uncorrected_genes(corrected, str(tmp_path / 'absent.npz'), annotation,
+                                            None)
+  assert np.median(diagnostics.study_eta_squared(unchanged.values, studies)) < 1e-3   # corrected

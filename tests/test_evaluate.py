@@ -251,24 +251,30 @@ def test_compare_representations(tmp_path):
   scores = table.set_index('representation')
   assert scores.loc['raw', 'ari'] == pytest.approx(1.0)
   assert scores.loc['noise', 'ari'] < 0.5
-  evaluate.plot_representations(tmp_path / 'representations.png', representations, labels)
+  evaluate.plot_representations(tmp_path / 'representations.png', representations, labels,
+                                'planted')
   assert_png(tmp_path / 'representations.png')
+
+
+def test_run_name_is_the_folder_of_the_figure(tmp_path):
+  assert evaluate.run_name(tmp_path / 'demo' / 'fig3_linear.png') == 'demo'
+  assert evaluate.run_name(tmp_path / 'demo' / 'seed_2' / 'ae_density.png') == 'demo/seed_2'
 
 
 def test_plots_write_png(tmp_path, small_gmt):
   rng = np.random.default_rng(9)
   evaluate.plot_density(tmp_path / 'density.png',
-                        {'AE': rng.gamma(2, 0.1, 300), 'constant': np.full(10, 0.2)}, 'MAE')
+                        {'MAE': rng.gamma(2, 0.1, 300), 'PCC': np.full(10, 0.2)}, 'planted')
   assert_png(tmp_path / 'density.png')
   genes = [f'G{i}' for i in range(50)]
   a = metrics_table(genes, rng.uniform(0.1, 0.5, 50), rng.uniform(0, 1, 50), np.full(50, 0.01))
   b = metrics_table(genes, rng.uniform(0.1, 0.6, 50), rng.uniform(0, 1, 50), np.full(50, 0.01))
-  evaluate.plot_comparison(tmp_path / 'comparison.png', a, b, names=('D1000', 'L1000'))
+  evaluate.plot_comparison(tmp_path / 'comparison.png', a, b, ('D1000', 'L1000'), 'linear')
   assert_png(tmp_path / 'comparison.png')
   table = evaluate.go_enrichment([f'G{i}' for i in range(1, 11)], [f'G{i}' for i in range(1, 41)],
                                  evaluate.read_gmt(small_gmt), min_size=3, max_size=12)
   assert (table['p_adjusted'] < 0.05).any()
-  evaluate.plot_enrichment(tmp_path / 'enrichment.png', table)
+  evaluate.plot_enrichment(tmp_path / 'enrichment.png', table, 'D1000')
   assert_png(tmp_path / 'enrichment.png')
-  evaluate.plot_enrichment(tmp_path / 'none.png', table.assign(p_adjusted=1.0))
+  evaluate.plot_enrichment(tmp_path / 'none.png', table.assign(p_adjusted=1.0), 'D1000')
   assert_png(tmp_path / 'none.png')

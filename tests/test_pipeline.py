@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,11 +12,14 @@ import pandas as pd
 import pytest
 
 from configs import test as test_config
+import landmark
 from landmark import data
 from landmark import deeplift
 from landmark import errors
+from landmark import evaluate
 from landmark import metric_writing
 from landmark import pipeline
+from landmark import sweep
 
 SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
               'landmarks.tsv', 'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz')
@@ -24,7 +28,8 @@ EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 
                   'panels.gmt',
                   *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES), 'panel_summary.tsv', 'panel_comparisons.tsv',
                   'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
-                  'go_deeplift.tsv', 'go_deeplift.png', 'clustering.tsv', 'report.md')
+                  'go_deeplift.tsv', 'go_deeplift.png', 'go_l1000.png', 'headline_linear.png',
+                  'headline_dgex.png', 'clustering.tsv', 'report.md')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOTTLENECK, EPOCHS = 6, 2   # set on the command line: configs/test.py has 8 and 3
 PANEL_SIZE = 100   # deeplift.top_k: the 17 panel fits on the paper's 943 genes crawl on a busy CPU
@@ -201,3 +206,70 @@ def test_main_parses_config_overrides(main_run):
   assert config['train']['epochs'] == config['dgex']['epochs'] == EPOCHS
   encoder = np.load(os.path.join(workdir, 'seed_0', 'deeplift', 'encoder.npz'))
   assert encoder['W2'].shape[1] == BOTTLENECK   # W2: hidden -> bottleneck, as overridden
+
+
+def test_report_opens_with_the_verdict_and_links_only_files_it_wrote(workdir):
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert report.index('## Verdict') < report.index('## What differs from the paper') < \
+      report.index('## Details')
+  assert 'than L1000 by' in report and 'than random panels by' in report
+  links = re.findall(r'\]\(([^)\s]+)\)', report)
+  assert {'headline_linear.png', 'headline_dgex.png', 'fig3_linear.png', 'go_l1000.png',
+          'seed_0/ae_density.png', 'landmarks.tsv'} <= set(links)
+  for link in links:
+    assert os.path.getsize(os.path.join(workdir, link)) > 0, link
+  assert '| rank | symbol | entrez | mean_rank | in_L1000 |' in report
+
+
+def test_study_effects_are_measured_before_correction(workdir):
+  effects = pd.read_csv(os.path.join(workdir, 'panel_study_effects.tsv'), sep='\t')
+  assert effects.set_index('panel').loc['all genes', 'median_eta2'] > 0.05
+
+
+def test_compare_panels_gives_the_calibrated_verdicts(workdir):
+  table = landmark.compare_panels(workdir)
+  summary = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
+  assert set(table['model']) == {'linear', 'dgex'}
+  assert table['z'].notna().all() and table['null_sd'].gt(0).all()
+  linear = summary[summary['model'] == 'linear'].set_index('panel')
+  row = table.set_index(['model', 'panel', 'metric', 'versus']).loc[
+      ('linear', 'deeplift', 'mean target PCC', 'random panels')]
+  assert row['z'] == pytest.approx(linear.loc['deeplift', 'pcc_z_random'])
+  versus_l1000 = table[(table['versus'] == 'L1000')]
+  assert 'l1000' not in set(versus_l1000['panel'])
+  assert versus_l1000['verdict'].str.contains('than L1000 by .* random-panel SDs: ').all()
+
+
+def test_every_figure_renders_on_the_run(workdir, tmp_path):
+  """Each figure function on the small run's outputs (and a slice of a real labelled study)."""
+  out = tmp_path / 'figures'
+  ae = pd.read_csv(os.path.join(workdir, 'seed_0', 'ae_gene_metrics.tsv'), sep='\t')
+  evaluate.plot_density(out / 'density.png', {'MAE': ae['mae'], 'PCC': ae['pcc']}, 'AE')
+  genes = pd.read_csv(os.path.join(workdir, 'panel_gene_metrics.tsv'), sep='\t',
+                      index_col=['model', 'panel', 'target']).sort_index()
+  evaluate.plot_comparison(out / 'comparison.png', genes.loc[('linear', 'deeplift')],
+                           genes.loc[('linear', 'l1000')], ('deeplift', 'l1000'), 'linear')
+  summary = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
+  evaluate.plot_panels_vs_random(out / 'headline.png', summary[summary['model'] == 'dgex'],
+                                 'dgex')
+  go = pd.read_csv(os.path.join(workdir, 'go_l1000.tsv'), sep='\t')
+  evaluate.plot_enrichment(out / 'go.png', go, 'l1000')
+  evaluate.plot_enrichment(out / 'go_none.png', go.assign(p_adjusted=1.0), 'l1000')
+  expression = pd.read_csv(test_config.common.data_path('hgu133a', 'nakayama.tsv.gz'), sep='\t',
+                           index_col='probe', nrows=500).T
+  labels = pd.read_csv(test_config.common.data_path('hgu133a', 'samples.tsv'), sep='\t',
+                       index_col='sample').loc[expression.index, 'label'].to_numpy()
+  values = np.log2(np.maximum(expression.to_numpy(np.float64), 1.0))
+  evaluate.plot_representations(out / 'clustering.png', {
+      'expression': values, 'pca_5': evaluate.pca_features(values, 5),
+      'projection': values @ np.random.default_rng(0).normal(size=(500, 8))}, labels, 'nakayama')
+  member = sweep.member_results(workdir)
+  for name, grid in (('numeric', [8, 64, 512]), ('categorical', ['tanh', 'sigmoid'])):
+    sweep.plot(out / f'sweep_{name}.png', pd.DataFrame([{'value': v, **member} for v in grid]),
+               'value')
+  names = ('density', 'comparison', 'headline', 'go', 'go_none', 'clustering', 'sweep_numeric',
+           'sweep_categorical')
+  for name in names:
+    with open(out / f'{name}.png', 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', name
+    assert (out / f'{name}.png').stat().st_size > 1000, name

@@ -26,6 +26,8 @@ def test_folds_are_held_out_studies_or_study_folds():
 def test_each_selector_runs_over_its_own_seeds():
   seeds = {'stochastic': 3, 'random': 20, 'ae': 2}
   assert list(selector_benchmark.seeds_of('deeplift_ae', seeds)) == [0, 1]
+  assert list(selector_benchmark.seeds_of('gradient_x_input_stratified', seeds)) == [0, 1]
+  assert list(selector_benchmark.seeds_of('greedy_ridge', seeds)) == [0]
   assert list(selector_benchmark.seeds_of('random', seeds)) == list(range(20))
   assert list(selector_benchmark.seeds_of('peel_off', seeds)) == [0, 1, 2]
   assert list(selector_benchmark.seeds_of('variance', seeds)) == [0]

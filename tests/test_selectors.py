@@ -16,6 +16,7 @@ from landmark import deeplift
 from landmark import panels
 from landmark import ranking
 from landmark import selectors
+from landmark.errors import ConfigError
 
 N_DRIVERS = 10
 
@@ -24,7 +25,8 @@ def make_config(**selector_overrides):
   config = common.base_config()
   config.selectors = ml_collections.ConfigDict(dict(
       ig_steps=16, ig_rule='trapezoid', pca_variance=0.9, pca_components=0,
-      peel_off_restarts=4,
+      peel_off_restarts=4, stratified_aggregate='mean', greedy_ridge_alphas=(1e-2, 1e-1, 1.0),
+      greedy_ridge_validation_k=943,
       concrete=dict(hidden=(64,), epochs=200, batch_size=50, learning_rate=1e-2,
                     start_temperature=10.0, end_temperature=0.01)))
   config.selectors.update(selector_overrides)
@@ -236,7 +238,8 @@ def small_context():
   encoder = selectors.TrainedEncoder(train_encoder(jnp.asarray(scaled), (8, 4), steps=0),
                                      'sigmoid', scaled, np.array([f'p_{g}' for g in genes]),
                                      annotation_for(genes))
-  return selectors.SelectionContext(genes, values, list(genes[::-3]), make_config(), encoder)
+  return selectors.SelectionContext(genes, values, list(genes[::-3]), make_config(), encoder,
+                                    studies=np.repeat(['a', 'b', 'c'], 20))
 
 
 # concrete_ae (slow to compile) keeps it in test_concrete_ae_selects_the_drivers.
@@ -280,3 +283,123 @@ def test_reference_panels_are_the_selectors_panels():
   for i in range(3):
     assert made[f'random_{i}'] == selectors.select('random', context, 3, 10 + i)
   assert len({tuple(made[f'random_{i}']) for i in range(3)}) == 3
+
+
+def brute_force_greedy(x, k, penalty):
+  """Greedy forward selection by explicit ridge fits: each step tries every remaining gene
+  and keeps the one with the lowest ridge loss ||x - x_S B||² + penalty ||B||²."""
+  chosen = []
+  for _ in range(k):
+    losses = {}
+    for j in sorted(set(range(x.shape[1])) - set(chosen)):
+      panel = x[:, chosen + [j]]
+      b = np.linalg.solve(panel.T @ panel + penalty * np.eye(panel.shape[1]), panel.T @ x)
+      losses[j] = np.sum((x - panel @ b) ** 2) + penalty * np.sum(b ** 2)
+    chosen.append(min(losses, key=losses.get))
+  return chosen
+
+
+@pytest.mark.parametrize('n_genes, n_samples, k', [(8, 30, 3), (12, 6, 10)])
+def test_greedy_ridge_is_the_brute_force_greedy(n_genes, n_samples, k):
+  rng = np.random.default_rng(n_genes)
+  values = (rng.normal(size=(n_samples, 3)) @ rng.normal(size=(3, n_genes))
+            + rng.normal(size=(n_samples, n_genes)) * rng.uniform(0.2, 2.0, n_genes) + 8)
+  studies = np.arange(n_samples) % 2
+  values[studies == 1] += rng.normal(scale=5.0, size=n_genes)   # a study offset per gene
+  context = selectors.SelectionContext(symbols(n_genes), values, [],
+                                       make_config(greedy_ridge_alphas=(0.1,)), studies=studies)
+  centred = values - np.stack([values[studies == s].mean(axis=0) for s in (0, 1)])[studies]
+  penalty = 0.1 * np.mean(np.sum(centred ** 2, axis=0))
+  expected = brute_force_greedy(centred, k, penalty)
+  assert selectors.select('greedy_ridge', context, k) == list(context.genes[expected])
+  # Without the study labels the offsets are structure to explain: another selection.
+  pooled = dataclasses.replace(context, studies=None)
+  assert selectors.select('greedy_ridge', pooled, k) != list(context.genes[expected])
+
+
+def test_greedy_ridge_finds_the_drivers_under_study_offsets():
+  values, drivers = planted_drivers()
+  studies = np.repeat(np.arange(4), len(values) // 4)
+  offsets = np.random.default_rng(1).normal(scale=3.0, size=(4, values.shape[1]))
+  offsets[:, drivers] = 0.0   # only the targets shift between studies
+  context = selectors.SelectionContext(symbols(values.shape[1]), values + offsets[studies], [],
+                                       make_config(greedy_ridge_validation_k=N_DRIVERS),
+                                       studies=studies)
+  genes = set(context.genes[drivers])
+  assert set(selectors.select('greedy_ridge', context, N_DRIVERS)) == genes
+  # Pooled (at the penalty chosen above), the study offsets draw the choices away from them.
+  pooled = dataclasses.replace(context, studies=None,
+                               config=make_config(greedy_ridge_alphas=(1e-2,)))
+  assert len(genes & set(selectors.select('greedy_ridge', pooled, N_DRIVERS))) < 5
+
+
+def test_greedy_ridge_penalty_is_chosen_leaving_studies_out():
+  values, drivers = planted_drivers(n_samples=400)
+  studies = np.repeat(np.arange(4), 100)
+  # A penalty of 10 mean squared gene norms shrinks every prediction towards zero.
+  for alphas in [(10.0, 1e-2), (1e-2, 10.0)]:
+    assert selectors._leave_study_out_alpha(values, studies, alphas, N_DRIVERS) == 1e-2
+  # The held-out error is that of an explicit ridge fit in gene space.
+  train, test, chosen, penalty = values[:300] - 8, values[300:] - 8, drivers, 50.0
+  targets = np.setdiff1d(np.arange(values.shape[1]), chosen)
+  b = np.linalg.solve(train[:, chosen].T @ train[:, chosen] + penalty * np.eye(len(chosen)),
+                      train[:, chosen].T @ train[:, targets])
+  assert selectors._ridge_error(train, test, chosen, penalty) == pytest.approx(
+      np.sum((test[:, targets] - test[:, chosen] @ b) ** 2), rel=1e-6)
+  one_study = selectors.SelectionContext(symbols(values.shape[1]), values, [], make_config(),
+                                         studies=np.zeros(len(values)))
+  with pytest.raises(ValueError, match='at least two studies'):
+    selectors.select('greedy_ridge', one_study, 5)
+
+
+def test_aggregate_ranks():
+  # Gene 0 is second in every study; gene 1 first in one study and last in the other four.
+  ranks = np.array([[2, 1, 3], [1, 3, 2], [1, 3, 2], [1, 3, 2], [1, 3, 2]])
+  assert list(selectors.aggregate_ranks(ranks, 'mean')) == [1.2, 2.6, 2.2]
+  assert list(selectors.aggregate_ranks(ranks, 'median')) == [1, 3, 2]
+  assert list(selectors.aggregate_ranks(ranks, 'trimmed_mean')) == [1, 3, 2]  # drops 1 each end
+  assert selectors.aggregate_ranks(np.array([[1.], [2.], [3.], [10.]]), 'trimmed_mean') == 2.5
+  with pytest.raises(ValueError, match='Unknown rank aggregate'):
+    selectors.aggregate_ranks(ranks, 'max')
+
+
+@pytest.fixture(scope='module')
+def one_study_gene_context():
+  """A linear one-unit encoder on 12 genes in 5 studies: gene G000 varies (sd 1) in every
+  study, gene G001 hugely (sd 20) in study 0 only, the others less (sd 0.2 to 0.6)."""
+  rng = np.random.default_rng(0)
+  studies = np.repeat(np.arange(5), 20)
+  sd = np.tile(rng.uniform(0.2, 0.6, 12), (5, 1))
+  sd[:, 0], sd[:, 1] = 1.0, [20.0, 0.01, 0.01, 0.01, 0.01]
+  values = (rng.normal(size=(100, 12)) * sd[studies]).astype(np.float32)
+  genes = symbols(12)
+  encoder = selectors.TrainedEncoder([(np.ones((12, 1), np.float32), np.zeros(1, np.float32))],
+                                     'linear', values, np.array([f'p_{g}' for g in genes]),
+                                     annotation_for(genes))
+  return selectors.SelectionContext(genes, values, [], make_config(), encoder, studies=studies)
+
+
+@pytest.mark.parametrize('method', ['deeplift', 'gradient_x_input'])
+@pytest.mark.parametrize('aggregate', selectors.STRATIFIED_AGGREGATES)
+def test_stratified_attribution_prefers_genes_that_matter_in_every_study(
+    one_study_gene_context, method, aggregate):
+  context = dataclasses.replace(one_study_gene_context,
+                                config=make_config(stratified_aggregate=aggregate))
+  pooled = selectors.select('deeplift_ae' if method == 'deeplift' else method, context, 2)
+  assert pooled == ['G001', 'G000']   # pooled over the samples, study 0 decides
+  stratified = selectors.select(f'{method}_stratified', context, 12)
+  assert stratified[0] == 'G000' and stratified.index('G001') >= 6
+  no_studies = dataclasses.replace(context, studies=None)
+  with pytest.raises(ValueError, match='needs the study of each encoder.x row'):
+    selectors.select(f'{method}_stratified', no_studies, 2)
+
+
+def test_selectors_config_is_checked():
+  context = selectors.SelectionContext(symbols(4), np.zeros((4, 4)), [],
+                                       make_config(stratified_aggregate='max'))
+  with pytest.raises(ConfigError, match=r"^config.selectors.stratified_aggregate: must be one "
+                     r"of \('mean', 'median', 'trimmed_mean'\), got 'max'$"):
+    selectors.select('deeplift_stratified', context, 2)
+  with pytest.raises(ConfigError, match='^config.selectors.greedy_ridge_alphas: '):
+    selectors.check_config(make_config(greedy_ridge_alphas=(0.1, 0.0)).selectors)
+  selectors.check_config(common.base_config().selectors)

@@ -1,0 +1,78 @@
+"""Notebook entry points: the landmark genes of an expression matrix, and the verdict on a
+finished run's panels, as DataFrames instead of files to read."""
+
+import os
+import tempfile
+
+import ml_collections
+import pandas as pd
+
+from configs import quick
+from landmark import fileio
+from landmark import panels as panels_lib
+from landmark import pipeline
+from landmark import ranking as ranking_lib
+from landmark import report
+
+INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to find_landmarks, as the run reads it
+
+
+def _expression_file(data, workdir: str) -> str:
+  """The path of a supported expression file holding `data`: `data` itself when it is a path;
+  a samples x genes DataFrame (an AnnData via its `to_df`) written as `<workdir>/input.tsv`,
+  genes in rows as data.read_table expects."""
+  if isinstance(data, (str, os.PathLike)):
+    return os.path.abspath(os.fspath(data))
+  if type(data).__name__ == 'AnnData':   # no anndata import: it is an optional dependency
+    data = data.to_df()
+  if not isinstance(data, pd.DataFrame):
+    raise TypeError(f'data must be a path, a samples x genes DataFrame or an AnnData, '
+                    f'got {type(data).__name__}')
+  path = os.path.join(workdir, INPUT_FILE)
+  fileio.write_table(path, data.T.rename_axis('probe'))
+  return path
+
+
+def find_landmarks(data, k: int = 943, config: ml_collections.ConfigDict | None = None,
+                   workdir: str | None = None) -> pd.DataFrame:
+  """Trains the AutoEncoder(s) on `data`, scores every gene with DeepLIFT and returns all
+  genes ranked (the pipeline's train, explain and consensus stages; `--mode=explain`).
+
+  data: a path to an expression file data.read_any reads, a samples x genes DataFrame
+  (genes as HG-U133A probe IDs or gene symbols) or an AnnData. k: landmarks wanted (the
+  run's `deeplift.top_k`). config: a run config (default configs/quick.py's, without its
+  sample table); its data files are replaced by `data`. workdir: where the run writes (a new
+  temporary folder by default; an earlier run of the same data and config is reused).
+
+  Returns one row per gene, best first (by mean DeepLIFT rank over the seeds): rank, symbol,
+  entrez, mean_rank, score (mean DeepLIFT score over the seeds) and in_L1000;
+  `.attrs['workdir']` names the run.
+  """
+  if config is None:
+    config = quick.get_config()
+    config.data.samples_table = ()
+  config = config.copy_and_resolve_references()
+  workdir = workdir or tempfile.mkdtemp(prefix='landmark_')
+  os.makedirs(workdir, exist_ok=True)
+  config.data.studies = (_expression_file(data, workdir),)
+  config.deeplift.top_k = k
+  pipeline.run(config, workdir, mode='explain')
+  ranking = ranking_lib.read_landmarks(os.path.join(workdir, pipeline.LANDMARKS_FILE))
+  table = report.top_genes(ranking, len(ranking), config.data.l1000_landmarks)
+  scores = [ranking_lib.read_landmarks(os.path.join(seed_dir, pipeline.LANDMARKS_FILE))
+            .set_index('symbol')['score'] for _, seed_dir in pipeline.seed_runs(config, workdir)]
+  table.insert(table.columns.get_loc('in_L1000'), 'score',
+               pd.concat(scores, axis=1).mean(axis=1).reindex(table['symbol']).to_numpy())
+  table.attrs['workdir'] = workdir
+  return table
+
+
+def compare_panels(workdir: str) -> pd.DataFrame:
+  """The calibrated comparison of a finished run (`panels.calibrated_comparisons` of its
+  `panel_summary.tsv`): each panel of each model against L1000 and random panels, with z
+  (gap ÷ its sd among random panels, positive = better) and the verdict in words."""
+  path = os.path.join(workdir, 'panel_summary.tsv')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path}: no panel summary; is {workdir} a finished run '
+                            '(--mode=all or evaluate)?')
+  return panels_lib.calibrated_comparisons(pd.read_csv(path, sep='\t'))
