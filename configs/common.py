@@ -98,7 +98,7 @@ def base_config():
   config.data.go_gmt = data_path('genesets', 'go_mf.gmt')
   config.data.max_samples = 0              # 0 = all; otherwise a fixed random subset of N
   config.data.stream = False               # train and score from one GCTX left on disk
-                                           # (landmark.streaming); val/test read into memory
+                                           # (landmark.data.streaming); val/test read into memory
   config.data.chunk_samples = 512          # stream: consecutive samples per HDF5 read
   config.data.shuffle_buffer_chunks = 4    # stream: chunks pooled and shuffled together
   config.data.prefetch = 4                 # stream: batches read ahead on a background thread
@@ -152,7 +152,7 @@ def base_config():
   config.train.keep_checkpoints = 2
   config.train.log_every_epochs = 1
 
-  config.mesh = ml_collections.ConfigDict()   # data parallelism (landmark.sharding)
+  config.mesh = ml_collections.ConfigDict()   # data parallelism (landmark.training.sharding)
   config.mesh.devices = 0                  # devices on the 'batch' axis; 0 = all
   config.mesh.distributed = False          # jax.distributed.initialize() first (multi-host)
   # Where the processes of a multi-host run meet: '' / -1 = auto-detected on SLURM, Open MPI

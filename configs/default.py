@@ -7,7 +7,7 @@ Needs `bgedv2_QNORM.gctx` from the D-GEX authors (GCTX, 11.5 GB; read in chunks)
       --workdir=runs/paper_b50
 
 The AE trains, and DeepLIFT scores, from the file in sample chunks (`config.data.stream`,
-landmark.streaming), so memory holds a few chunks, not the 11.5 GB; `stream=0` reads it
+landmark.data.streaming), so memory holds a few chunks, not the 11.5 GB; `stream=0` reads it
 whole instead, with the paper's duplicate removal.
 
 On GPUs, `bf16` computes the AutoEncoder and D-GEX in bfloat16 with float32 parameters

@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 
 from configs import quick
-from landmark import diagnostics
-from landmark import evaluate
 from landmark import fileio
 from landmark import pipeline
-from landmark import train
+from landmark.evaluation import diagnostics
+from landmark.evaluation import evaluate
 from landmark.training import core
+from landmark.training import train
 
 config_flags.DEFINE_config_file('config', 'configs/quick.py:paper', 'Data, preprocessing and '
                                 "the paper's AE, which variants start from.", lock_config=False)

@@ -14,11 +14,11 @@ every measurement alike and the ratios stay fair on a shared machine:
             D-GEX's 9,000 x 9,000 product, so the peak covers its shapes too.
   torch     the same model, loss and Adam step in PyTorch on CPU (if importable); the
             speedup is PyTorch's step time / ours.
-  deeplift  landmark.deeplift.score_inputs over --deeplift_samples samples through the
+  deeplift  landmark.attribution.deeplift.score_inputs over --deeplift_samples samples through the
             encoder (n -> hidden -> bottleneck, sigmoid): samples/s, and achieved FLOP/s
             (deeplift.deeplift_flops: one forward pass and one backward pass per unit) over
             the matmul peak (`deeplift_samples_per_s`, `deeplift_ratio`).
-  stream    larger than memory (landmark.streaming), measured once, not interleaved: a
+  stream    larger than memory (landmark.data.streaming), measured once, not interleaved: a
             --stream_samples x --features float32 GCTX is written in chunks to a temporary
             directory; a fresh subprocess fits the scaler in one streaming pass, trains
             --stream_epochs epochs of the AutoEncoder streamed from the file
@@ -74,14 +74,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import common
-from landmark import data
-from landmark import deeplift
-from landmark import dgex
 from landmark import fileio
-from landmark import sharding
-from landmark import streaming
-from landmark import train
+from landmark.attribution import deeplift
+from landmark.data import readers
+from landmark.data import streaming
+from landmark.inference import regression
+from landmark.models import dgex
 from landmark.training import core
+from landmark.training import sharding
+from landmark.training import train
 
 _OUT = flags.DEFINE_string('out', None, 'JSON file for the results.')
 _SECTIONS = flags.DEFINE_list('sections', ['matmul', 'ae_step', 'torch', 'deeplift'],
@@ -226,7 +227,7 @@ def dgex_step():
   mesh = sharding.device_mesh()
   key = jax.random.key(5)
   model = dgex.build_dgex(config, widths[0], widths[-1], key)
-  optimizer = dgex.build_optimizer(config)
+  optimizer = regression.build_optimizer(config)
   state = core.new_state(nnx.view(model, deterministic=False), optimizer, key, mesh)
   data = core.device_data({'x': np.asarray(jax.random.normal(key, (steps * batch, widths[0]))),
                            'y': np.asarray(jax.random.normal(key, (steps * batch, widths[-1])))},
@@ -236,7 +237,7 @@ def dgex_step():
   def run():
     nonlocal state, epoch
     epoch += 1
-    state, loss = core.train_epoch(state, dgex.SquaredError(), optimizer, data, epoch, batch,
+    state, loss = core.train_epoch(state, regression.SquaredError(), optimizer, data, epoch, batch,
                                    steps * batch, mesh)
     return loss
 
@@ -304,14 +305,14 @@ def write_random_gctx(path, n_samples, n_features, chunk_samples=1024):
   import h5py  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   with h5py.File(path, 'w') as f:
-    matrix = f.create_dataset(data.GCTX_MATRIX, (n_samples, n_features), np.float32,
+    matrix = f.create_dataset(readers.GCTX_MATRIX, (n_samples, n_features), np.float32,
                               chunks=(min(chunk_samples, n_samples), n_features))
     for start in range(0, n_samples, chunk_samples):
       stop = min(start + chunk_samples, n_samples)
       matrix[start:stop] = rng.uniform(0, 16, (stop - start, n_features)).astype(np.float32)
-    f.create_dataset(f'{data.GCTX_ROW_META}/id',
+    f.create_dataset(f'{readers.GCTX_ROW_META}/id',
                      data=np.array([f'probe_{j}' for j in range(n_features)], 'S'))
-    f.create_dataset(f'{data.GCTX_COL_META}/id',
+    f.create_dataset(f'{readers.GCTX_COL_META}/id',
                      data=np.array([f'sample_{i}' for i in range(n_samples)], 'S'))
 
 

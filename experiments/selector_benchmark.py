@@ -48,15 +48,14 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
 import pandas as pd
 
-from landmark import data
-from landmark import evaluate
 from landmark import fileio
-from landmark import panels as panels_lib
 from landmark import pipeline
-from landmark import selectors
 from landmark import sweep
-from landmark import train
-
+from landmark.data import readers
+from landmark.evaluation import evaluate
+from landmark.evaluation import panels as panels_lib
+from landmark.selection import selectors
+from landmark.training import train
 # Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/quick.py', 'Run configuration.',
                                 lock_config=True, allow_override=True)
@@ -158,7 +157,7 @@ def fold_panels(config, workdir, names, sizes, seeds):
   the AutoEncoders are trained (or reloaded) and every selector chooses again.
   """
   splits = pipeline.prepare_data(config, workdir)
-  annotation = data.read_probe_annotation(config.data.annotation)
+  annotation = readers.read_probe_annotation(config.data.annotation)
   genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
   wanted = [(name, seed) for name in names for seed in seeds_of(name, seeds)]
   path = os.path.join(workdir, PANELS_FILE)

@@ -38,14 +38,13 @@ from ml_collections import config_flags
 import numpy as np
 import pandas as pd
 
-from landmark import data
-from landmark import evaluate
 from landmark import fileio
-from landmark import panels as panels_lib
 from landmark import pipeline
 from landmark import run_identity
-from landmark import selectors
-
+from landmark.data import readers
+from landmark.evaluation import evaluate
+from landmark.evaluation import panels as panels_lib
+from landmark.selection import selectors
 # Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
                                 lock_config=True, allow_override=True)
@@ -279,7 +278,7 @@ def main(argv):
 
 def run_cells(config, workdir, cells):
   """Runs every (seed, holdout, correction) cell not finished yet, logging rate and ETA."""
-  annotation = data.read_probe_annotation(config.data.annotation)
+  annotation = readers.read_probe_annotation(config.data.annotation)
   universe = panels_lib.dgex_universe(config.data)
   l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
   prepared, started, ran = {}, time.perf_counter(), 0

@@ -37,14 +37,14 @@ from ml_collections import config_flags
 import numpy as np
 import pandas as pd
 
-from landmark import data
-from landmark import evaluate
 from landmark import fileio
-from landmark import panels as panels_lib
 from landmark import pipeline
 from landmark import run_identity
-from landmark import selectors
+from landmark.data import readers
 from landmark.errors import ConfigError
+from landmark.evaluation import evaluate
+from landmark.evaluation import panels as panels_lib
+from landmark.selection import selectors
 
 # Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/study_scaling.py', 'Experiment grid.',
@@ -159,7 +159,7 @@ def run_cell(config, directory, training, annotation, universe, l1000):
 
 def run_cells(config, workdir, budget_minutes):
   """Runs every unfinished cell; stops before a cell the budget would not cover."""
-  annotation = data.read_probe_annotation(config.data.annotation)
+  annotation = readers.read_probe_annotation(config.data.annotation)
   universe = panels_lib.dgex_universe(config.data)
   l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
   grid = cells(config)

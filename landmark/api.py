@@ -9,11 +9,10 @@ import pandas as pd
 
 from configs import quick
 from landmark import fileio
-from landmark import panels as panels_lib
 from landmark import pipeline
-from landmark import ranking as ranking_lib
-from landmark import report
-
+from landmark.attribution import ranking as ranking_lib
+from landmark.evaluation import panels as panels_lib
+from landmark.evaluation import report
 INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to find_landmarks, as the run reads it
 
 

@@ -21,12 +21,13 @@ from flax import nnx
 import jax
 import numpy as np
 
-from landmark import deeplift
-from landmark import dgex
 from landmark import fileio
-from landmark import sharding
-from landmark import train
+from landmark.attribution import deeplift
+from landmark.inference import regression
+from landmark.models import dgex
 from landmark.training import core
+from landmark.training import sharding
+from landmark.training import train
 
 
 def _seconds(run):
@@ -92,7 +93,7 @@ def _dgex(config, mesh, key, n_train):
   batch, steps = config.dgex.batch_size, config.dry_run.steps
   sharding.check_divisible(mesh, batch, 'config.dgex.batch_size')
   model = dgex.build_dgex(config.dgex, n_landmarks, n_targets, key)
-  optimizer = dgex.build_optimizer(config.dgex)
+  optimizer = regression.build_optimizer(config.dgex)
   state = core.new_state(nnx.view(model, deterministic=False), optimizer, key, mesh)
   data = core.device_data({name: jax.random.normal(jax.random.fold_in(key, index),
                                                    (steps * batch, width))
@@ -101,7 +102,7 @@ def _dgex(config, mesh, key, n_train):
 
   def run_steps():
     nonlocal state
-    state, loss = core.train_epoch(state, dgex.SquaredError(), optimizer, data, 1, batch,
+    state, loss = core.train_epoch(state, regression.SquaredError(), optimizer, data, 1, batch,
                                    steps * batch, mesh)
     return loss
 

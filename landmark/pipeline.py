@@ -19,26 +19,26 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from landmark import checkpointing
-from landmark import data as data_lib
-from landmark import deeplift
-from landmark import diagnostics
-from landmark import errors
 from landmark import dry_run
-from landmark import evaluate
+from landmark import errors
 from landmark import fileio
-from landmark import inference
-from landmark import metric_writing
-from landmark import panels as panels_lib
-from landmark import preprocess
-from landmark import ranking as ranking_lib
-from landmark import report
 from landmark import run_identity
-from landmark import sharding
-from landmark import streaming
 from landmark import sweep
-from landmark import train
 from landmark import validation
+from landmark.attribution import deeplift
+from landmark.attribution import ranking as ranking_lib
+from landmark.data import preprocess
+from landmark.data import readers
+from landmark.data import streaming
+from landmark.evaluation import diagnostics
+from landmark.evaluation import evaluate
+from landmark.evaluation import panels as panels_lib
+from landmark.evaluation import report
+from landmark.inference import saved_models
+from landmark.training import checkpointing
+from landmark.training import metric_writing
+from landmark.training import sharding
+from landmark.training import train
 
 MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run', 'infer')
 LANDMARKS_FILE = 'landmarks.tsv'
@@ -56,7 +56,7 @@ STAGE_OUTPUTS = {
                  'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
                  'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md',
                  'headline_*.png',
-                 inference.MODELS_DIR),
+                 saved_models.MODELS_DIR),
 }
 
 
@@ -68,7 +68,7 @@ def prepare_data(config, workdir):
   if config.data.stream:
     splits = streaming.prepare_splits(config)
   else:
-    compendium = data_lib.load_compendium(config.data)
+    compendium = readers.load_compendium(config.data)
     _check_top_k(config, compendium.features)
     splits = preprocess.prepare(compendium, config, config.seed, workdir)
   summary = {name: {'samples': int(c.shape[0]), 'features': int(c.shape[1]),
@@ -82,7 +82,7 @@ def prepare_data(config, workdir):
 def _check_top_k(config, features):
   """Refuses a `deeplift.top_k` larger than the genes the data can rank, before training."""
   n_genes = ranking_lib.ranked_gene_count(
-      features, data_lib.read_probe_annotation(config.data.annotation))
+      features, readers.read_probe_annotation(config.data.annotation))
   if config.deeplift.top_k > n_genes:
     raise errors.ConfigError('config.deeplift.top_k', f'{config.deeplift.top_k} landmarks '
                              f'asked for, but the data have only {n_genes} annotated genes')
@@ -288,7 +288,7 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   ranking_lib.write_gmt(os.path.join(workdir, 'panels.gmt'), panels,
                         f'landmark panel of {len(panels["l1000"])} genes, {workdir}')
   n_random = {kind: panels_lib.random_panel_count(ev, kind) for kind in ev.models}
-  gene_ids = inference.gene_ids(genes.genes, annotation, splits.train.features, config.data)
+  gene_ids = saved_models.gene_ids(genes.genes, annotation, splits.train.features, config.data)
   save = functools.partial(_save_model, config, workdir, genes, gene_ids,
                            run_identity.digest(evaluate_identity))
   results = panels_lib.evaluate_panels(config, genes, panels, targets, ev.models, n_random,
@@ -307,13 +307,13 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
 
 def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, model, targets,
                 metrics):
-  """Saves a model of a named panel in `<workdir>/models/<panel>_<kind>/` (landmark.inference)."""
-  if kind not in inference.SAVED_KINDS:
+  """Saves a model of a named panel in `<workdir>/models/<panel>_<kind>/` (landmark.inference.saved_models)."""
+  if kind not in saved_models.SAVED_KINDS:
     return
   x, y = genes.columns(panel), genes.columns(targets)
   reference = os.path.join(workdir, 'quantile_reference.npy')
-  inference.save_model(
-      os.path.join(workdir, inference.MODELS_DIR, inference.model_name(name, kind)), model,
+  saved_models.save_model(
+      os.path.join(workdir, saved_models.MODELS_DIR, saved_models.model_name(name, kind)), model,
       kind=kind, panel=name, config=config, genes=gene_ids.loc[[*panel, *targets]],
       accuracy=metrics, train_x=genes.train[:, x], train_y=genes.train[:, y],
       test_x=genes.test[:, x], test_y=genes.test[:, y], identity=identity,
@@ -323,7 +323,7 @@ def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, m
 def go_stage(config, workdir, splits, annotation, ranking):
   """GO molecular-function enrichment of the DeepLIFT and L1000 landmarks."""
   measured = annotation[annotation['probe'].isin(splits.train.features)]['symbol']
-  universe = sorted({g.strip() for s in measured for g in s.split(data_lib.GENE_SEPARATOR)
+  universe = sorted({g.strip() for s in measured for g in s.split(readers.GENE_SEPARATOR)
                      if g.strip()})
   gene_sets = evaluate.read_gmt(config.data.go_gmt)
   ev = config.evaluate
@@ -404,7 +404,7 @@ def run(config, workdir, mode='all', overwrite=False):
   evaluation, from the landmarks an earlier run of the same config left; `all` runs every
   stage. Results made under another config or other data stop the run before anything is
   written (landmark.run_identity), unless `overwrite` recomputes them. `infer` applies a
-  model the evaluation saved to new landmark measurements (landmark.inference) and records
+  model the evaluation saved to new landmark measurements (landmark.inference.saved_models) and records
   no stage.
   """
   validation.check_config(config)
@@ -415,7 +415,7 @@ def run(config, workdir, mode='all', overwrite=False):
     os.makedirs(workdir, exist_ok=True)
     return dry_run.run(config, workdir)
   if mode == 'infer':
-    return inference.run_infer(config, workdir)
+    return saved_models.run_infer(config, workdir)
   validation.check_files(config)
   with run_identity.lock(workdir):
     identity = run_identity.RunIdentity(config, workdir)
@@ -447,7 +447,7 @@ def _run_stages(config, workdir, mode, identity, stale):
   trained, quality = train_stage(config, workdir, splits, identity)
   if mode == 'train':
     return
-  annotation = data_lib.read_probe_annotation(config.data.annotation)
+  annotation = readers.read_probe_annotation(config.data.annotation)
   progress.stage('explain: DeepLIFT scores and landmarks of each seed, and their consensus')
   seed_rankings = []
   for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):

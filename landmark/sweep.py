@@ -12,10 +12,10 @@ from absl import logging
 import numpy as np
 import pandas as pd
 
-from landmark import evaluate
 from landmark import fileio
-from landmark import metric_writing
 from landmark import run_identity
+from landmark.evaluation import evaluate
+from landmark.training import metric_writing
 
 
 def member_config(config, parameter, value):

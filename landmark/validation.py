@@ -8,7 +8,7 @@ import os
 
 import ml_collections
 
-from landmark import preprocess
+from landmark.data import preprocess
 from landmark.errors import ConfigError
 
 SPLITS = ('train', 'val', 'test')

@@ -10,10 +10,8 @@ import pytest
 
 from configs import common
 from configs import compendium
-from landmark import data
-from landmark import preprocess
-
-
+from landmark.data import preprocess
+from landmark.data import readers
 def pytest_configure(config):
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
@@ -39,7 +37,7 @@ def real_config():
 @pytest.fixture(scope='session')
 def real_compendium(real_config):
   """The five real studies combined: 314 samples x 22,283 probes, raw values."""
-  return data.load_compendium(real_config.data)
+  return readers.load_compendium(real_config.data)
 
 
 @pytest.fixture(scope='session')
@@ -53,7 +51,7 @@ def real_normalised(real_compendium):
 @pytest.fixture(scope='session')
 def real_compendium17():
   """All 17 real studies (configs/compendium.py) on their shared probes: 580 x 22,215, raw."""
-  return data.load_compendium(compendium.get_config().data)
+  return readers.load_compendium(compendium.get_config().data)
 
 
 @pytest.fixture(scope='module')

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from landmark import attributions
-from landmark import deeplift
-
+from landmark.attribution import attributions
+from landmark.attribution import deeplift
 FORWARD = {'sigmoid': jax.nn.sigmoid, 'tanh': jnp.tanh, 'relu': jax.nn.relu, 'linear': lambda z: z}
 
 

@@ -10,10 +10,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from landmark import concrete
-from landmark import metric_writing
+from landmark.models import concrete
 
-
+from landmark.selection import concrete_selection
+from landmark.training import metric_writing
 def settings(**overrides):
   defaults = dict(hidden=(16,), epochs=150, batch_size=8, learning_rate=1e-2,
                   start_temperature=10.0, end_temperature=0.01)
@@ -35,7 +35,7 @@ def module_data(n_samples=128, n_modules=4, seed=0):
 
 def test_temperature_anneals_exponentially():
   steps = np.arange(0, 101)
-  t = np.asarray(concrete.temperature(steps, 100, 10.0, 0.01))
+  t = np.asarray(concrete_selection.temperature(steps, 100, 10.0, 0.01))
   np.testing.assert_allclose(t[[0, -1]], [10.0, 0.01], rtol=1e-6)
   np.testing.assert_allclose(t[1:] / t[:-1], (0.01 / 10.0) ** 0.01, rtol=1e-6)
 
@@ -68,33 +68,33 @@ def test_selection_ranks_units_and_fills_duplicates():
   ])
   # Units by max probability: 1 (input 2), 2 (input 4), 0 (input 2 again, dropped). The
   # fill is the unselected input most probable under any unit: 3 (0.15; input 0 has 0.10).
-  np.testing.assert_array_equal(concrete.selected_inputs(model), [2, 4, 3])
+  np.testing.assert_array_equal(concrete_selection.selected_inputs(model), [2, 4, 3])
 
 
 def test_selection_without_duplicates_is_the_argmaxes():
   model = with_probabilities([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1]])
-  np.testing.assert_array_equal(concrete.selected_inputs(model), [1, 0])
+  np.testing.assert_array_equal(concrete_selection.selected_inputs(model), [1, 0])
 
 
 def test_training_is_seeded_and_keeps_each_module_exact_gene():
   x = module_data()
-  first, again = (concrete.fit(x, 4, settings(), seed=3) for _ in range(2))
-  other = concrete.fit(x, 4, settings(), seed=4)
+  first, again = (concrete_selection.fit(x, 4, settings(), seed=3) for _ in range(2))
+  other = concrete_selection.fit(x, 4, settings(), seed=4)
   np.testing.assert_array_equal(first.selector.logits[...], again.selector.logits[...])
   assert not np.array_equal(first.selector.logits[...], other.selector.logits[...])
   # Annealed, every unit is nearly one-hot, and the units keep one gene per module, the
   # exact copy of its factor: any other choice reconstructs the module worse.
   for model in (first, other):
     assert np.asarray(model.selector.probabilities()).max(axis=1).min() > 0.9
-    assert set(concrete.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
+    assert set(concrete_selection.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
 
 
 def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch):
   """A fit that crashes at its second convergence check (epoch 20 of 100) resumes from the
   checkpoint of epoch 19 and ends with the logits of an uninterrupted fit, bit for bit."""
   x, config = module_data(), settings(epochs=100)
-  uninterrupted = concrete.fit(x, 4, config, seed=3)
-  max_probability, calls = concrete._max_probability, []
+  uninterrupted = concrete_selection.fit(x, 4, config, seed=3)
+  max_probability, calls = concrete_selection._max_probability, []
 
   def crash_at_second_check(*args):
     calls.append(args)
@@ -102,19 +102,19 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch)
       raise KeyboardInterrupt
     return max_probability(*args)
 
-  monkeypatch.setattr(concrete, '_max_probability', crash_at_second_check)
+  monkeypatch.setattr(concrete_selection, '_max_probability', crash_at_second_check)
   with pytest.raises(KeyboardInterrupt):
-    concrete.fit(x, 4, config, seed=3, workdir=str(tmp_path))
+    concrete_selection.fit(x, 4, config, seed=3, workdir=str(tmp_path))
   monkeypatch.undo()
-  resumed = concrete.fit(x, 4, config, seed=3, workdir=str(tmp_path))
+  resumed = concrete_selection.fit(x, 4, config, seed=3, workdir=str(tmp_path))
   np.testing.assert_array_equal(resumed.selector.logits[...], uninterrupted.selector.logits[...])
   scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
-  assert [step for step, _ in scalars[concrete.MAX_PROBABILITY]] == list(range(10, 101, 10))
+  assert [step for step, _ in scalars[concrete_selection.MAX_PROBABILITY]] == list(range(10, 101, 10))
 
 
 def test_bad_arguments():
   x = module_data()
   with pytest.raises(ValueError, match='k=0'):
-    concrete.fit(x, 0, settings())
+    concrete_selection.fit(x, 0, settings())
   with pytest.raises(ValueError, match='epochs'):
-    concrete.fit(x, 2, settings(epochs=0))
+    concrete_selection.fit(x, 2, settings(epochs=0))

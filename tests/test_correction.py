@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landmark import correction
 from landmark import errors
+from landmark.data import correction
 
 N_PROBES = 2000
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from configs import common
-from landmark import data
 from landmark import fileio
+from landmark.data import readers
 from landmark.errors import ConfigError
 
 STUDY_SIZES = {'bladderbatch': 57, 'GSE781': 17, 'chowdary': 104, 'nakayama': 105, 'borovecki': 31}
@@ -36,7 +36,7 @@ def test_17_real_studies_combine_on_their_shared_non_control_probes(real_compend
   assert compendium.shape == (580, 22215)
   assert compendium.meta['study'].value_counts().to_dict() == {**STUDY_SIZES, **MORE_STUDY_SIZES}
   assert tuple(compendium.meta['study'].unique()) == common.COMPENDIUM_STUDIES
-  probes = data.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))['probe']
+  probes = readers.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))['probe']
   assert set(compendium.features) == {p for p in probes if not p.startswith('AFFX')}
   # Each sample table labels its own folder's samples (GSE781's rows have no label).
   assert compendium.meta.loc['GSM71019', 'label'] == 'Normal'        # hgu133a/samples.tsv
@@ -48,14 +48,14 @@ def test_17_real_studies_combine_on_their_shared_non_control_probes(real_compend
 def test_sample_tables_are_a_tuple_and_list_each_sample_once(real_compendium, tmp_path):
   table = common.data_path('hgu133a', 'samples.tsv')
   with pytest.raises(ConfigError) as e:
-    data.attach_sample_table(real_compendium, table)
+    readers.attach_sample_table(real_compendium, table)
   assert e.value.where == 'config.data.samples_table' and f"write ('{table}',)" in str(e.value)
   again = tmp_path / 'again.tsv'
   again.write_text('sample\tlabel\nGSM71019\tTumor\n')
-  with pytest.raises(data.DataError) as e:
-    data.attach_sample_table(real_compendium, (table, str(again)))
+  with pytest.raises(readers.DataError) as e:
+    readers.attach_sample_table(real_compendium, (table, str(again)))
   assert str(e.value) == f"{table}, {again}: 1 samples are listed more than once, e.g. ['GSM71019']"
-  assert data.attach_sample_table(real_compendium, ()) is real_compendium
+  assert readers.attach_sample_table(real_compendium, ()) is real_compendium
 
 
 def test_real_study_scales_differ(real_compendium):
@@ -68,8 +68,8 @@ def test_real_study_scales_differ(real_compendium):
 def test_real_cmap_file_is_read_by_content():
   """CMap's A375 plate is GCT 1.3 text under a .gctx name: content decides the reader."""
   path = common.data_path('l1000', 'A375_plate_n377x978.gctx')
-  assert data.sniff_format(path) == 'gct'
-  plate = data.read_any(path)
+  assert readers.sniff_format(path) == 'gct'
+  plate = readers.read_any(path)
   assert plate.shape == (377, 978)
   assert abs(np.median(plate.values)) < 0.1     # robust z-scores, centred per probe
   assert np.isfinite(plate.values).all() and plate.values.std() > 0.5
@@ -79,28 +79,28 @@ def test_real_cmap_file_is_read_by_content():
 
 
 def test_real_plate_as_gctx_in_chunks(tmp_path):
-  plate = data.read_any(common.data_path('l1000', 'A375_plate_n377x978.gctx'))
+  plate = readers.read_any(common.data_path('l1000', 'A375_plate_n377x978.gctx'))
   path = str(tmp_path / 'plate.gctx')
-  data.write_gctx(path, plate, chunk_samples=64)
-  assert data.sniff_format(path) == 'gctx'
-  with data.GctxReader(path) as reader:
+  readers.write_gctx(path, plate, chunk_samples=64)
+  assert readers.sniff_format(path) == 'gctx'
+  with readers.GctxReader(path) as reader:
     chunks = np.concatenate([values for _, values in reader.iter_chunks(100)])
     assert reader.sample_meta().shape[1] == plate.meta.shape[1]
   np.testing.assert_array_equal(chunks, plate.values)
-  np.testing.assert_array_equal(data.read_any(path).samples, plate.samples)
+  np.testing.assert_array_equal(readers.read_any(path).samples, plate.samples)
 
 
 def test_gctx_round_trip_and_feature_subset(real_compendium, tmp_path):
   small = real_compendium.take_samples(np.arange(40)).take_features(np.arange(300))
   path = str(tmp_path / 'small.gctx')
-  data.write_gctx(path, small, chunk_samples=7)
-  back = data.read_gctx(path, study='x')
+  readers.write_gctx(path, small, chunk_samples=7)
+  back = readers.read_gctx(path, study='x')
   np.testing.assert_array_equal(back.values, small.values)
   np.testing.assert_array_equal(back.features, small.features)
   assert back.meta.loc[small.samples[0], 'label'] == small.meta['label'].iloc[0]
-  with data.GctxReader(path) as reader:
+  with readers.GctxReader(path) as reader:
     np.testing.assert_array_equal(reader.read(5, 17, [3, 1, 200]), small.values[5:17][:, [3, 1, 200]])
-  assert data.read_gctx(path, max_samples=9).shape == (9, 300)
+  assert readers.read_gctx(path, max_samples=9).shape == (9, 300)
 
 
 def _write_gct(path, frame, version, col_meta=None):
@@ -125,7 +125,7 @@ def test_gct(real_compendium, tmp_path, version):
   frame = pd.DataFrame(small.values.T, index=small.features, columns=small.samples)
   path = str(tmp_path / 'x.gct')
   _write_gct(path, frame, version, {'label': list(small.meta['label'].fillna('').astype(str))})
-  back = data.read_gct(path)
+  back = readers.read_gct(path)
   np.testing.assert_allclose(back.values, small.values, rtol=1e-6)
   np.testing.assert_array_equal(back.samples, small.samples)
   if version == '1.3':
@@ -136,10 +136,10 @@ def test_dgex_npy_layout(real_compendium, tmp_path):
   small = real_compendium.take_samples(np.arange(10)).take_features(np.arange(30))
   path = str(tmp_path / 'bgedv2_test.npy')
   np.save(path, small.values.T.astype(np.float64))
-  back = data.read_dgex_npy(path, small.features)
+  back = readers.read_dgex_npy(path, small.features)
   np.testing.assert_array_equal(back.values, small.values)
-  with pytest.raises(data.DataError, match='transposed'):
-    data.read_dgex_npy(path, small.features[:10])
+  with pytest.raises(readers.DataError, match='transposed'):
+    readers.read_dgex_npy(path, small.features[:10])
 
 
 @pytest.mark.parametrize('sparse', [False, True])
@@ -162,7 +162,7 @@ def test_h5ad(real_compendium, tmp_path, sparse):
       group = f.create_group(name)
       group.attrs['_index'] = '_index'
       group.create_dataset('_index', data=ids.astype('S'))
-  back = data.read_h5ad(path)
+  back = readers.read_h5ad(path)
   np.testing.assert_array_equal(back.values, values)
   np.testing.assert_array_equal(back.features, small.features)
 
@@ -174,34 +174,34 @@ def _one_line_error(excinfo, path):
 
 
 def test_bad_input_missing_and_empty(tmp_path):
-  with pytest.raises(data.DataError, match='not found') as e:
-    data.read_any(str(tmp_path / 'nope.tsv'))
+  with pytest.raises(readers.DataError, match='not found') as e:
+    readers.read_any(str(tmp_path / 'nope.tsv'))
   _one_line_error(e, tmp_path / 'nope.tsv')
   empty = tmp_path / 'empty.tsv'
   empty.write_text('')
-  with pytest.raises(data.DataError, match='empty') as e:
-    data.read_any(str(empty))
+  with pytest.raises(readers.DataError, match='empty') as e:
+    readers.read_any(str(empty))
   _one_line_error(e, empty)
   header_only = tmp_path / 'header.tsv'
   header_only.write_text('probe\tS1\tS2\n')
-  with pytest.raises(data.DataError, match='no data'):
-    data.read_any(str(header_only))
+  with pytest.raises(readers.DataError, match='no data'):
+    readers.read_any(str(header_only))
 
 
 def test_bad_input_non_numeric_and_duplicates(tmp_path):
   bad = tmp_path / 'bad.tsv'
   bad.write_text('probe\tS1\tS2\n1007_s_at\t1.0\t2.0\n1053_at\t3.0\toops\n')
-  with pytest.raises(data.DataError, match="non-numeric.*'1053_at'.*'S2'.*oops") as e:
-    data.read_any(str(bad))
+  with pytest.raises(readers.DataError, match="non-numeric.*'1053_at'.*'S2'.*oops") as e:
+    readers.read_any(str(bad))
   _one_line_error(e, bad)
   dup = tmp_path / 'dup.tsv'
   dup.write_text('probe\tS1\tS2\n1007_s_at\t1.0\t2.0\n1007_s_at\t3.0\t4.0\n')
-  with pytest.raises(data.DataError, match='duplicate feature'):
-    data.read_any(str(dup))
+  with pytest.raises(readers.DataError, match='duplicate feature'):
+    readers.read_any(str(dup))
   dup_samples = tmp_path / 'dups.csv'
   dup_samples.write_text('probe,S1,S1\n1007_s_at,1.0,2.0\n')
-  with pytest.raises(data.DataError, match='duplicate sample'):
-    data.read_any(str(dup_samples))
+  with pytest.raises(readers.DataError, match='duplicate sample'):
+    readers.read_any(str(dup_samples))
 
 
 def test_bad_input_transposed_and_unknown_ids(real_compendium, tmp_path):
@@ -210,21 +210,21 @@ def test_bad_input_transposed_and_unknown_ids(real_compendium, tmp_path):
   transposed = tmp_path / 'transposed.tsv.gz'
   with gzip.open(transposed, 'wt') as f:
     pd.DataFrame(small.values, index=small.samples, columns=small.features).to_csv(f, sep='\t')
-  with pytest.raises(data.DataError, match='transposed') as e:
-    data.check_orientation(data.read_any(str(transposed)), known)
+  with pytest.raises(readers.DataError, match='transposed') as e:
+    readers.check_orientation(readers.read_any(str(transposed)), known)
   _one_line_error(e, transposed)
   unknown = tmp_path / 'unknown.tsv'
   unknown.write_text('probe\tS1\nGENE_X\t1.0\nGENE_Y\t2.0\n')
-  with pytest.raises(data.DataError, match='known ID'):
-    data.check_orientation(data.read_any(str(unknown)), known)
+  with pytest.raises(readers.DataError, match='known ID'):
+    readers.check_orientation(readers.read_any(str(unknown)), known)
 
 
 def test_bad_input_studies_share_no_features(tmp_path):
   a, b = tmp_path / 'a.tsv', tmp_path / 'b.tsv'
   a.write_text('probe\tS1\n1007_s_at\t1.0\n')
   b.write_text('probe\tS2\n1053_at\t1.0\n')
-  with pytest.raises(data.DataError, match='share no features'):
-    data.combine([data.read_any(str(a)), data.read_any(str(b))])
+  with pytest.raises(readers.DataError, match='share no features'):
+    readers.combine([readers.read_any(str(a)), readers.read_any(str(b))])
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -262,24 +262,24 @@ def _flip_bytes(raw, start=5000, n=64):
 ])
 def test_corrupt_gzip_names_the_file(tmp_path, name, transform, problem):
   path = _real_study_copy(tmp_path, name, transform)
-  with pytest.raises(data.DataError, match=problem) as e:
-    data.read_any(str(path))
+  with pytest.raises(readers.DataError, match=problem) as e:
+    readers.read_any(str(path))
   _one_line_error(e, path)
 
 
 def test_binary_file_read_as_a_table_names_the_file(tmp_path):
   path = tmp_path / 'binary.tsv'
   path.write_bytes(b'probe\t' + np.random.default_rng(0).bytes(4096))
-  with pytest.raises(data.DataError, match='not UTF-8 text') as e:
-    data.read_any(str(path))
+  with pytest.raises(readers.DataError, match='not UTF-8 text') as e:
+    readers.read_any(str(path))
   _one_line_error(e, path)
 
 
 def test_malformed_gct_counts_line(tmp_path):
   path = tmp_path / 'x.gct'
   path.write_text('#1.3\n22283\tseventeen\n')
-  with pytest.raises(data.DataError, match='line 2 of a GCT 1.3 file needs 4 counts') as e:
-    data.read_any(str(path))
+  with pytest.raises(readers.DataError, match='line 2 of a GCT 1.3 file needs 4 counts') as e:
+    readers.read_any(str(path))
   _one_line_error(e, path)
 
 
@@ -288,29 +288,29 @@ def test_hdf5_without_gctx_matrix_is_a_gctx_problem(real_compendium, tmp_path):
   wrong_groups = tmp_path / 'wrong.gctx'
   with h5py.File(wrong_groups, 'w') as f:
     f.create_dataset('0/DATA/1/matrix', data=small.values)   # not where CMap puts it
-  with pytest.raises(data.DataError, match='no /0/DATA/0/matrix dataset') as e:
-    data.read_any(str(wrong_groups))
+  with pytest.raises(readers.DataError, match='no /0/DATA/0/matrix dataset') as e:
+    readers.read_any(str(wrong_groups))
   assert 'h5ad' not in _one_line_error(e, wrong_groups)
   no_ids = tmp_path / 'no_ids.gctx'
   with h5py.File(no_ids, 'w') as f:
-    f.create_dataset(data.GCTX_MATRIX, data=small.values)
-  with pytest.raises(data.DataError, match='no /0/META/ROW/id dataset') as e:
-    data.read_any(str(no_ids))
+    f.create_dataset(readers.GCTX_MATRIX, data=small.values)
+  with pytest.raises(readers.DataError, match='no /0/META/ROW/id dataset') as e:
+    readers.read_any(str(no_ids))
   _one_line_error(e, no_ids)
   neither = tmp_path / 'unknown.h5'
   with h5py.File(neither, 'w') as f:
     f.create_dataset('expression', data=small.values)
-  with pytest.raises(data.DataError, match=r"neither GCTX .* nor h5ad .*\['expression'\]") as e:
-    data.read_any(str(neither))
+  with pytest.raises(readers.DataError, match=r"neither GCTX .* nor h5ad .*\['expression'\]") as e:
+    readers.read_any(str(neither))
   _one_line_error(e, neither)
 
 
 def test_corrupt_hdf5_names_the_file(real_compendium, tmp_path):
   path = tmp_path / 'cut.gctx'
-  data.write_gctx(str(path), real_compendium.take_samples(np.arange(20)))
+  readers.write_gctx(str(path), real_compendium.take_samples(np.arange(20)))
   path.write_bytes(path.read_bytes()[:100_000])   # signature intact, the rest cut off
-  with pytest.raises(data.DataError) as e:
-    data.read_any(str(path))
+  with pytest.raises(readers.DataError) as e:
+    readers.read_any(str(path))
   _one_line_error(e, path)
 
 
@@ -343,13 +343,13 @@ def test_malformed_sparse_h5ad_names_the_file(real_compendium, tmp_path, break_i
   path = tmp_path / 'sparse.h5ad'
   small = real_compendium.take_samples(np.arange(8)).take_features(np.arange(20))
   _write_sparse_h5ad(path, small, break_it)
-  with pytest.raises(data.DataError, match=problem) as e:
-    data.read_any(str(path))
+  with pytest.raises(readers.DataError, match=problem) as e:
+    readers.read_any(str(path))
   _one_line_error(e, path)
 
 
 def test_each_sample_knows_its_file(real_compendium):
-  files = pd.Series(data.sample_files(real_compendium)).map(os.path.basename)
+  files = pd.Series(readers.sample_files(real_compendium)).map(os.path.basename)
   assert files.groupby(real_compendium.meta['study'].to_numpy()).unique().map(list).to_dict() == {
       study: [f'{study}.tsv.gz'] for study in STUDY_SIZES}
 
@@ -357,19 +357,19 @@ def test_each_sample_knows_its_file(real_compendium):
 def test_messages_show_plain_ids(tmp_path):
   unknown = tmp_path / 'unknown.tsv'
   unknown.write_text('probe\tS1\nGENE_X\t1.0\nGENE_Y\t2.0\n')
-  with pytest.raises(data.DataError, match=r"\['GENE_X', 'GENE_Y'\]") as e:
-    data.check_orientation(data.read_any(str(unknown)), ['1007_s_at'])
+  with pytest.raises(readers.DataError, match=r"\['GENE_X', 'GENE_Y'\]") as e:
+    readers.check_orientation(readers.read_any(str(unknown)), ['1007_s_at'])
   assert 'np.str_' not in _one_line_error(e, unknown)
 
 
 def test_binary_or_headerless_sample_table_names_the_file(real_compendium, tmp_path):
   binary = tmp_path / 'samples.tsv'
   binary.write_bytes(gzip.compress(b'sample\tstudy\n'))   # gzipped under a plain name
-  with pytest.raises(data.DataError, match='not UTF-8 text') as e:
-    data.attach_sample_table(real_compendium, (str(binary),))
+  with pytest.raises(readers.DataError, match='not UTF-8 text') as e:
+    readers.attach_sample_table(real_compendium, (str(binary),))
   _one_line_error(e, binary)
   no_sample = tmp_path / 'labels.tsv'
   no_sample.write_text('gsm\tlabel\nGSM71019\tNormal\n')
-  with pytest.raises(data.DataError, match="needs a 'sample' column") as e:
-    data.attach_sample_table(real_compendium, (str(no_sample),))
+  with pytest.raises(readers.DataError, match="needs a 'sample' column") as e:
+    readers.attach_sample_table(real_compendium, (str(no_sample),))
   _one_line_error(e, no_sample)

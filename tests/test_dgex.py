@@ -8,17 +8,18 @@ import pandas as pd
 import pytest
 
 from configs import common
-from landmark import checkpointing
-from landmark import dgex
-from landmark import metric_writing
-from landmark import sharding
+from landmark.inference import regression
+from landmark.models import dgex
+from landmark.training import checkpointing
 from landmark.training import core
+from landmark.training import metric_writing
+from landmark.training import sharding
 
 
 def fit_dgex(*args, **kwargs):
-  """dgex.fit_dgex on one device, whatever the machine has: these batch sizes (10, 50) need not
+  """regression.fit_dgex on one device, whatever the machine has: these batch sizes (10, 50) need not
   split over more, and more give the same fit (test_sharding.py, test_multihost.py)."""
-  return dgex.fit_dgex(*args, mesh=sharding.device_mesh(1), **kwargs)
+  return regression.fit_dgex(*args, mesh=sharding.device_mesh(1), **kwargs)
 
 
 def small_config(**overrides):
@@ -50,7 +51,7 @@ def assert_trees_equal(a, b):
 def test_standardizer_round_trip():
   rng = np.random.default_rng(0)
   values = rng.normal(5.0, [0.0, 1.0, 3.0], size=(50, 3))
-  scaler = dgex.Standardizer.fit(values, epsilon=1e-3)
+  scaler = regression.Standardizer.fit(values, epsilon=1e-3)
   z = scaler.transform(values)
   np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
   np.testing.assert_allclose(z.std(axis=0), values.std(axis=0) / (values.std(axis=0) + 1e-3))
@@ -63,7 +64,7 @@ def test_linear_equals_lstsq_with_intercept(dtype, rtol):
   x = rng.normal(size=(80, 6))
   y = x @ rng.normal(size=(6, 4)) + 3.0 + rng.normal(size=(80, 4))
   with jax.enable_x64(dtype == np.float64):
-    model = dgex.fit_linear(x.astype(dtype), y.astype(dtype))
+    model = regression.fit_linear(x.astype(dtype), y.astype(dtype))
     assert model.weights.dtype == dtype
     predictions = model.predict(x.astype(dtype))
   design = np.column_stack([x, np.ones(len(x))])
@@ -77,7 +78,7 @@ def test_linear_is_minimum_norm_with_more_landmarks_than_samples():
   rng = np.random.default_rng(3)
   x, y = rng.normal(size=(20, 50)), rng.normal(size=(20, 3))
   with jax.enable_x64(True):
-    model = dgex.fit_linear(x, y)
+    model = regression.fit_linear(x, y)
   centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
   np.testing.assert_allclose(model.weights, np.linalg.pinv(centred_x) @ centred_y, rtol=1e-8,
                              atol=1e-12)
@@ -89,13 +90,13 @@ def test_ridge_equals_closed_form():
   y = rng.normal(size=(30, 3))
   ridge = 5.0
   with jax.enable_x64(True):
-    model = dgex.fit_linear(x, y, ridge=ridge)
+    model = regression.fit_linear(x, y, ridge=ridge)
   centred_x, centred_y = x - x.mean(axis=0), y - y.mean(axis=0)
   weights = np.linalg.solve(centred_x.T @ centred_x + ridge * np.eye(8), centred_x.T @ centred_y)
   np.testing.assert_allclose(model.weights, weights, rtol=1e-10)
   np.testing.assert_allclose(model.intercept, y.mean(axis=0) - x.mean(axis=0) @ weights,
                              rtol=1e-10)
-  unregularised = dgex.fit_linear(x, y)
+  unregularised = regression.fit_linear(x, y)
   assert np.linalg.norm(model.weights) < np.linalg.norm(unregularised.weights)
 
 
@@ -108,9 +109,9 @@ def test_ridge_picks_the_penalty_with_the_lowest_validation_error():
   x_train, y_train, x_val, y_val = x[:30], y[:30], x[30:], y[30:]
   grid = (0.0, 0.01, 1.0, 100.0)
   with jax.enable_x64(True):
-    chosen = dgex.fit_ridge(x_train, y_train, x_val, y_val, grid)
+    chosen = regression.fit_ridge(x_train, y_train, x_val, y_val, grid)
     scale = np.mean(np.linalg.svd(x_train - x_train.mean(axis=0), compute_uv=False) ** 2)
-    candidates = [dgex.fit_linear(x_train, y_train, ridge=p * scale) for p in grid]
+    candidates = [regression.fit_linear(x_train, y_train, ridge=p * scale) for p in grid]
   errors = [np.mean(np.abs(m.predict(x_val) - y_val)) for m in candidates]
   best = candidates[int(np.argmin(errors))]
   np.testing.assert_allclose(chosen.weights, best.weights, rtol=1e-8, atol=1e-10)
@@ -122,13 +123,13 @@ def test_knn_equals_brute_force():
   rng = np.random.default_rng(2)
   x_train, y_train = rng.normal(size=(40, 5)), rng.normal(size=(40, 3))
   queries = rng.normal(size=(17, 5))
-  model = dgex.fit_knn(x_train.astype(np.float32), y_train.astype(np.float32), k=4)
+  model = regression.fit_knn(x_train.astype(np.float32), y_train.astype(np.float32), k=4)
   model.block_size = 5                        # several blocks, the last one padded
   distances = np.linalg.norm(queries[:, None, :] - x_train[None], axis=-1)
   nearest = np.argsort(distances, axis=1)[:, :4]
   np.testing.assert_allclose(model.predict(queries), y_train[nearest].mean(axis=1), rtol=1e-5)
   with pytest.raises(ValueError, match='k <= 40'):
-    dgex.fit_knn(x_train, y_train, k=41)
+    regression.fit_knn(x_train, y_train, k=41)
 
 
 def test_initial_weight_ranges():
@@ -154,7 +155,7 @@ def test_dgex_beats_linear_on_planted_nonlinear_map():
                         dropout=0.0, lr_floor=1e-5)
   model = fit_dgex(config, x[train], y[train], x[val], y[val])
   dgex_mae = np.abs(model.predict(x[test]) - y[test]).mean()
-  linear_mae = np.abs(dgex.fit_linear(x[train], y[train]).predict(x[test]) - y[test]).mean()
+  linear_mae = np.abs(regression.fit_linear(x[train], y[train]).predict(x[test]) - y[test]).mean()
   assert dgex_mae < 0.5 * linear_mae
 
 
@@ -195,11 +196,11 @@ def test_bfloat16_fit_follows_float32_fit():
 
 
 def test_next_learning_rate_rule():
-  assert dgex.next_learning_rate(1e-3, 0.5, 0.4, 0.9, 1e-5) == pytest.approx(9e-4)
-  assert dgex.next_learning_rate(1e-3, 0.4, 0.5, 0.9, 1e-5) == 1e-3
-  assert dgex.next_learning_rate(1e-3, 0.4, 0.4, 0.9, 1e-5) == 1e-3   # equal is no rise
-  assert dgex.next_learning_rate(1e-3, 0.4, np.inf, 0.9, 1e-5) == 1e-3  # first epoch
-  assert dgex.next_learning_rate(1.05e-5, 0.5, 0.4, 0.9, 1e-5) == 1e-5
+  assert regression.next_learning_rate(1e-3, 0.5, 0.4, 0.9, 1e-5) == pytest.approx(9e-4)
+  assert regression.next_learning_rate(1e-3, 0.4, 0.5, 0.9, 1e-5) == 1e-3
+  assert regression.next_learning_rate(1e-3, 0.4, 0.4, 0.9, 1e-5) == 1e-3   # equal is no rise
+  assert regression.next_learning_rate(1e-3, 0.4, np.inf, 0.9, 1e-5) == 1e-3  # first epoch
+  assert regression.next_learning_rate(1.05e-5, 0.5, 0.4, 0.9, 1e-5) == 1e-5
 
 
 def test_fit_history_follows_decay_rule(noisy_fit):
@@ -229,7 +230,7 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, 
   uninterrupted one; its TensorBoard curves hold each epoch once."""
   config = small_config(epochs=12)
   uninterrupted = fit_dgex(config, *noisy_data, seed=5)
-  mean_abs_error, calls = dgex._mean_abs_error, []
+  mean_abs_error, calls = regression._mean_abs_error, []
 
   def crash_in_epoch_6(*args):
     calls.append(args)
@@ -237,7 +238,7 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, 
       raise KeyboardInterrupt
     return mean_abs_error(*args)
 
-  monkeypatch.setattr(dgex, '_mean_abs_error', crash_in_epoch_6)
+  monkeypatch.setattr(regression, '_mean_abs_error', crash_in_epoch_6)
   with pytest.raises(KeyboardInterrupt):
     fit_dgex(config, *noisy_data, seed=5, workdir=str(tmp_path))
   monkeypatch.undo()
@@ -249,9 +250,9 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, 
   assert resumed.best_epoch == uninterrupted.best_epoch
   assert_trees_equal(resumed.history, uninterrupted.history)
   scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
-  assert {dgex.TRAIN_MAE, dgex.VAL_MAE, core.TRAIN_LOSS, core.LEARNING_RATE} <= set(scalars)
-  assert [step for step, _ in scalars[dgex.VAL_MAE]] == list(range(1, 13))
-  np.testing.assert_allclose([value for _, value in scalars[dgex.VAL_MAE]],
+  assert {regression.TRAIN_MAE, regression.VAL_MAE, core.TRAIN_LOSS, core.LEARNING_RATE} <= set(scalars)
+  assert [step for step, _ in scalars[regression.VAL_MAE]] == list(range(1, 13))
+  np.testing.assert_allclose([value for _, value in scalars[regression.VAL_MAE]],
                              uninterrupted.history['val_mae'], rtol=1e-6)
 
 
@@ -270,18 +271,18 @@ def test_real_smoke_run(real_config):
   config.dgex.update(hidden=(64,), epochs=3)
   config.evaluate.knn_neighbors = 3
   for kind in ('linear', 'knn', 'dgex'):
-    model = dgex.fit_inference_model(kind, config, x[:12], y[:12], x[12:], y[12:])
+    model = regression.fit_inference_model(kind, config, x[:12], y[:12], x[12:], y[12:])
     predictions = model.predict(x[12:])
     assert predictions.shape == (5, 200) and np.isfinite(predictions).all()
     assert 0 < predictions.mean() < 16                               # log2 units
   with pytest.raises(ValueError, match='Unknown inference model'):
-    dgex.fit_inference_model('svm', config, x[:12], y[:12], x[12:], y[12:])
+    regression.fit_inference_model('svm', config, x[:12], y[:12], x[12:], y[12:])
 
 
 def test_refitting_the_same_shapes_compiles_nothing(noisy_data):
   """One compiled epoch and one compiled MAE serve every fit of the same shapes, and the
   learning-rate rule (a new injected value between epochs) does not recompile within a fit."""
-  compiled = (core.scanned_epoch(), dgex._mean_abs_error)
+  compiled = (core.scanned_epoch(), regression._mean_abs_error)
   before = [f._cache_size() for f in compiled]
   fit_dgex(small_config(epochs=3), *noisy_data, seed=0)
   after_first = [f._cache_size() for f in compiled]

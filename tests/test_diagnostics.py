@@ -7,12 +7,11 @@ import pytest
 from scipy import stats
 from sklearn import decomposition
 
-from landmark import correction
-from landmark import data
-from landmark import diagnostics
-from landmark import evaluate
-from landmark import preprocess
-
+from landmark.data import correction
+from landmark.data import preprocess
+from landmark.data import readers
+from landmark.evaluation import diagnostics
+from landmark.evaluation import evaluate
 EPITHELIAL = ['CDH1', 'EPCAM', 'KRT7']
 
 
@@ -109,7 +108,7 @@ def test_ae_vs_baselines_compares_with_pca_of_its_width(ae_pcc, ae_mae, reaches)
 @pytest.fixture(scope='module')
 def real_genes(real_normalised, real_config):
   """Gene-level values (log2, quantile-normalised) of the epithelial markers and ~280 genes."""
-  annotation = data.read_probe_annotation(real_config.data.annotation)
+  annotation = readers.read_probe_annotation(real_config.data.annotation)
   symbols = annotation.set_index('probe')['symbol'].reindex(real_normalised.features).to_numpy()
   rng = np.random.default_rng(0)
   keep = np.isin(symbols, EPITHELIAL) | np.isin(np.arange(len(symbols)),
@@ -141,7 +140,7 @@ def test_real_epithelial_markers_are_mostly_study(real_genes):
 def test_eta_squared_is_measured_before_study_correction(real_normalised, real_config, tmp_path,
                                                          kind):
   """uncorrected_genes undoes the saved correction: eta^2 is the raw data's, not ~0."""
-  annotation = data.read_probe_annotation(real_config.data.annotation)
+  annotation = readers.read_probe_annotation(real_config.data.annotation)
   probes = real_normalised.take_features(np.arange(0, real_normalised.shape[1], 100))
   studies = probes.meta['study'].to_numpy()
   fitted = correction.StudyCorrection(kind).fit(probes.values, studies)

@@ -6,8 +6,7 @@ import pytest
 from scipy import stats
 
 from configs import common
-from landmark import evaluate
-
+from landmark.evaluation import evaluate
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 

@@ -10,15 +10,14 @@ import pandas as pd
 import pytest
 
 from configs import test as test_config
-from landmark import data
-from landmark import dgex
 from landmark import errors
-from landmark import evaluate
-from landmark import inference
-from landmark import panels as panels_lib
 from landmark import pipeline
-from landmark import preprocess
-
+from landmark.data import preprocess
+from landmark.data import readers
+from landmark.evaluation import evaluate
+from landmark.evaluation import panels as panels_lib
+from landmark.inference import regression
+from landmark.inference import saved_models
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny run of tests/test_pipeline.py with one seed and no random panels (only the
 # named panels' models matter here), 240 profiles (24 in the test split) and a D-GEX that
@@ -52,8 +51,8 @@ def workdir(tmp_path_factory):
 def held_out():
   """The run's gene-level test split, rebuilt as the run built it."""
   config = _config()
-  splits = preprocess.prepare(data.load_compendium(config.data), config, config.seed)
-  annotation = data.read_probe_annotation(config.data.annotation)
+  splits = preprocess.prepare(readers.load_compendium(config.data), config, config.seed)
+  annotation = readers.read_probe_annotation(config.data.annotation)
   return panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
 
 
@@ -83,24 +82,24 @@ def test_a_reloaded_model_predicts_exactly_what_it_did(kind, real_slice, tmp_pat
   train, test = real_slice
   x, y = slice(0, 40), slice(40, 240)
   config = test_config.get_config()
-  model = dgex.fit_inference_model(kind, config, train[:, x], train[:, y], test[:, x],
+  model = regression.fit_inference_model(kind, config, train[:, x], train[:, y], test[:, x],
                                    test[:, y])
   names = [f'g{j}' for j in range(240)]
   genes = pd.DataFrame({'entrez': '', 'ensembl': '', 'probes': ''},
                        index=pd.Index(names, name='symbol'))
   accuracy = evaluate.gene_metrics(test[:, y], model.predict(test[:, x]), names[y], np.zeros(12))
-  inference.save_model(str(tmp_path / kind), model, kind=kind, panel='p', config=config,
+  saved_models.save_model(str(tmp_path / kind), model, kind=kind, panel='p', config=config,
                        genes=genes, accuracy=accuracy, train_x=train[:, x], train_y=train[:, y],
                        test_x=test[:, x], test_y=test[:, y], identity='id',
                        quantile_reference='')
-  saved = inference.load_model(str(tmp_path / kind))
+  saved = saved_models.load_model(str(tmp_path / kind))
   np.testing.assert_array_equal(saved.predict(test[:, x]), np.asarray(model.predict(test[:, x])))
   assert list(saved.targets.index) == names[y]
 
 
 @pytest.mark.parametrize('kind', ['linear', 'dgex'])
 def test_saved_models_reproduce_their_held_out_accuracy(workdir, held_out, kind):
-  saved = inference.load_model(os.path.join(workdir, 'models', f'l1000_{kind}'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', f'l1000_{kind}'))
   x, y = held_out.columns(saved.landmarks.index), held_out.columns(saved.targets.index)
   metrics = evaluate.gene_metrics(held_out.test[:, y], saved.predict(held_out.test[:, x]),
                                   saved.targets.index, held_out.test_studies, permutation=False)
@@ -124,7 +123,7 @@ def test_infer_on_the_test_split_reproduces_the_held_out_accuracy(workdir, held_
   other ways to place landmarks on the training scale miss by far more (interpolating the
   whole-array reference doubles the MAE), as does a wrong gene order.
   """
-  saved = inference.load_model(os.path.join(workdir, 'models', f'l1000_{kind}'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', f'l1000_{kind}'))
   path = _landmark_file(tmp_path / 'landmarks.tsv', held_out, saved)
   before = _contents(workdir)
   result = subprocess.run(
@@ -135,7 +134,7 @@ def test_infer_on_the_test_split_reproduces_the_held_out_accuracy(workdir, held_
   assert 'Found 100 of the 100 landmark genes' in result.stderr
   assert _contents(workdir) == before
   output = os.path.join(workdir, 'infer', f'l1000_{kind}')
-  profiles = data.read_any(os.path.join(output, 'profiles.gctx'))
+  profiles = readers.read_any(os.path.join(output, 'profiles.gctx'))
   inferred = profiles.select_features(saved.targets.index).values
   metrics = evaluate.gene_metrics(held_out.test[:, held_out.columns(saved.targets.index)],
                                   inferred, saved.targets.index, held_out.test_studies,
@@ -160,7 +159,7 @@ def _infer(workdir, tmp_path, **infer):
 
 
 def test_input_ids_are_found_as_probes_symbols_entrez_or_ensembl(workdir, held_out, tmp_path):
-  saved = inference.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
   values = held_out.test[:, held_out.columns(saved.landmarks.index)]
   samples = [f'S{i}' for i in range(len(values))]
   outputs = {}
@@ -180,17 +179,17 @@ def test_a_gene_is_the_mean_of_its_probes_or_else_found_by_its_l1000_probe():
   landmarks = pd.DataFrame({'entrez': ['1', '2'], 'ensembl': ['E1', 'E2'],
                             'probes': ['p1,p2', 'p3'], 'l1000_probe': ['p2', 'p9']},
                            index=pd.Index(['A', 'B'], name='symbol'))
-  measured = data.Compendium([[1.0, 3.0, 5.0, 7.0]], ['p1', 'p2', 'p9', 'other'], ['S'],
+  measured = readers.Compendium([[1.0, 3.0, 5.0, 7.0]], ['p1', 'p2', 'p9', 'other'], ['S'],
                              pd.DataFrame(index=['S']))
-  values, feature_type = inference.landmark_columns(measured, landmarks)
+  values, feature_type = saved_models.landmark_columns(measured, landmarks)
   assert feature_type == 'probe'
   np.testing.assert_array_equal(values, [[2.0, 5.0]])
-  values, _ = inference.landmark_columns(measured.take_features([0, 3]), landmarks)
+  values, _ = saved_models.landmark_columns(measured.take_features([0, 3]), landmarks)
   np.testing.assert_array_equal(values, [[1.0, np.nan]])
 
 
 def test_linear_units_are_converted_or_refused(workdir, held_out, tmp_path):
-  saved = inference.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
   log2 = _landmark_file(tmp_path / 'log2.tsv', held_out, saved)
   linear = _landmark_file(tmp_path / 'linear.tsv', held_out, saved, transform=np.exp2)
   with pytest.raises(errors.DataError, match=r"linear.tsv: values reach .*: linear, not log2"):
@@ -199,7 +198,7 @@ def test_linear_units_are_converted_or_refused(workdir, held_out, tmp_path):
   summaries = [_infer(workdir, tmp_path / name, input=path, model='linear')
                for name, path in (('log2', log2), ('linear', linear))]
   assert [s['input_scale']['used'] for s in summaries] == ['log2', 'linear']
-  profiles = [data.read_any(str(tmp_path / name / 'out' / 'profiles.gctx')).values
+  profiles = [readers.read_any(str(tmp_path / name / 'out' / 'profiles.gctx')).values
               for name in ('log2', 'linear')]
   np.testing.assert_allclose(profiles[0], profiles[1], rtol=1e-6)
 
@@ -214,7 +213,7 @@ def test_linear_units_are_converted_or_refused(workdir, held_out, tmp_path):
 ])
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(workdir, held_out, tmp_path,
                                                              problem, message):
-  saved = inference.load_model(os.path.join(workdir, 'models', 'l1000_dgex'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', 'l1000_dgex'))
   symbols = list(saved.landmarks.index)
   values = held_out.test[:, held_out.columns(symbols)]
   samples = [f'S{i}' for i in range(len(values))]
@@ -249,20 +248,20 @@ def test_a_missing_model_names_the_saved_ones(workdir, tmp_path):
 
 
 def test_centring_moves_each_batch_to_the_training_mean(workdir, held_out):
-  saved = inference.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
+  saved = saved_models.load_model(os.path.join(workdir, 'models', 'l1000_linear'))
   preprocessing = {**saved.manifest['preprocess'], 'study_correction': 'center'}
   centred = dataclasses.replace(saved, manifest={**saved.manifest, 'preprocess': preprocessing})
   symbols = saved.landmarks.index
   values = held_out.test[:, held_out.columns(symbols)]
   batches = np.array(['a', 'b'] * (len(values) // 2))
-  measured = data.Compendium(values, symbols, [f'S{i}' for i in range(len(values))],
+  measured = readers.Compendium(values, symbols, [f'S{i}' for i in range(len(values))],
                              pd.DataFrame({'plate': batches, 'well': np.arange(len(values))}),
                              source='input.tsv')
   config = _config(batch_column='plate')
-  x, report, _ = inference.map_input(measured, centred, config.infer)
+  x, report, _ = saved_models.map_input(measured, centred, config.infer)
   for batch in ('a', 'b'):
     np.testing.assert_allclose(x[batches == batch].mean(axis=0),
                                saved.reference['landmark_mean'], atol=1e-4)
   assert report['study_correction']['batches'] == {'a': len(values) // 2, 'b': len(values) // 2}
   with pytest.raises(errors.DataError, match="input.tsv: batch '0' has 1 sample"):
-    inference.map_input(measured, centred, _config(batch_column='well').infer)
+    saved_models.map_input(measured, centred, _config(batch_column='well').infer)

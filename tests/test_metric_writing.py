@@ -9,9 +9,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from tensorboard.backend.event_processing import event_accumulator
 
-from landmark import metric_writing
-
-
+from landmark.training import metric_writing
 def test_scalars_round_trip(tmp_path):
   with metric_writing.MetricWriter(tmp_path) as writer:
     for step in range(1, 4):

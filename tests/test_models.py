@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from landmark import models
-from landmark import sharding
-from landmark import train
+from landmark.data import scalers
+from landmark.models import autoencoder
 from landmark.training import core
+from landmark.training import sharding
+from landmark.training import train
 
 
 def _model(n_inputs=40, hidden=(16,), bottleneck=4, dropout=0.5, seed=0):
-  return models.AutoEncoder(n_inputs, hidden, bottleneck, dropout=dropout,
+  return autoencoder.AutoEncoder(n_inputs, hidden, bottleneck, dropout=dropout,
                             rngs=nnx.Rngs(seed))
 
 
@@ -57,7 +58,7 @@ def test_linear_output_keeps_the_encoder_and_drops_only_the_last_sigmoid():
   np.testing.assert_array_equal(np.asarray(linear.encode(x)), np.asarray(sigmoid.encode(x)))
   np.testing.assert_allclose(_sigmoid(np.asarray(linear(x), np.float64)),
                              np.asarray(sigmoid(x)), rtol=0, atol=1e-6)
-  built = models.AutoEncoder(40, (16,), 4, output_activation='linear', rngs=nnx.Rngs(0))
+  built = autoencoder.AutoEncoder(40, (16,), 4, output_activation='linear', rngs=nnx.Rngs(0))
   assert built.output_activation == 'linear'
 
 
@@ -165,7 +166,7 @@ def _train_values():
 
 def test_scaler_maps_training_range_to_unit_interval():
   x = _train_values()
-  scaled = models.MinMaxScaler().fit(x).transform(x)
+  scaled = scalers.MinMaxScaler().fit(x).transform(x)
   varying = [0, 1, 3, 4]
   np.testing.assert_allclose(scaled[:, varying].min(axis=0), 0.0, atol=1e-6)
   np.testing.assert_allclose(scaled[:, varying].max(axis=0), 1.0, atol=1e-6)
@@ -175,7 +176,7 @@ def test_scaler_maps_training_range_to_unit_interval():
 
 def test_scaler_round_trip_and_constant_gene():
   x = _train_values()
-  scaler = models.MinMaxScaler().fit(x)
+  scaler = scalers.MinMaxScaler().fit(x)
   held_out = np.random.default_rng(1).normal(8.0, 3.0, size=(7, 5)).astype(np.float32)
   for values in (x, held_out):
     scaled = scaler.transform(values)
@@ -186,9 +187,9 @@ def test_scaler_round_trip_and_constant_gene():
 
 def test_scaler_save_load(tmp_path):
   x = _train_values()
-  scaler = models.MinMaxScaler().fit(x)
+  scaler = scalers.MinMaxScaler().fit(x)
   scaler.save(tmp_path / 'scaler.npz')
-  loaded = models.MinMaxScaler.load(tmp_path / 'scaler.npz')
+  loaded = scalers.MinMaxScaler.load(tmp_path / 'scaler.npz')
   np.testing.assert_array_equal(loaded.minimum, scaler.minimum)
   np.testing.assert_array_equal(loaded.span, scaler.span)
   np.testing.assert_array_equal(loaded.transform(x), scaler.transform(x))
@@ -196,7 +197,7 @@ def test_scaler_save_load(tmp_path):
 
 def test_standard_scaler_standardises_the_training_split_and_round_trips():
   x = _train_values()
-  scaler = models.StandardScaler().fit(x)
+  scaler = scalers.StandardScaler().fit(x)
   scaled = scaler.transform(x)
   varying = [0, 1, 3, 4]
   np.testing.assert_allclose(scaled[:, varying].mean(axis=0), 0.0, atol=1e-5)
@@ -211,10 +212,10 @@ def test_standard_scaler_standardises_the_training_split_and_round_trips():
 
 def test_standard_scaler_save_load(tmp_path):
   x = _train_values()
-  scaler = models.StandardScaler().fit(x)
+  scaler = scalers.StandardScaler().fit(x)
   scaler.save(tmp_path / 'scaler.npz')
   with np.load(tmp_path / 'scaler.npz') as saved:
     assert sorted(saved.files) == ['mean', 'std']
-  loaded = models.StandardScaler.load(tmp_path / 'scaler.npz')
+  loaded = scalers.StandardScaler.load(tmp_path / 'scaler.npz')
   np.testing.assert_array_equal(loaded.mean, scaler.mean)
   np.testing.assert_array_equal(loaded.transform(x), scaler.transform(x))

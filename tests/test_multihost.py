@@ -39,12 +39,12 @@ import pandas as pd
 
 from configs import test as test_config
 from configs import common
-from landmark import checkpointing
-from landmark import deeplift
-from landmark import dgex
-from landmark import sharding
-from landmark import train
+from landmark.attribution import deeplift
+from landmark.inference import regression
+from landmark.training import checkpointing
 from landmark.training import core
+from landmark.training import sharding
+from landmark.training import train
 
 workdir, output, coordinator, process_id = sys.argv[1:]
 process_id = int(process_id)
@@ -83,7 +83,7 @@ config.dgex.hidden = (16,)
 config.dgex.optimizer = 'adam'
 config.dgex.batch_size = 16
 for _ in range(2):   # the second restores the final checkpoint of the first
-  fit = dgex.fit_dgex(config.dgex, train_x[:, :16], train_x[:, 16:], eval_x[:, :16],
+  fit = regression.fit_dgex(config.dgex, train_x[:, :16], train_x[:, 16:], eval_x[:, :16],
                       eval_x[:, 16:], seed=1, workdir=os.path.join(workdir, 'dgex'), mesh=mesh)
 
 np.savez(output, loss=history[core.TRAIN_LOSS], eval_mae=history[train.EVAL_MAE],

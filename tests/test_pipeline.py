@@ -13,13 +13,13 @@ import pytest
 
 from configs import test as test_config
 import landmark
-from landmark import data
-from landmark import deeplift
 from landmark import errors
-from landmark import evaluate
-from landmark import metric_writing
 from landmark import pipeline
 from landmark import sweep
+from landmark.attribution import deeplift
+from landmark.data import readers
+from landmark.evaluation import evaluate
+from landmark.training import metric_writing
 
 SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json',
               'landmarks.tsv', 'l1000_overlap.json', 'deeplift/encoder.npz', 'deeplift/sample.npz')
@@ -171,7 +171,7 @@ def test_failed_run_keeps_earlier_results(workdir, tmp_path):
   config.data.samples_table = ()
   with pytest.raises(errors.RunIdentityError, match='its data results were made under another'):
     pipeline.run(config, workdir)
-  with pytest.raises(data.DataError, match='broken.tsv: 1 NaN/inf'):
+  with pytest.raises(readers.DataError, match='broken.tsv: 1 NaN/inf'):
     pipeline.run(config, workdir, overwrite=True)
   assert _contents(workdir) == before
 

@@ -10,9 +10,9 @@ import pytest
 
 from configs import common
 from configs import compendium
-from landmark import correction as correction_lib
-from landmark import data
-from landmark import preprocess
+from landmark.data import correction as correction_lib
+from landmark.data import preprocess
+from landmark.data import readers
 from landmark.errors import ConfigError
 
 
@@ -111,14 +111,14 @@ def test_nan_values_error_names_the_file_of_the_cell(real_compendium):
   values = small.values.copy()
   values[4, 7], values[5, 7] = np.nan, np.inf                 # chowdary
   broken = dataclasses.replace(small, values=values)
-  with pytest.raises(data.DataError) as e:
+  with pytest.raises(readers.DataError) as e:
     preprocess.handle_missing(broken)
   assert str(e.value) == (
       f"{_file_of('chowdary')}: 2 NaN/inf values in 2 samples x 1 features, first at sample "
       f"'{small.samples[4]}', feature '{small.features[7]}' (set preprocess.nan_policy='impute' "
       'to fill)')
   values[1, 2] = np.nan                                       # and one in GSE781
-  with pytest.raises(data.DataError, match=re.escape(
+  with pytest.raises(readers.DataError, match=re.escape(
       f"{_file_of('GSE781')}: 1 NaN/inf values in 1 samples x 1 features, first at sample "
       f"'{small.samples[1]}', feature '{small.features[2]}'; 2 more in {_file_of('chowdary')}")):
     preprocess.handle_missing(dataclasses.replace(small, values=values))
@@ -130,7 +130,7 @@ def test_negative_values_in_a_linear_study_name_its_file(real_compendium):
   small = _two_files(real_compendium)
   values = small.values.copy()
   values[5, 3] = -4.0                                         # chowdary: MAS5, linear
-  with pytest.raises(data.DataError) as e:
+  with pytest.raises(readers.DataError) as e:
     preprocess.to_log2(dataclasses.replace(small, values=values))
   message = str(e.value)
   assert message.startswith(f"{_file_of('chowdary')}: 1 negative values in 1 samples x 1 "
@@ -155,8 +155,8 @@ def _config(**preprocess):
 
 
 def test_constant_samples_are_refused(study_with_blank_array, tmp_path):
-  compendium = data.read_any(study_with_blank_array)
-  with pytest.raises(data.DataError) as e:
+  compendium = readers.read_any(study_with_blank_array)
+  with pytest.raises(readers.DataError) as e:
     preprocess.prepare(compendium, _config(), seed=0, workdir=str(tmp_path))
   assert str(e.value) == (
       f"{study_with_blank_array}: 1 samples have all their values equal (e.g. ['GSM_BLANK'], "
@@ -166,7 +166,7 @@ def test_constant_samples_are_refused(study_with_blank_array, tmp_path):
 
 
 def test_constant_samples_are_dropped(study_with_blank_array, caplog):
-  compendium = data.read_any(study_with_blank_array)
+  compendium = readers.read_any(study_with_blank_array)
   splits = preprocess.prepare(compendium, _config(constant_samples='drop'), seed=0)
   sample_ids = np.concatenate([c.samples for _, c in splits.items()])
   assert len(sample_ids) == 17 and 'GSM_BLANK' not in sample_ids
@@ -221,13 +221,13 @@ def test_failed_checks_leave_no_quantile_reference(real_compendium, tmp_path, sp
 def test_gene_list_that_matches_nothing(real_compendium, tmp_path):
   gene_list = tmp_path / 'genes.tsv'
   gene_list.write_text('symbol\nNOT_A_GENE\nALSO_NOT\n')
-  with pytest.raises(data.DataError, match='genes.tsv: none of its 2 IDs'):
+  with pytest.raises(readers.DataError, match='genes.tsv: none of its 2 IDs'):
     preprocess.restrict_features(real_compendium, preprocess.read_id_list(str(gene_list)),
                                  str(gene_list))
 
 
 def test_collapse_to_genes_is_mean_of_probes(real_compendium):
-  annotation = data.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))
+  annotation = readers.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))
   genes = preprocess.collapse_to_genes(real_compendium, annotation)
   probes = annotation['probe'][annotation['symbol'] == 'DDR1']
   columns = np.isin(real_compendium.features, probes)

@@ -8,9 +8,8 @@ import pytest
 from scipy import stats
 
 from configs.common import data_path
-from landmark import data
-from landmark import ranking
-
+from landmark.attribution import ranking
+from landmark.data import readers
 GPL96 = data_path('annotation', 'gpl96_probes.tsv')
 L1000 = data_path('annotation', 'l1000_landmarks.tsv')
 HEADER = 'probe\tgenbank\tsymbol\tentrez\ttitle\n'
@@ -27,12 +26,12 @@ def small_annotation(tmp_path):
       ('p5', 'X5', 'D', '4', 'gene d'),
       ('p6', 'X6', 'E', '5', 'gene e'),
   ]))
-  return data.read_probe_annotation(path)
+  return readers.read_probe_annotation(path)
 
 
 @pytest.fixture(scope='module')
 def gpl96():
-  return data.read_probe_annotation(GPL96)
+  return readers.read_probe_annotation(GPL96)
 
 
 def test_gene_score_is_max_over_probes_and_multi_gene_probes_count_for_each(small_annotation):
@@ -81,13 +80,13 @@ def test_errors_name_the_file(tmp_path, small_annotation):
   with pytest.raises(ValueError, match='probes.tsv.*none of the 2 feature IDs'):
     ranking.rank_genes([1.0, 2.0], ['nope_at', 'other_at'], small_annotation)
   with pytest.raises(ValueError, match='missing.tsv.*not found'):
-    data.read_probe_annotation(tmp_path / 'missing.tsv')
+    readers.read_probe_annotation(tmp_path / 'missing.tsv')
   (tmp_path / 'empty.tsv').write_text('')
   with pytest.raises(ValueError, match='empty.tsv.*empty'):
-    data.read_probe_annotation(tmp_path / 'empty.tsv')
+    readers.read_probe_annotation(tmp_path / 'empty.tsv')
   (tmp_path / 'header.tsv').write_text(HEADER)
   with pytest.raises(ValueError, match='header.tsv.*no rows'):
-    data.read_probe_annotation(tmp_path / 'header.tsv')
+    readers.read_probe_annotation(tmp_path / 'header.tsv')
   with pytest.raises(ValueError, match='Cannot select 10'):
     ranking.select_landmarks(ranking.rank_genes([1.0], ['p1'], small_annotation), k=10)
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from landmark import checkpointing
 from landmark import errors
-from landmark import ranking
 from landmark import run_identity
-from landmark import train
 from landmark import validation
+from landmark.attribution import ranking
+from landmark.training import checkpointing
 from landmark.training import core
+from landmark.training import train
 
 
 def _config(**train_overrides):

@@ -12,11 +12,11 @@ import pytest
 from scipy import stats
 
 from configs import common
-from landmark import deeplift
-from landmark import panels
-from landmark import ranking
-from landmark import selectors
+from landmark.attribution import deeplift
+from landmark.attribution import ranking
 from landmark.errors import ConfigError
+from landmark.evaluation import panels
+from landmark.selection import selectors
 
 N_DRIVERS = 10
 

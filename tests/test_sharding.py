@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from landmark import sharding
-
+from landmark.training import sharding
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r'''
@@ -28,11 +27,11 @@ import pandas as pd
 
 from configs import common
 from configs import test as test_config
-from landmark import deeplift
-from landmark import dgex
-from landmark import sharding
-from landmark import train
+from landmark.attribution import deeplift
+from landmark.inference import regression
 from landmark.training import core
+from landmark.training import sharding
+from landmark.training import train
 
 assert jax.device_count() == 8, jax.devices()
 TOLERANCE = dict(rtol=1e-5, atol=1e-6)
@@ -94,7 +93,7 @@ print('deeplift scores match')
 config_dgex = test_config.get_config('epochs=3').dgex
 config_dgex.hidden = (16,)
 config_dgex.optimizer = 'adam'
-fits = {devices: dgex.fit_dgex(config_dgex, values[:56, :16], values[:56, 16:], values[56:, :16],
+fits = {devices: regression.fit_dgex(config_dgex, values[:56, :16], values[:56, 16:], values[56:, :16],
                                values[56:, 16:], seed=1, mesh=sharding.device_mesh(devices))
         for devices in (8, 1)}
 for key in ('train_mae', 'val_mae', 'learning_rate'):

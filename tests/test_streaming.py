@@ -12,13 +12,13 @@ import pytest
 
 from configs import common
 from configs import test as test_config
-from landmark import data
-from landmark import deeplift
-from landmark import models
 from landmark import pipeline
-from landmark import streaming
-from landmark import train
+from landmark.attribution import deeplift
+from landmark.data import readers
+from landmark.data import scalers
+from landmark.data import streaming
 from landmark.training import core
+from landmark.training import train
 
 N_ROWS, CHUNK, BATCH = 203, 16, 10
 
@@ -29,10 +29,10 @@ def numbered(tmp_path_factory):
   values = np.random.default_rng(0).normal(size=(N_ROWS, 6)).astype(np.float32)
   values[:, 0] = np.arange(N_ROWS)
   samples = [f's{i}' for i in range(N_ROWS)]
-  compendium = data.Compendium(values, [f'f{i}' for i in range(6)], samples,
+  compendium = readers.Compendium(values, [f'f{i}' for i in range(6)], samples,
                                pd.DataFrame(index=pd.Index(samples, name='sample')))
   path = str(tmp_path_factory.mktemp('numbered') / 'numbered.gctx')
-  data.write_gctx(path, compendium, chunk_samples=CHUNK)
+  readers.write_gctx(path, compendium, chunk_samples=CHUNK)
   return path
 
 
@@ -51,10 +51,10 @@ def real_gctx(two_studies, tmp_path_factory):
   keep = (np.arange(len(two_studies)) < 600) | two_studies.index.str.startswith('AFFX')
   table = two_studies[keep]
   values = np.log2(np.maximum(table.T.to_numpy(np.float32), 1.0))
-  compendium = data.Compendium(values, table.index, table.columns,
+  compendium = readers.Compendium(values, table.index, table.columns,
                                pd.DataFrame(index=pd.Index(table.columns, name='sample')))
   path = str(tmp_path_factory.mktemp('real') / 'real.gctx')
-  data.write_gctx(path, compendium, chunk_samples=8)
+  readers.write_gctx(path, compendium, chunk_samples=8)
   return path, compendium
 
 
@@ -97,7 +97,7 @@ def test_a_split_streams_exactly_its_rows(numbered):
   np.testing.assert_array_equal(np.sort(np.concatenate(ids)), rows)
   np.testing.assert_array_equal(np.concatenate(list(stream.arrays()))[:, 0], rows)
   np.testing.assert_array_equal(stream.samples, [f's{i}' for i in rows])
-  with pytest.raises(data.DataError, match='increasing sample indices'):
+  with pytest.raises(readers.DataError, match='increasing sample indices'):
     _stream(numbered, rows=rows[::-1])
 
 
@@ -113,14 +113,14 @@ def test_prefetch_thread_yields_the_batches_of_a_synchronous_read(numbered):
 def test_reader_stays_within_buffer_and_prefetch(numbered, monkeypatch):
   """Rows read but not yet consumed never exceed the shuffle buffer plus the prefetch queue."""
   counts = {'read': 0, 'consumed': 0, 'ahead': 0}
-  read = data.GctxReader.read
+  read = readers.GctxReader.read
 
   def counting_read(self, start, stop, feature_index=None):
     counts['read'] += stop - start
     counts['ahead'] = max(counts['ahead'], counts['read'] - counts['consumed'])
     return read(self, start, stop, feature_index)
 
-  monkeypatch.setattr(data.GctxReader, 'read', counting_read)
+  monkeypatch.setattr(readers.GctxReader, 'read', counting_read)
   buffer_chunks, prefetch = 2, 2
   stream = _stream(numbered, shuffle_buffer_chunks=buffer_chunks, prefetch=prefetch)
   batches = stream.batches(0, 1, BATCH)
@@ -144,7 +144,7 @@ def test_streamed_scaler_equals_in_memory_fit(real_gctx):
   path, compendium = real_gctx
   stream = _stream(path, chunk_samples=7)
   scaler = streaming.fit_scaler(stream)
-  expected = models.MinMaxScaler().fit(compendium.values)
+  expected = scalers.MinMaxScaler().fit(compendium.values)
   np.testing.assert_array_equal(scaler.minimum, expected.minimum)
   np.testing.assert_array_equal(scaler.span, expected.span)
   np.testing.assert_allclose(stream.stats().mean, compendium.values.mean(axis=0, dtype=np.float64),
@@ -156,9 +156,9 @@ def test_nan_in_the_file_is_a_one_line_error(tmp_path):
   values[13, 2] = np.nan
   samples = [f's{i}' for i in range(20)]
   path = str(tmp_path / 'nan.gctx')
-  data.write_gctx(path, data.Compendium(values, ['a', 'b', 'c'], samples,
+  readers.write_gctx(path, readers.Compendium(values, ['a', 'b', 'c'], samples,
                                         pd.DataFrame(index=pd.Index(samples))))
-  with pytest.raises(data.DataError, match=r"nan.gctx: NaN/inf .* sample 's13', feature 'c'"):
+  with pytest.raises(readers.DataError, match=r"nan.gctx: NaN/inf .* sample 's13', feature 'c'"):
     _stream(path, chunk_samples=4).stats()
 
 
@@ -168,7 +168,7 @@ def test_streamed_deeplift_equals_in_memory(real_gctx):
   keys = jax.random.split(jax.random.key(0), 2)
   layers = [(np.asarray(jax.random.normal(keys[0], (n_features, 12)) / 25), np.zeros(12, np.float32)),
             (np.asarray(jax.random.normal(keys[1], (12, 4)) / 4), np.zeros(4, np.float32))]
-  scaler = models.MinMaxScaler().fit(compendium.values)
+  scaler = scalers.MinMaxScaler().fit(compendium.values)
   x = scaler.transform(compendium.values)
   reference = x.mean(axis=0)
   stream = _stream(path, chunk_samples=9).with_transform(scaler.transform)
@@ -246,11 +246,11 @@ def test_settings_that_need_the_matrix_in_memory_are_refused(real_gctx, tmp_path
 def test_the_whole_run_streams_a_real_gctx(two_studies, tmp_path):
   """Every stage on a streamed GCTX of 60 real profiles at full HG-U133A width: DeepLIFT
   scores the stream, the evaluation stages read a subset of its rows into memory."""
-  compendium = data.Compendium(np.log2(np.maximum(two_studies.T.to_numpy(np.float32), 1.0)),
+  compendium = readers.Compendium(np.log2(np.maximum(two_studies.T.to_numpy(np.float32), 1.0)),
                                two_studies.index, two_studies.columns,
                                pd.DataFrame(index=pd.Index(two_studies.columns, name='sample')))
   path = str(tmp_path / 'two_studies.gctx')
-  data.write_gctx(path, compendium, chunk_samples=8)
+  readers.write_gctx(path, compendium, chunk_samples=8)
   config = _stream_config(path)
   config.seeds = 1
   config.data.stream_eval_samples = 30

@@ -11,9 +11,9 @@ import pandas as pd
 
 from configs import sweep as sweep_config
 from landmark import fileio
-from landmark import metric_writing
 from landmark import run_identity
 from landmark import sweep
+from landmark.training import metric_writing
 
 
 def fake_run(calls):

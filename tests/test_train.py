@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 
 from configs import test as test_config
-from landmark import data
 from landmark import errors
-from landmark import metric_writing
-from landmark import models
-from landmark import streaming
-from landmark import train
+from landmark.data import readers
+from landmark.data import scalers
+from landmark.data import streaming
+from landmark.models import autoencoder
 from landmark.training import core
+from landmark.training import metric_writing
+from landmark.training import train
 
 EPOCHS = 4
 
@@ -39,7 +40,7 @@ def _params(model):
 
 
 def test_loss_is_mae_plus_l2_of_kernels():
-  model = models.AutoEncoder(30, (12,), 3, rngs=nnx.Rngs(0))
+  model = autoencoder.AutoEncoder(30, (12,), 3, rngs=nnx.Rngs(0))
   model.eval()
   x = np.random.default_rng(0).uniform(size=(5, 30)).astype(np.float32)
   mask = np.array([1, 1, 1, 0, 0], np.float32)
@@ -106,7 +107,7 @@ def test_tensorboard_has_one_value_per_epoch(trained):
 
 def test_model_and_scaler_are_saved_for_scoring(trained, real_slice):
   workdir, model, scaler, _ = trained
-  loaded = models.MinMaxScaler.load(os.path.join(workdir, 'scaler.npz'))
+  loaded = scalers.MinMaxScaler.load(os.path.join(workdir, 'scaler.npz'))
   np.testing.assert_array_equal(loaded.minimum, real_slice[0].min(axis=0))
   x = loaded.transform(real_slice[1])
   np.testing.assert_array_equal(x, scaler.transform(real_slice[1]))
@@ -136,7 +137,7 @@ def test_evaluate_reconstruction_matches_training_summary(trained, real_slice):
 
 
 def test_mse_loss_is_mean_squared_error_plus_l2():
-  model = models.AutoEncoder(30, (12,), 3, output_activation='linear', rngs=nnx.Rngs(0))
+  model = autoencoder.AutoEncoder(30, (12,), 3, output_activation='linear', rngs=nnx.Rngs(0))
   model.eval()
   x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
   mask = np.array([1, 1, 0, 1, 0], np.float32)
@@ -189,9 +190,9 @@ def test_standardised_linear_mse_training_scores_in_original_units(real_slice, t
   config = _config(epochs=2, loss='mse', schedule='cosine', warmup_fraction=0.5)
   config.model.scale, config.model.output_activation = 'standard', 'linear'
   model, scaler, history = train.train_autoencoder(config, str(tmp_path), *real_slice)
-  assert isinstance(scaler, models.StandardScaler)
+  assert isinstance(scaler, scalers.StandardScaler)
   np.testing.assert_allclose(scaler.mean, real_slice[0].mean(axis=0), rtol=1e-5, atol=1e-5)
-  loaded = models.StandardScaler.load(tmp_path / 'scaler.npz')
+  loaded = scalers.StandardScaler.load(tmp_path / 'scaler.npz')
   np.testing.assert_array_equal(loaded.std, scaler.std)
   summary = train.evaluate_reconstruction(model, scaler, real_slice[1], str(tmp_path),
                                           permutation_block=256)
@@ -204,11 +205,11 @@ def test_streamed_standard_scaler_equals_in_memory_fit(real_slice, tmp_path):
   values = real_slice[0]
   samples = [f's{i}' for i in range(len(values))]
   path = str(tmp_path / 'slice.gctx')
-  data.write_gctx(path, data.Compendium(values, [f'p{j}' for j in range(values.shape[1])],
+  readers.write_gctx(path, readers.Compendium(values, [f'p{j}' for j in range(values.shape[1])],
                                         samples, pd.DataFrame(index=pd.Index(samples))),
                   chunk_samples=7)
   streamed = train.fit_scaler('standard', streaming.SampleStream(path, chunk_samples=7))
-  expected = models.StandardScaler().fit(values)
+  expected = scalers.StandardScaler().fit(values)
   np.testing.assert_allclose(streamed.mean, expected.mean, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(streamed.std, expected.std, rtol=1e-5)
 

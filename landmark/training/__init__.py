@@ -1,1 +1,2 @@
-"""The one training core, with its checkpointing, TensorBoard writing and sharding."""
+"""Floor 3, training: the one training core, orbax checkpointing, TensorBoard writing,
+sharding over a device mesh, and the AutoEncoder's training."""

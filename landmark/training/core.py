@@ -12,7 +12,7 @@ a cached builder, so it hashes by identity). `fit` then runs, epoch after epoch:
 - D-GEX-style rules between epochs: keep the parameters of the best epoch of a metric
   (`select_best`), set the learning rate from the history (`learning_rate_rule`);
 - a NaN/inf stop (NumericalError naming `Loop.diverged_field`), TensorBoard scalars, a
-  progress line with rate and ETA, and orbax checkpoints (landmark.checkpointing) that a
+  progress line with rate and ETA, and orbax checkpoints (landmark.training.checkpointing) that a
   rerun resumes from exactly, refusing those saved under another run identity.
 
 Every random draw is a function of (key, epoch, step), never of how many draws came
@@ -36,12 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from landmark import checkpointing
 from landmark import errors
-from landmark import metric_writing
-from landmark import sharding
-from landmark import streaming
-
+from landmark.data import streaming
+from landmark.training import checkpointing
+from landmark.training import metric_writing
+from landmark.training import sharding
 # Tags of the per-epoch TensorBoard scalars the core writes; also keys of the history.
 TRAIN_LOSS = 'train/loss'
 LEARNING_RATE = 'train/learning_rate'             # at the epoch's first step

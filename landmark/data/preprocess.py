@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
-from landmark import correction as correction_lib
-from landmark import data as data_lib
 from landmark import fileio
+from landmark.data import correction as correction_lib
+from landmark.data import readers
 from landmark.errors import ConfigError
 from landmark.errors import DataError
 
@@ -27,9 +27,9 @@ SPLITS = ('random', 'leave_study_out', 'study_kfold')
 
 @dataclasses.dataclass
 class Splits:
-  train: data_lib.Compendium
-  val: data_lib.Compendium
-  test: data_lib.Compendium
+  train: readers.Compendium
+  val: readers.Compendium
+  test: readers.Compendium
 
   def items(self):
     return (('train', self.train), ('val', self.val), ('test', self.test))
@@ -76,7 +76,7 @@ def check_config(pre: ml_collections.ConfigDict) -> None:
 def _cell_error(compendium, bad, what, hint=''):
   """A DataError about the cells marked in `bad`, naming the file that holds the first."""
   rows, cols = np.nonzero(bad)
-  files = data_lib.sample_files(compendium)
+  files = readers.sample_files(compendium)
   first = files[rows[0]]
   in_file = bad & (files == first)[:, None]
   others = sorted(set(files[rows]) - {first})
@@ -122,13 +122,13 @@ def handle_missing(compendium, policy='error'):
   empty = np.isnan(means)
   if empty.any():
     raise DataError(compendium.source, f'{int(empty.sum())} features have no finite value to '
-                    f'impute from, e.g. {data_lib.plain_ids(compendium.features[empty])}')
+                    f'impute from, e.g. {readers.plain_ids(compendium.features[empty])}')
   logging.warning('Imputing %d NaN/inf values in %d samples', bad.sum(), bad.any(axis=1).sum())
   return dataclasses.replace(compendium, values=np.where(bad, means, values))
 
 
-def handle_constant_samples(compendium: data_lib.Compendium,
-                            policy: str = 'error') -> data_lib.Compendium:
+def handle_constant_samples(compendium: readers.Compendium,
+                            policy: str = 'error') -> readers.Compendium:
   """Refuses samples whose values are all equal (e.g. all 0), or drops them ('drop').
 
   Such a sample is a failed or empty array, not a profile, yet quantile normalisation
@@ -143,22 +143,22 @@ def handle_constant_samples(compendium: data_lib.Compendium,
     raise DataError(compendium.source, f'all {len(constant)} samples have all their values equal')
   if policy == 'drop':
     logging.warning('Dropping %d samples whose values are all equal, e.g. %s', constant.sum(),
-                    data_lib.plain_ids(compendium.samples[constant], 10))
+                    readers.plain_ids(compendium.samples[constant], 10))
     return compendium.take_samples(~constant)
-  files = data_lib.sample_files(compendium)
+  files = readers.sample_files(compendium)
   first = files[np.argmax(constant)]
   in_file = constant & (files == first)
   others = sorted(set(files[constant]) - {first})
   also = f'; {int(constant.sum() - in_file.sum())} more in {", ".join(others)}' if others else ''
   raise DataError(first, f'{int(in_file.sum())} samples have all their values equal (e.g. '
-                  f'{data_lib.plain_ids(compendium.samples[in_file])}, the first all '
+                  f'{readers.plain_ids(compendium.samples[in_file])}, the first all '
                   f'{values[np.argmax(constant), 0]:g}){also}: they are not profiles (set '
                   "preprocess.constant_samples='drop' to drop them)")
 
 
 def read_id_list(path):
   """IDs from a one-column list or a TSV with a `probe(s)`/`symbol` column."""
-  data_lib._check_file(path)
+  readers._check_file(path)
   table = pd.read_csv(path, sep='\t', dtype=str)
   for column in ('probes', 'probe', 'symbol'):
     if column in table:
@@ -171,7 +171,7 @@ def restrict_features(compendium, ids, source):
   """Keeps the features listed in `ids` (order of the compendium); fails if none match."""
   keep = np.isin(compendium.features, np.asarray(ids, dtype=str))
   if not keep.any():
-    raise DataError(source, f'none of its {len(ids)} IDs (e.g. {data_lib.plain_ids(ids)}) '
+    raise DataError(source, f'none of its {len(ids)} IDs (e.g. {readers.plain_ids(ids)}) '
                     f'matches a feature of {compendium.source}')
   logging.info('Keeping %d of %d features listed in %s', keep.sum(), len(keep), source)
   return compendium.take_features(keep)
@@ -321,7 +321,7 @@ def check_study_sizes(splits: Splits, kind: str) -> None:
   train_studies = set(splits.train.meta['study'].astype(str))
   for name, split in splits.items():
     studies = split.meta['study'].astype(str).to_numpy()
-    files = data_lib.sample_files(split)
+    files = readers.sample_files(split)
     for study, n in zip(*np.unique(studies, return_counts=True)):
       if n < need and (name == 'train' or study not in train_studies):
         raise ConfigError('config.preprocess.study_correction',
@@ -379,7 +379,7 @@ def collapse_to_genes(compendium, annotation, genes=None):
   10,463 genes); genes without a probe in the data are dropped with a log line.
   """
   symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).fillna('')
-  usable = ((symbols != '') & ~symbols.str.contains(data_lib.GENE_SEPARATOR)).to_numpy()
+  usable = ((symbols != '') & ~symbols.str.contains(readers.GENE_SEPARATOR)).to_numpy()
   if not usable.any():
     raise DataError(compendium.source, 'no feature is a probe of the annotation')
   symbols = symbols.to_numpy()[usable]

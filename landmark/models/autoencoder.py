@@ -1,25 +1,13 @@
-"""The paper's AutoEncoder (method.md section 2) and the per-gene scalings it is trained on."""
-
-import os
+"""The paper's AutoEncoder (method.md section 2): a Flax NNX module."""
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landmark import fileio
-
 ACTIVATIONS = {'sigmoid': jax.nn.sigmoid, 'tanh': jnp.tanh, 'relu': jax.nn.relu,
-               'linear': lambda z: z}   # the names landmark.deeplift knows
+               'linear': lambda z: z}   # the names landmark.attribution.deeplift knows
 OUTPUT_ACTIVATIONS = {'sigmoid': jax.nn.sigmoid, 'linear': lambda z: z}
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-def compute_dtype(name, field):
-  """The jnp dtype of a config's `compute_dtype` string; `field` names it in the error."""
-  if name not in COMPUTE_DTYPES:
-    raise ValueError(f'{field} must be one of {sorted(COMPUTE_DTYPES)}, got {name!r}')
-  return COMPUTE_DTYPES[name]
 
 
 class AutoEncoder(nnx.Module):
@@ -82,87 +70,3 @@ class AutoEncoder(nnx.Module):
   def kernels(self):
     """All Dense kernels (encoder then decoder): what the L2 penalty acts on."""
     return [layer.kernel[...] for layer in (*self.encoder, *self.decoder)]
-
-
-class AffineScaler:
-  """Per-feature scaling (x - offset) / span, fitted on the training split by a subclass.
-
-  Values outside what the training split showed are not clipped (held-out data may map
-  outside [0, 1] under min-max scaling); that is intended. `save` names the two arrays
-  by `KEYS`, so a saved scaler.npz says what its numbers are.
-  """
-
-  KEYS = ('offset', 'span')
-
-  def __init__(self, offset=None, span=None):
-    self.offset = None if offset is None else np.asarray(offset, np.float32)
-    self.span = None if span is None else np.asarray(span, np.float32)
-
-  def transform(self, x):
-    return ((np.asarray(x, np.float32) - self.offset) / self.span).astype(np.float32)
-
-  def inverse_transform(self, x):
-    return (np.asarray(x, np.float32) * self.span + self.offset).astype(np.float32)
-
-  def save(self, path):
-    """Writes the offset and span to an .npz file (atomically), named by `KEYS`."""
-    with fileio.atomic_path(path) as tmp:
-      with open(tmp, 'wb') as f:
-        np.savez(f, **dict(zip(self.KEYS, (self.offset, self.span))))
-
-  @classmethod
-  def load(cls, path):
-    with np.load(os.fspath(path)) as saved:
-      return cls(*(saved[key] for key in cls.KEYS))
-
-
-def nonzero_span(span):
-  """`span` with zeros (constant features) replaced by 1, so they map to 0 and back."""
-  return np.where(span > 0, span, 1.0).astype(np.float32)
-
-
-class MinMaxScaler(AffineScaler):
-  """Per-feature scaling to [0, 1] over the training split: (x - min) / (max - min).
-
-  Constant features (max == min) get span 1, so they map to 0 and back without dividing by
-  zero.
-  """
-
-  KEYS = ('minimum', 'span')
-
-  @property
-  def minimum(self):
-    return self.offset
-
-  def fit(self, x):
-    x = np.asarray(x, np.float32)
-    self.offset = x.min(axis=0)
-    self.span = nonzero_span(x.max(axis=0) - self.offset)
-    return self
-
-
-class StandardScaler(AffineScaler):
-  """Per-feature standardisation over the training split: (x - mean) / sd.
-
-  Every gene then weighs the same in the loss whatever its spread, and the targets are
-  unbounded, so it goes with a linear output layer. Constant features get sd 1.
-  """
-
-  KEYS = ('mean', 'std')
-
-  @property
-  def mean(self):
-    return self.offset
-
-  @property
-  def std(self):
-    return self.span
-
-  def fit(self, x):
-    x = np.asarray(x, np.float64)
-    self.offset = x.mean(axis=0).astype(np.float32)
-    self.span = nonzero_span(x.std(axis=0))
-    return self
-
-
-SCALERS = {'minmax': MinMaxScaler, 'standard': StandardScaler}

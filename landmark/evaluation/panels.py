@@ -13,13 +13,11 @@ from absl import logging
 import numpy as np
 import pandas as pd
 
-from landmark import dgex
-from landmark import evaluate
 from landmark import fileio
-from landmark import preprocess
-from landmark import selectors
-
-
+from landmark.data import preprocess
+from landmark.evaluation import evaluate
+from landmark.inference import regression
+from landmark.selection import selectors
 @dataclasses.dataclass
 class GeneSplits:
   """Gene-level (probe-collapsed) train/val/test matrices on one gene universe."""
@@ -102,7 +100,7 @@ def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, o
   """
   targets = [t for t in targets if t not in set(panel)]
   x, y = data.columns(panel), data.columns(targets)
-  model = dgex.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
+  model = regression.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
                                    data.val[:, x], data.val[:, y], seed=seed)
   predicted = np.asarray(model.predict(data.test[:, x]))
   metrics = evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,

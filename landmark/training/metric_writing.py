@@ -11,9 +11,7 @@ import time
 from tensorboard.backend.event_processing import event_accumulator
 import tensorboardX
 
-from landmark import sharding
-
-
+from landmark.training import sharding
 class MetricWriter:
   """Scalars, figures and hyperparameters of one run, written to `logdir`.
 

@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landmark import fileio
-from landmark import sharding
-
+from landmark.training import sharding
 ACTIVATIONS = {
     'sigmoid': jax.nn.sigmoid,
     'tanh': jnp.tanh,
@@ -208,7 +207,7 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   below `max_chunk_mb`; a short last chunk is padded with copies of the reference, whose
   contributions are exactly zero. Sums accumulate on device and are fetched once.
   `num_samples`, when known, gives the log an ETA. `multipliers`, a MultiplierRule,
-  replaces the Rescale rule (other attribution methods; landmark.attributions).
+  replaces the Rescale rule (other attribution methods; landmark.attribution.attributions).
   Each chunk is split over the 'batch' axis of `mesh` (default: all devices), so its rows
   are a multiple of the device count; the network and the reference are replicated.
   """

@@ -15,7 +15,7 @@ The panels stage saves each linear, ridge and D-GEX model it fits to a named pan
                               profiles were normalised to it before genes were collapsed)
   linear.npz                  linear / ridge: weights, intercept, penalty
   standardizers.npz, dgex/    D-GEX: the input and output z-scores and the parameters
-                              (an orbax checkpoint, landmark.checkpointing)
+                              (an orbax checkpoint, landmark.training.checkpointing)
   config.json                 the run's config
 
 `run_infer` reads landmark measurements in any format `data.read_any` reads, finds the
@@ -40,16 +40,17 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from landmark import checkpointing
-from landmark import data as data_lib
-from landmark import dgex
-from landmark import evaluate
 from landmark import fileio
-from landmark import preprocess
 from landmark import run_identity
+from landmark.data import preprocess
+from landmark.data import readers
 from landmark.errors import ConfigError
 from landmark.errors import DataError
 from landmark.errors import RunIdentityError
+from landmark.evaluation import evaluate
+from landmark.inference import regression
+from landmark.models import dgex
+from landmark.training import checkpointing
 
 MODELS_DIR = 'models'
 MANIFEST = 'model.json'
@@ -76,16 +77,16 @@ def gene_ids(symbols, annotation: pd.DataFrame, features, data_config) -> pd.Dat
   """
   symbol = annotation['symbol']
   single = annotation[annotation['probe'].isin(features) & (symbol != '')
-                      & ~symbol.str.contains(data_lib.GENE_SEPARATOR, regex=False)]
+                      & ~symbol.str.contains(readers.GENE_SEPARATOR, regex=False)]
   grouped = single.groupby('symbol')
-  lists = [data_lib.read_string_table(path, ('symbol', 'ensembl'), 'gene list')
+  lists = [readers.read_string_table(path, ('symbol', 'ensembl'), 'gene list')
            for path in (data_config.dgex_landmarks, data_config.dgex_targets)]
   ensembl = pd.concat(lists).drop_duplicates('symbol').set_index('symbol')['ensembl']
-  l1000 = data_lib.read_string_table(data_config.l1000_landmarks, ('probe', 'symbol'),
+  l1000 = readers.read_string_table(data_config.l1000_landmarks, ('probe', 'symbol'),
                                      'L1000 landmark list')
   columns = {
       'entrez': grouped['entrez'].agg(
-          lambda ids: data_lib.GENE_SEPARATOR.join(dict.fromkeys(i for i in ids if i))),
+          lambda ids: readers.GENE_SEPARATOR.join(dict.fromkeys(i for i in ids if i))),
       'ensembl': ensembl,
       'probes': grouped['probe'].agg(','.join),
       'l1000_probe': l1000.drop_duplicates('symbol').set_index('symbol')['probe'],
@@ -158,7 +159,7 @@ def save_model(directory: str, model, *, kind: str, panel: str, config, genes: p
                 'config.json'],
   }
   arrays = {}
-  if isinstance(model, dgex.LinearModel):
+  if isinstance(model, regression.LinearModel):
     arrays['linear.npz'] = {'weights': model.weights, 'intercept': model.intercept,
                             'penalty': model.penalty}
     manifest['penalty'] = model.penalty
@@ -207,7 +208,7 @@ class SavedModel:
   targets: pd.DataFrame
   accuracy: pd.DataFrame         # indexed by symbol
   reference: dict                # reference.npz
-  predictor: dgex.LinearModel | dgex.DGEXModel
+  predictor: regression.LinearModel | regression.DGEXModel
 
   def predict(self, x) -> np.ndarray:
     return np.asarray(self.predictor.predict(x))
@@ -220,7 +221,7 @@ def _read_genes(path):
 def load_model(directory: str) -> SavedModel:
   """Reads a model that `save_model` wrote."""
   path = lambda name: os.path.join(directory, name)
-  with data_lib.reading(path(MANIFEST), 'saved model'):
+  with readers.reading(path(MANIFEST), 'saved model'):
     with open(path(MANIFEST)) as f:
       manifest = json.load(f)
     with open(path('config.json')) as f:
@@ -232,8 +233,8 @@ def load_model(directory: str) -> SavedModel:
       reference = {key: saved[key] for key in saved.files}
     if manifest['kind'] == 'dgex':
       with np.load(path('standardizers.npz')) as saved:
-        x_scaler = dgex.Standardizer(saved['x_mean'], saved['x_std'])
-        y_scaler = dgex.Standardizer(saved['y_mean'], saved['y_std'])
+        x_scaler = regression.Standardizer(saved['x_mean'], saved['x_std'])
+        y_scaler = regression.Standardizer(saved['y_mean'], saved['y_std'])
       graphdef, params = nnx.split(dgex.build_dgex(config.dgex, len(landmarks), len(targets),
                                                    jax.random.key(0)))
       manager = checkpointing.make_manager(path('dgex'))
@@ -244,11 +245,11 @@ def load_model(directory: str) -> SavedModel:
         raise DataError(path('dgex'), 'holds no D-GEX parameters')
       params = restored[1]['params']
       history = {k: np.asarray(v) for k, v in manifest['history'].items()}
-      predictor = dgex.DGEXModel(graphdef, params, x_scaler, y_scaler, history,
+      predictor = regression.DGEXModel(graphdef, params, x_scaler, y_scaler, history,
                                  manifest['best_epoch'])
     else:
       with np.load(path('linear.npz')) as saved:
-        predictor = dgex.LinearModel(jnp.asarray(saved['weights']),
+        predictor = regression.LinearModel(jnp.asarray(saved['weights']),
                                      jnp.asarray(saved['intercept']), float(saved['penalty']))
   return SavedModel(directory, manifest, config, landmarks, targets, accuracy, reference,
                     predictor)
@@ -302,7 +303,7 @@ def _id_positions(landmarks, feature_type, column=None):
   """Landmark ID (of `feature_type`, read from `column`) -> position of its gene."""
   if feature_type == 'symbol':
     return {symbol: i for i, symbol in enumerate(landmarks.index)}
-  separator = {'probe': ',', 'entrez': data_lib.GENE_SEPARATOR, 'ensembl': None}[feature_type]
+  separator = {'probe': ',', 'entrez': readers.GENE_SEPARATOR, 'ensembl': None}[feature_type]
   column = landmarks[column or ('probes' if feature_type == 'probe' else feature_type)]
   return {key: i for i, ids in enumerate(column)
           for key in (ids.split(separator) if separator else [ids]) if key}
@@ -333,7 +334,7 @@ def _normalise_ids(features, feature_type):
   return ids.to_numpy()
 
 
-def landmark_columns(measured: data_lib.Compendium, landmarks: pd.DataFrame):
+def landmark_columns(measured: readers.Compendium, landmarks: pd.DataFrame):
   """(values (samples, landmarks), NaN for genes not measured; the input's feature type).
 
   The feature type is the one of FEATURE_TYPES that finds the most landmark genes. A gene
@@ -350,7 +351,7 @@ def landmark_columns(measured: data_lib.Compendium, landmarks: pd.DataFrame):
   feature_type, positions, found = best
   if not found:
     raise DataError(measured.source, f'none of its {len(measured.features)} feature IDs (e.g. '
-                    f'{data_lib.plain_ids(measured.features)}) is a probe, symbol, Entrez or '
+                    f'{readers.plain_ids(measured.features)}) is a probe, symbol, Entrez or '
                     f'Ensembl ID of the {len(landmarks)} landmark genes')
   used = positions >= 0
   counts = np.bincount(positions[used], minlength=len(landmarks))
@@ -358,7 +359,7 @@ def landmark_columns(measured: data_lib.Compendium, landmarks: pd.DataFrame):
     gene = int(np.argmax(counts))
     raise DataError(measured.source, f'{int((counts > 1).sum())} landmark genes appear more than '
                     f'once among its {feature_type} IDs, e.g. {landmarks.index[gene]} as '
-                    f'{data_lib.plain_ids(measured.features[positions == gene])}: give each gene '
+                    f'{readers.plain_ids(measured.features[positions == gene])}: give each gene '
                     'once')
   sums = np.zeros((measured.shape[0], len(landmarks)), np.float64)
   np.add.at(sums.T, positions[used], measured.values[:, used].T)
@@ -397,7 +398,7 @@ def input_scale(values, declared: str, pre: dict, source: str) -> str:
   return declared
 
 
-def map_input(measured: data_lib.Compendium, saved: SavedModel,
+def map_input(measured: readers.Compendium, saved: SavedModel,
               infer) -> tuple[np.ndarray, dict, np.ndarray]:
   """The model's input (samples, landmarks) from measurements, what was done to them and
   which landmarks were measured (a mask).
@@ -502,10 +503,10 @@ def _write_outputs(output, measured, saved, x, found, predicted, inside, summary
   genes = pd.concat([saved.landmarks[found], saved.targets])
   genes = genes.assign(inferred=np.repeat([False, True], [int(found.sum()), len(saved.targets)]))
   values = np.concatenate([x[:, found], predicted], axis=1)
-  profiles = data_lib.Compendium(values, genes.index, measured.samples, measured.meta,
+  profiles = readers.Compendium(values, genes.index, measured.samples, measured.meta,
                                  source=measured.source)
   os.makedirs(output, exist_ok=True)
-  data_lib.write_gctx(os.path.join(output, 'profiles.gctx'), profiles,
+  readers.write_gctx(os.path.join(output, 'profiles.gctx'), profiles,
                       feature_meta=genes[['entrez', 'ensembl', 'inferred']])
   table = pd.DataFrame(values.T, index=genes.index, columns=measured.samples)
   fileio.write_table(os.path.join(output, 'profiles.tsv'),
@@ -532,7 +533,7 @@ def run_infer(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info('Model %s: %d landmarks -> %d targets (held-out mean MAE %.4f, PCC %.4f)',
                  directory, len(saved.landmarks), len(saved.targets),
                  saved.manifest['held_out']['mae_mean'], saved.manifest['held_out']['pcc_mean'])
-    measured = data_lib.read_any(infer.input)
+    measured = readers.read_any(infer.input)
     logging.info('Read %s: %d samples x %d features', infer.input, *measured.shape)
     x, report, found = map_input(measured, saved, infer)
     predicted = saved.predict(x)

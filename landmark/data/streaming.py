@@ -35,10 +35,9 @@ import time
 
 import numpy as np
 
-from landmark import data as data_lib
-from landmark import models
-from landmark import preprocess
-
+from landmark.data import preprocess
+from landmark.data import readers
+from landmark.data import scalers
 _DONE = object()
 _M_MMAP_THRESHOLD = -3      # mallopt parameter (glibc's malloc.h)
 _MMAP_THRESHOLD_BYTES = 4 << 20
@@ -146,17 +145,17 @@ class SampleStream:
     if chunk_samples < 1 or shuffle_buffer_chunks < 1 or prefetch < 0:
       raise ValueError(f'chunk_samples ({chunk_samples}) and shuffle_buffer_chunks '
                        f'({shuffle_buffer_chunks}) must be positive, prefetch ({prefetch}) >= 0')
-    with data_lib.GctxReader(path) as reader:
+    with readers.GctxReader(path) as reader:
       n_rows = len(reader)
       rows = np.arange(n_rows) if rows is None else np.asarray(rows, np.int64)
       if not len(rows) or rows[0] < 0 or rows[-1] >= n_rows or np.any(np.diff(rows) <= 0):
-        raise data_lib.DataError(path, f'stream rows must be increasing sample indices in '
+        raise readers.DataError(path, f'stream rows must be increasing sample indices in '
                                  f'[0, {n_rows}), got {len(rows)} rows')
       self.feature_index = None if feature_index is None else np.asarray(feature_index)
       self.features = (reader.features if feature_index is None
                        else reader.features[self.feature_index])
       self.samples = reader.samples[rows]
-      self.meta = data_lib._meta(self.samples, data_lib._study_name(path),  # pylint: disable=protected-access
+      self.meta = readers._meta(self.samples, readers._study_name(path),  # pylint: disable=protected-access
                                  reader.sample_meta().iloc[rows])
     self.path, self.rows = path, rows
     self.chunk_samples, self.shuffle_buffer_chunks = chunk_samples, shuffle_buffer_chunks
@@ -191,7 +190,7 @@ class SampleStream:
     return block if self.transform is None else self.transform(block)
 
   def _file_order(self):
-    with data_lib.GctxReader(self.path) as reader:
+    with readers.GctxReader(self.path) as reader:
       for rows in self._chunks():
         yield self._read(reader, rows)
 
@@ -200,7 +199,7 @@ class SampleStream:
     chunks = self._chunks()
     order = rng.permutation(len(chunks))
     carry = np.empty((0, self.shape[1]), np.float32)
-    with data_lib.GctxReader(self.path) as reader:
+    with readers.GctxReader(self.path) as reader:
       for first in range(0, len(order), self.shuffle_buffer_chunks):
         group = [chunks[c] for c in order[first:first + self.shuffle_buffer_chunks]]
         pool = np.empty((len(carry) + sum(map(len, group)), self.shape[1]), np.float32)
@@ -249,7 +248,7 @@ class SampleStream:
         bad = ~np.isfinite(chunk)
         if bad.any():
           row, column = np.argwhere(bad)[0]
-          raise data_lib.DataError(self.path, f'NaN/inf values, first at sample '
+          raise readers.DataError(self.path, f'NaN/inf values, first at sample '
                                    f'{str(self.samples[done + row])!r}, feature '
                                    f'{str(self.features[column])!r}')
         np.minimum(minimum, chunk.min(axis=0), out=minimum)
@@ -271,14 +270,14 @@ class SampleStream:
   def to_compendium(self):
     """The rows read into memory as a `data.Compendium` (for val/test splits)."""
     values = np.concatenate(list(self.arrays()))
-    return data_lib.Compendium(values, self.features, self.samples, self.meta, source=self.path)
+    return readers.Compendium(values, self.features, self.samples, self.meta, source=self.path)
 
 
 def fit_scaler(stream):
   """The per-feature min-max scaler of `stream`'s rows, from one streaming pass."""
   stats = stream.stats()
   span = stats.maximum - stats.minimum
-  return models.MinMaxScaler(stats.minimum, np.where(span > 0, span, 1.0))
+  return scalers.MinMaxScaler(stats.minimum, np.where(span > 0, span, 1.0))
 
 
 _NEEDS_MEMORY = {  # config setting -> is it on; each needs the whole matrix in memory
@@ -304,18 +303,18 @@ def prepare_splits(config):
     raise ValueError(f'config.data.stream reads one GCTX file; {len(data_config.studies)} '
                      'studies are listed in config.data.studies')
   path = data_config.studies[0]
-  if data_lib.sniff_format(path) != 'gctx':
-    raise data_lib.DataError(path, 'config.data.stream needs a GCTX (HDF5) file')
+  if readers.sniff_format(path) != 'gctx':
+    raise readers.DataError(path, 'config.data.stream needs a GCTX (HDF5) file')
   needed = [name for name, is_on in _NEEDS_MEMORY.items() if is_on(config)]
   if needed:
     raise ValueError(f'config.data.stream leaves {path} on disk, so it cannot run '
                      f'{", ".join(needed)}: these need the whole matrix in memory (turn them '
                      'off; the file must hold log2, normalised values)')
-  with data_lib.GctxReader(path) as reader:
+  with readers.GctxReader(path) as reader:
     n_samples, features = len(reader), reader.features
-  header = data_lib.Compendium(np.empty((0, len(features))), features, [], None, source=path)
-  data_lib.check_orientation(
-      header, data_lib.read_probe_annotation(data_config.annotation)['probe'].to_numpy())
+  header = readers.Compendium(np.empty((0, len(features))), features, [], None, source=path)
+  readers.check_orientation(
+      header, readers.read_probe_annotation(data_config.annotation)['probe'].to_numpy())
   pre = config.preprocess
   if pre.drop_control_probes:
     header = preprocess.drop_control_probes(header)

@@ -21,12 +21,14 @@ import optax
 import pandas as pd
 
 from landmark import errors
-from landmark import evaluate
 from landmark import fileio
-from landmark import models
-from landmark import sharding
-from landmark import streaming
+from landmark.data import scalers
+from landmark.data import streaming
+from landmark.evaluation import evaluate
+from landmark.models import autoencoder
+from landmark.models import precision
 from landmark.training import core
+from landmark.training import sharding
 
 # Held-out metrics of the per-epoch TensorBoard scalars (the core writes the training ones).
 EVAL_MAE = 'eval/mae'
@@ -39,10 +41,10 @@ def build_model(config, n_features, key):
   It computes in `config.model.compute_dtype` from float32 parameters.
   """
   init_key, dropout_key = jax.random.split(key)
-  return models.AutoEncoder(
+  return autoencoder.AutoEncoder(
       n_features, tuple(config.model.hidden), config.model.bottleneck,
       config.model.activation, config.model.dropout,
-      models.compute_dtype(config.model.compute_dtype, 'config.model.compute_dtype'),
+      precision.compute_dtype(config.model.compute_dtype, 'config.model.compute_dtype'),
       config.model.output_activation, rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
 
 
@@ -56,10 +58,10 @@ def check_config(config) -> None:
   A sigmoid output can only reach [0, 1], so it needs min-max scaled inputs; standardised
   inputs need the linear output.
   """
-  choices = {'config.model.scale': (config.model.scale, tuple(models.SCALERS)),
-             'config.model.activation': (config.model.activation, tuple(models.ACTIVATIONS)),
+  choices = {'config.model.scale': (config.model.scale, tuple(scalers.SCALERS)),
+             'config.model.activation': (config.model.activation, tuple(autoencoder.ACTIVATIONS)),
              'config.model.output_activation': (config.model.output_activation,
-                                                tuple(models.OUTPUT_ACTIVATIONS)),
+                                                tuple(autoencoder.OUTPUT_ACTIVATIONS)),
              'config.train.loss': (config.train.loss, LOSSES),
              'config.train.schedule': (config.train.schedule, SCHEDULES)}
   for field, (value, known) in choices.items():
@@ -205,20 +207,20 @@ def train_autoencoder(config, workdir: str, train_x, eval_x: np.ndarray | None,
   return nnx.merge(eval_graphdef, result.state.params, rest), scaler, result.history
 
 
-def fit_scaler(scale: str, train_x) -> models.AffineScaler:
+def fit_scaler(scale: str, train_x) -> scalers.AffineScaler:
   """The `config.model.scale` scaler ('minmax' or 'standard') fitted on `train_x`.
 
   A `streaming.SampleStream` is fitted from its cached column statistics, plus one more
   pass for the standard deviations.
   """
   if not isinstance(train_x, streaming.SampleStream):
-    return models.SCALERS[scale]().fit(train_x)
+    return scalers.SCALERS[scale]().fit(train_x)
   if scale == 'minmax':
     return streaming.fit_scaler(train_x)
   mean = train_x.stats().mean
   squares = sum(np.sum((chunk - mean) ** 2, axis=0, dtype=np.float64)
                 for chunk in train_x.arrays())
-  return models.StandardScaler(mean, models.nonzero_span(np.sqrt(squares / len(train_x))))
+  return scalers.StandardScaler(mean, scalers.nonzero_span(np.sqrt(squares / len(train_x))))
 
 
 def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, features=None,

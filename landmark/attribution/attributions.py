@@ -1,6 +1,6 @@
 """Input attributions of a dense network: DeepLIFT Rescale, gradient x input, integrated gradients.
 
-The network is described as in `landmark.deeplift`: `layers`, (W, b) pairs applied as
+The network is described as in `landmark.attribution.deeplift`: `layers`, (W, b) pairs applied as
 `act(x @ W + b)`, and `activations`, one name for all layers or one per layer. All three
 methods attribute output unit k to input j as A[k, j] = M[k, j] * (x[j] - reference[j]) and
 differ only in the multipliers M:
@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landmark import deeplift
-
+from landmark.attribution import deeplift
 METHODS = ('deeplift', 'gradient_x_input', 'integrated_gradients')
 PATH_RULES = ('trapezoid', 'midpoint')
 

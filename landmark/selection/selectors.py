@@ -14,7 +14,7 @@ STOCHASTIC depend on the seed.
   deeplift_stratified   deeplift_ae scored within each training study; genes by their rank
                         aggregated over the studies (selectors.stratified_aggregate)
   gradient_x_input_stratified   the same with gradient x input
-  concrete_ae           Concrete Autoencoder (landmark.concrete) trained for this k
+  concrete_ae           Concrete Autoencoder (landmark.selection.concrete_selection) trained for this k
   l1000                 the L1000 landmarks, in their listed order
   random                a uniform random permutation of the genes
   variance              most variable genes first
@@ -38,12 +38,12 @@ from scipy.linalg import blas
 from sklearn import cluster
 from sklearn import decomposition
 
-from landmark import attributions
-from landmark import concrete
-from landmark import deeplift
-from landmark import evaluate
-from landmark import ranking
+from landmark.attribution import attributions
+from landmark.attribution import deeplift
+from landmark.attribution import ranking
 from landmark.errors import ConfigError
+from landmark.evaluation import evaluate
+from landmark.selection import concrete_selection
 
 STRATIFIED_AGGREGATES = ('mean', 'median', 'trimmed_mean')
 TRIMMED_FRACTION = 0.25   # trimmed_mean drops this fraction of the studies at either end
@@ -172,8 +172,8 @@ def _stratified_ranking(method, context, k, seed):
 
 def concrete_ae(context, k, seed):
   """The k genes a Concrete Autoencoder learns to keep, ranked by selection probability."""
-  model = concrete.fit(context.train, k, context.config.selectors.concrete, seed)
-  return list(context.genes[concrete.selected_inputs(model)])
+  model = concrete_selection.fit(context.train, k, context.config.selectors.concrete, seed)
+  return list(context.genes[concrete_selection.selected_inputs(model)])
 
 
 def l1000(context, k, seed):

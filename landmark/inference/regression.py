@@ -16,11 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from landmark import models
-from landmark import sharding
+from landmark.models import dgex
 from landmark.training import core
-
-OUTPUT_INIT_RANGE = 1e-4          # D-GEX's `irange` of the linear output layer
+from landmark.training import sharding
 
 
 @dataclasses.dataclass
@@ -41,51 +39,6 @@ class Standardizer:
 
   def inverse_transform(self, values):
     return np.asarray(values) * self.std + self.mean
-
-
-def _symmetric_uniform(limit):
-  """Initializer drawing from U(-limit, limit)."""
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -limit, limit)
-  return init
-
-
-class DGEX(nnx.Module):
-  """MLP landmarks -> targets: tanh hidden layers with dropout, linear output.
-
-  Layers compute in `dtype` (bfloat16 on GPUs, say) from float32 parameters; predictions
-  are float32, so the loss, its gradients and the MAEs are too.
-  """
-
-  def __init__(self, n_landmarks, hidden, n_targets, dropout, dtype=jnp.float32, *, rngs):
-    widths = (n_landmarks, *hidden)
-    # glorot_uniform is U(±sqrt(6 / (fan_in + fan_out))), D-GEX's hidden-layer range.
-    self.hidden = nnx.List([
-        nnx.Linear(fan_in, fan_out, kernel_init=nnx.initializers.glorot_uniform(),
-                   bias_init=nnx.initializers.zeros_init(), dtype=dtype,
-                   param_dtype=jnp.float32, rngs=rngs)
-        for fan_in, fan_out in zip(widths[:-1], widths[1:])])
-    self.dropout = nnx.Dropout(dropout)
-    self.output = nnx.Linear(widths[-1], n_targets,
-                             kernel_init=_symmetric_uniform(OUTPUT_INIT_RANGE),
-                             bias_init=nnx.initializers.zeros_init(), dtype=dtype,
-                             param_dtype=jnp.float32, rngs=rngs)
-
-  def __call__(self, x, *, rngs: nnx.Rngs | None = None):
-    """Predictions of standardised targets; dropout is active in training mode
-    (`nnx.view(model, deterministic=False)`), drawing its masks from `rngs`."""
-    for layer in self.hidden:
-      x = self.dropout(jnp.tanh(layer(x)), rngs=rngs)
-    return self.output(x).astype(jnp.float32)
-
-
-def build_dgex(config_dgex, n_landmarks: int, n_targets: int, key: jax.Array) -> DGEX:
-  """The D-GEX network of `config_dgex` (widths, dropout, compute dtype), drawn from `key`,
-  in eval mode (dropout off)."""
-  dtype = models.compute_dtype(config_dgex.compute_dtype, 'dgex.compute_dtype')
-  model = DGEX(n_landmarks, tuple(config_dgex.hidden), n_targets, config_dgex.dropout, dtype,
-               rngs=nnx.Rngs(params=key))
-  return nnx.view(model, deterministic=True)
 
 
 def _blocks(array, block_size):
@@ -189,7 +142,7 @@ def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
   `train_monitor` training samples (as D-GEX does); both MAEs are in the data's original
   units. With a `workdir`, the fit writes TensorBoard curves and checkpoints there and
   resumes from them. Each training batch is split over the 'batch' axis of `mesh`
-  (default: all devices; landmark.sharding); the batch size is rounded up to a multiple
+  (default: all devices; landmark.training.sharding); the batch size is rounded up to a multiple
   of the device count.
   """
   n_train, epochs = len(x_train), config_dgex.epochs
@@ -202,7 +155,7 @@ def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
   y_train, y_val = (y_scaler.transform(y).astype(np.float32) for y in (y_train, y_val))
   batch_size = sharding.round_up(min(config_dgex.batch_size, n_train), mesh.size)
 
-  model = build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
+  model = dgex.build_dgex(config_dgex, x_train.shape[1], y_train.shape[1],
                      jax.random.fold_in(jax.random.key(seed), core.INIT_STREAM))
   eval_graphdef = nnx.graphdef(model)
   monitor = np.sort(np.random.default_rng(seed).permutation(n_train)[:train_monitor])

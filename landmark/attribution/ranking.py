@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from landmark import data as data_lib
 from landmark import fileio
+from landmark.data import readers
 from landmark.errors import NumericalError
 
 L1000_COLUMNS = ('probe', 'entrez', 'symbol', 'title')
 RANKING_COLUMNS = ('rank', 'symbol', 'entrez', 'probes', 'score')
-SEPARATOR = data_lib.GENE_SEPARATOR
+SEPARATOR = readers.GENE_SEPARATOR
 
 
 def _split(field):
@@ -114,7 +114,7 @@ def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
   renamed between annotation releases). The universe is the ranked genes; p is the
   hypergeometric probability of an overlap at least this large for a random landmark set.
   """
-  table = data_lib.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
+  table = readers.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
   by_entrez = {entrez: symbol for symbol, field in zip(ranking.symbol, ranking.entrez)
                for entrez in _split(field)}
   universe = set(ranking.symbol)
@@ -154,7 +154,7 @@ def assay_panel(ranking: pd.DataFrame, k: int, l1000_table_path: str) -> pd.Data
   set cannot tell them apart, so an assay needs one reagent for them, or two specific ones).
   """
   panel = ranking.sort_values('rank').head(k)[['rank', 'symbol', 'entrez', 'probes']].copy()
-  l1000 = data_lib.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
+  l1000 = readers.read_string_table(l1000_table_path, L1000_COLUMNS, 'L1000 landmark table')
   l1000_entrez = {e for field in l1000.entrez for e in _split(field)}
   panel['in_l1000'] = [symbol in set(l1000.symbol) or any(e in l1000_entrez for e in _split(ids))
                        for symbol, ids in zip(panel.symbol, panel.entrez)]

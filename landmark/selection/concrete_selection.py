@@ -19,48 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from landmark import dgex
-from landmark import sharding
+from landmark.inference import regression
+from landmark.models import concrete
 from landmark.training import core
+from landmark.training import sharding
 
-LEAKY_SLOPE = 0.2   # the paper's decoder activation: LeakyReLU(0.2)
 CONVERGED = 0.9     # mean max selection probability below which `fit` warns
-
-
-class ConcreteSelector(nnx.Module):
-  """k units, each with logits over the n inputs; outputs the k (softly) selected values."""
-
-  def __init__(self, n_inputs, k, *, rngs: nnx.Rngs):
-    self.logits = nnx.Param(nnx.initializers.glorot_normal()(rngs.params(), (k, n_inputs)))
-
-  def __call__(self, x, key=None, temperature=1.0):
-    """Gumbel-softmax samples at `temperature` when `key` is given, else argmax one-hots."""
-    logits = self.logits[...]
-    if key is None:
-      weights = jax.nn.one_hot(jnp.argmax(logits, axis=1), logits.shape[1], dtype=x.dtype)
-    else:
-      gumbel = jax.random.gumbel(key, logits.shape, logits.dtype)
-      weights = jax.nn.softmax((logits + gumbel) / temperature, axis=1)
-    return x @ weights.T
-
-  def probabilities(self):
-    """(k, n_inputs): each unit's selection probabilities, softmax of its logits."""
-    return jax.nn.softmax(self.logits[...], axis=1)
-
-
-class ConcreteAutoencoder(nnx.Module):
-  """Concrete selector of k inputs -> decoder MLP (LeakyReLU hidden layers, linear output)."""
-
-  def __init__(self, n_inputs, k, hidden=(512,), *, rngs: nnx.Rngs):
-    self.selector = ConcreteSelector(n_inputs, k, rngs=rngs)
-    widths = (k, *hidden, n_inputs)
-    self.decoder = nnx.List([nnx.Linear(i, o, rngs=rngs) for i, o in zip(widths[:-1], widths[1:])])
-
-  def __call__(self, x, key=None, temperature=1.0):
-    h = self.selector(x, key, temperature)
-    for layer in self.decoder[:-1]:
-      h = jax.nn.leaky_relu(layer(h), LEAKY_SLOPE)
-    return self.decoder[-1](h)
 
 
 def temperature(step, total_steps, start, end):
@@ -98,7 +62,7 @@ def _adam(learning_rate):
 
 
 def fit(x: np.ndarray, k: int, config, seed: int = 0,
-        workdir: str | None = None) -> ConcreteAutoencoder:
+        workdir: str | None = None) -> concrete.ConcreteAutoencoder:
   """Trains a Concrete Autoencoder selecting k of x's columns; returns the model.
 
   x: (samples, inputs) training matrix, standardised here per column. config: hidden,
@@ -113,10 +77,10 @@ def fit(x: np.ndarray, k: int, config, seed: int = 0,
     raise ValueError(f'Concrete Autoencoder: need 1 <= k <= {x.shape[1]} inputs, got k={k}')
   if config.epochs < 1:
     raise ValueError(f'Concrete Autoencoder: epochs must be at least 1, got {config.epochs}')
-  data = dgex.Standardizer.fit(x).transform(x).astype(np.float32)
+  data = regression.Standardizer.fit(x).transform(x).astype(np.float32)
   mesh = sharding.device_mesh()
   batch_size = sharding.round_up(min(config.batch_size, len(data)), mesh.size)
-  model = ConcreteAutoencoder(
+  model = concrete.ConcreteAutoencoder(
       x.shape[1], k, tuple(config.hidden),
       rngs=nnx.Rngs(params=jax.random.fold_in(jax.random.key(seed), core.INIT_STREAM)))
   graphdef = nnx.graphdef(model)

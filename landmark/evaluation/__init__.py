@@ -1,0 +1,2 @@
+"""Floor 7, evaluation: per-gene metrics, statistical tests, panels, diagnostics,
+plots and the report."""

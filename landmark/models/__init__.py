@@ -1,0 +1,1 @@
+"""Floor 2, models: Flax NNX modules only (AutoEncoder, D-GEX MLP, Concrete selector)."""

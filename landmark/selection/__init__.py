@@ -1,0 +1,1 @@
+"""Floor 6, selection: every landmark selector behind one `select`."""
