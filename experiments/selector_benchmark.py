@@ -56,6 +56,7 @@ from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
 from landmark.selection import selectors
 from landmark.training import train
+
 # Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/quick.py', 'Run configuration.',
                                 lock_config=True, allow_override=True)

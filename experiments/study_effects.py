@@ -45,6 +45,7 @@ from landmark.data import readers
 from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
 from landmark.selection import selectors
+
 # Experiment modules share flag names; overridable so that tests can import several.
 config_flags.DEFINE_config_file('config', 'configs/study_effects.py', 'Experiment grid.',
                                 lock_config=True, allow_override=True)

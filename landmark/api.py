@@ -13,6 +13,7 @@ from landmark import pipeline
 from landmark.attribution import ranking as ranking_lib
 from landmark.evaluation import panels as panels_lib
 from landmark.evaluation import report
+
 INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to find_landmarks, as the run reads it
 
 

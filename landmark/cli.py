@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from landmark import errors
 from landmark import pipeline
 from landmark.training import sharding
+
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, events and results.')
 _MODE = flags.DEFINE_enum('mode', 'all', pipeline.MODES, 'Which part of the pipeline to run.')

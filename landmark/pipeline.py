@@ -6,8 +6,8 @@ stochastic: they run once per seed (`config.seeds`, each in `seed_<s>/`), the la
 the consensus (mean rank over seeds) and the figures are given as mean ± sd over seeds.
 """
 
-import functools
 import datetime
+import functools
 import glob
 import json
 import os
@@ -43,6 +43,8 @@ from landmark.training import train
 MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run', 'infer')
 LANDMARKS_FILE = 'landmarks.tsv'
 ASSAY_PANEL_FILE = 'panel_deeplift.tsv'
+DGEX_CURVES = 'dgex_curves'     # TensorBoard runs of the named panels' D-GEX fits
+TENSORBOARD = 'tensorboard'     # the run's figures and report, as TensorBoard images and text
 # What each stage writes (globs; seed stages' relative to seed_<s>/): removed, with the
 # stage's record, when `overwrite` recomputes a stale stage.
 STAGE_OUTPUTS = {
@@ -55,7 +57,7 @@ STAGE_OUTPUTS = {
     'evaluate': ('panel_study_effects.tsv', 'panel_summary.tsv', 'panel_gene_metrics.tsv',
                  'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
                  'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md',
-                 'headline_*.png',
+                 'headline_*.png', DGEX_CURVES, TENSORBOARD,
                  saved_models.MODELS_DIR),
 }
 
@@ -159,6 +161,22 @@ def write_baseline_scalars(config, workdir, baselines):
       writer.write_scalars(step, scalars)
 
 
+HPARAMS = ('seed', 'model.hidden', 'model.bottleneck', 'model.activation', 'model.scale',
+           'model.output_activation', 'model.dropout', 'train.epochs', 'train.batch_size',
+           'train.learning_rate', 'train.schedule', 'train.loss', 'train.l2',
+           'preprocess.study_correction')
+
+
+def write_hparams(config, workdir: str, quality: dict) -> None:
+  """The AE's settings (HPARAMS) with its test-split mean MAE and PCC for TensorBoard's
+  HParams dashboard, in the seed's run beside its curves."""
+  hparams = {field: config[field.split('.')[0]][field.split('.')[1]] if '.' in field
+             else config[field] for field in HPARAMS}
+  with metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard')) as writer:
+    writer.write_hparams(hparams, {'hparams/test_mae': quality['mean_mae'],
+                                   'hparams/test_pcc': quality['mean_pcc']})
+
+
 def train_seed(config, workdir, splits, baselines, identity):
   """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
   beside `baselines` (`study_baselines(splits)`); `identity` goes into its checkpoints."""
@@ -172,6 +190,7 @@ def train_seed(config, workdir, splits, baselines, identity):
                                                      quality['mean_pcc'], config.model.bottleneck)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))
   write_baseline_scalars(config, workdir, baselines)
+  write_hparams(config, workdir, quality)
   logging.info('AutoEncoder on %d held-out profiles: %s', len(splits.test.values), quality)
   logging.info('%s', quality['baselines']['verdict'])
   return model, scaler, quality
@@ -292,7 +311,8 @@ def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_ran
   save = functools.partial(_save_model, config, workdir, genes, gene_ids,
                            run_identity.digest(evaluate_identity))
   results = panels_lib.evaluate_panels(config, genes, panels, targets, ev.models, n_random,
-                                       config.seed, on_fit=save)
+                                       config.seed, on_fit=save,
+                                       curves_dir=os.path.join(workdir, DGEX_CURVES))
   summary = panels_lib.summarize(results, ev.permutation_alpha)
   fileio.write_table(os.path.join(workdir, 'panel_summary.tsv'), summary, index=False)
   per_gene = pd.concat({key: frame for key, frame in results.items()
@@ -429,6 +449,20 @@ def run(config, workdir, mode='all', overwrite=False):
     _run_stages(config, workdir, mode, identity, stale)
 
 
+def write_report_to_tensorboard(config, workdir: str) -> None:
+  """The run's report (text), config (text) and every figure of the run's top folder
+  (images, tagged by file name) in `<workdir>/tensorboard`, beside the seeds' curves."""
+  figures = sorted(glob.glob(os.path.join(workdir, '*.png')))
+  with metric_writing.MetricWriter(os.path.join(workdir, TENSORBOARD), purge_step=0) as writer:
+    with open(os.path.join(workdir, 'report.md')) as f:
+      writer.write_text(0, 'report', f.read())
+    writer.write_text(0, 'config', f'```\n{config.to_json_best_effort(indent=2)}\n```')
+    for path in figures:
+      writer.write_image(0, f'figures/{os.path.basename(path)[:-len(".png")]}', path)
+  logging.info('TensorBoard: the report, config and %d figures in %s', len(figures),
+               os.path.join(workdir, TENSORBOARD))
+
+
 def _run_stages(config, workdir, mode, identity, stale):
   """The stages of `mode`; the outputs of `stale` ones are removed once the data are read and
   prepared, so bad input never costs a result (the data stage rewrites its own)."""
@@ -472,6 +506,7 @@ def _run_stages(config, workdir, mode, identity, stale):
   go_tables = go_stage(config, workdir, splits, annotation, ranking)
   clustering = clustering_stage(config, workdir, splits, *trained[0])
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
+  write_report_to_tensorboard(config, workdir)
   identity.mark_done('evaluate')
   logging.info('Done in %s; the report: %s', progress.elapsed(), os.path.join(workdir, 'report.md'))
 

@@ -12,6 +12,8 @@ from configs import common
 from configs import compendium
 from landmark.data import preprocess
 from landmark.data import readers
+
+
 def pytest_configure(config):
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 

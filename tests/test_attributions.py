@@ -7,6 +7,7 @@ import pytest
 
 from landmark.attribution import attributions
 from landmark.attribution import deeplift
+
 FORWARD = {'sigmoid': jax.nn.sigmoid, 'tanh': jnp.tanh, 'relu': jax.nn.relu, 'linear': lambda z: z}
 
 

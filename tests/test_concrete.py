@@ -14,6 +14,8 @@ from landmark.models import concrete
 
 from landmark.selection import concrete_selection
 from landmark.training import metric_writing
+
+
 def settings(**overrides):
   defaults = dict(hidden=(16,), epochs=150, batch_size=8, learning_rate=1e-2,
                   start_temperature=10.0, end_temperature=0.01)

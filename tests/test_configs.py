@@ -18,6 +18,8 @@ from configs import test as test_config
 from landmark import errors
 from landmark import sweep
 from landmark.training import train
+
+
 def test_parse_arg_casts_flags_and_lists():
   parsed = common.parse_arg('epochs=5,quick,bottleneck=25+50+400,name=x,rate=0.5',
                             epochs=100, quick=False, bottleneck=(100,), name='', rate=1.0)

@@ -8,6 +8,8 @@ import pytest
 
 from landmark.attribution import attributions
 from landmark.attribution import deeplift
+
+
 def random_layers(sizes, seed=0, gain=2.0):
   rng = np.random.default_rng(seed)
   return [(gain * rng.normal(size=(n_in, n_out)) / np.sqrt(n_in), rng.normal(size=n_out))

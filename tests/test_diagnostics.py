@@ -12,6 +12,7 @@ from landmark.data import preprocess
 from landmark.data import readers
 from landmark.evaluation import diagnostics
 from landmark.evaluation import evaluate
+
 EPITHELIAL = ['CDH1', 'EPCAM', 'KRT7']
 
 

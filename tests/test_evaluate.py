@@ -7,6 +7,7 @@ from scipy import stats
 
 from configs import common
 from landmark.evaluation import evaluate
+
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 

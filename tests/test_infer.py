@@ -18,6 +18,7 @@ from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
 from landmark.inference import regression
 from landmark.inference import saved_models
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tiny run of tests/test_pipeline.py with one seed and no random panels (only the
 # named panels' models matter here), 240 profiles (24 in the test split) and a D-GEX that

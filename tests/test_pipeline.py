@@ -70,6 +70,28 @@ def test_run_writes_every_result(workdir):
   assert 'DeepLIFT vs L1000' in report and 'fig3_linear.png' in report
 
 
+def test_tensorboard_holds_curves_config_hparams_dgex_and_figures(workdir):
+  """What a user opening TensorBoard on the run finds, read back from the event files."""
+  seed_run = metric_writing.read_events(os.path.join(workdir, 'seed_0', 'tensorboard'))
+  assert {'train/loss', 'eval/mae', 'eval/pcc', 'hparams/test_pcc'} <= set(
+      seed_run.Tags()['scalars'])
+  assert {'config/text_summary', 'tags/text_summary'} <= set(seed_run.Tags()['tensors'])
+  config_text = seed_run.Tensors('config/text_summary')[0].tensor_proto.string_val[0].decode()
+  assert f'"bottleneck": {BOTTLENECK}' in config_text
+  tags_text = seed_run.Tensors('tags/text_summary')[0].tensor_proto.string_val[0].decode()
+  assert 'eval/mae' in tags_text and 'log2 expression' in tags_text
+  hparams = b''.join(seed_run.PluginTagToContent('hparams').values())   # HParams dashboard
+  assert b'model.bottleneck' in hparams and b'hparams/test_pcc' in hparams
+  for panel in ('deeplift', 'l1000'):   # every named panel's D-GEX fit has its curves
+    curves = metric_writing.read_scalars(
+        os.path.join(workdir, pipeline.DGEX_CURVES, f'{panel}_dgex', 'tensorboard'))
+    assert [step for step, _ in curves['eval/val_mae']] == list(range(1, EPOCHS + 1))
+  run = metric_writing.read_events(os.path.join(workdir, pipeline.TENSORBOARD))
+  figures = {name[:-len('.png')] for name in os.listdir(workdir) if name.endswith('.png')}
+  assert {f'figures/{name}' for name in figures} == set(run.Tags()['images'])
+  assert {'report/text_summary', 'config/text_summary'} <= set(run.Tags()['tensors'])
+
+
 def test_landmarks_rank_every_gene(workdir):
   seeds = [pd.read_csv(os.path.join(workdir, f'seed_{seed}', 'landmarks.tsv'), sep='\t')
            for seed in (0, 1)]

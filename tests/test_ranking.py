@@ -10,6 +10,7 @@ from scipy import stats
 from configs.common import data_path
 from landmark.attribution import ranking
 from landmark.data import readers
+
 GPL96 = data_path('annotation', 'gpl96_probes.tsv')
 L1000 = data_path('annotation', 'l1000_landmarks.tsv')
 HEADER = 'probe\tgenbank\tsymbol\tentrez\ttitle\n'

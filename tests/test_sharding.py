@@ -15,6 +15,7 @@ import pytest
 
 from configs import common
 from landmark.training import sharding
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r'''

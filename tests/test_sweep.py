@@ -44,7 +44,7 @@ def test_sweep_runs_each_member_once_and_compares(tmp_path):
   assert list(written['l1000_overlap']) == [8, 16]
   assert written['deeplift_seed_pcc_sd'].round(12).tolist() == [0.141421356237, 0.141421356237]
   assert os.path.getsize(tmp_path / 'sweep.png') > 0
-  hparams = metric_writing.read_scalars(tmp_path / 'bottleneck_16' / 'tensorboard' / 'hparams')
+  hparams = metric_writing.read_scalars(tmp_path / 'bottleneck_16' / 'tensorboard')
   assert hparams['hparams/ae_mae'] == [(0, 1 / 16)]
 
   config = sweep_config.get_config('bottleneck=8+16+32')

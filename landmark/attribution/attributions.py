@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landmark.attribution import deeplift
+
 METHODS = ('deeplift', 'gradient_x_input', 'integrated_gradients')
 PATH_RULES = ('trapezoid', 'midpoint')
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from landmark import fileio
 from landmark.training import sharding
+
 ACTIVATIONS = {
     'sigmoid': jax.nn.sigmoid,
     'tanh': jnp.tanh,

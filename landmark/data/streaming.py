@@ -38,6 +38,7 @@ import numpy as np
 from landmark.data import preprocess
 from landmark.data import readers
 from landmark.data import scalers
+
 _DONE = object()
 _M_MMAP_THRESHOLD = -3      # mallopt parameter (glibc's malloc.h)
 _MMAP_THRESHOLD_BYTES = 4 << 20

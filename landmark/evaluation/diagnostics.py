@@ -18,6 +18,7 @@ from sklearn import decomposition
 from landmark.data import correction
 from landmark.data import preprocess
 from landmark.evaluation import evaluate
+
 SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
 PCA_WIDTHS = (10, 50)   # PCA baselines of every run, beside the one of the AE's bottleneck
 EXACT_PCA_ROWS = 4096   # fit_pca: exact SVD up to this many profiles (or genes)

@@ -7,6 +7,7 @@ from the panel's genes, and scored per target gene on the held-out test split.
 
 import dataclasses
 import functools
+import os
 import time
 
 from absl import logging
@@ -18,6 +19,8 @@ from landmark.data import preprocess
 from landmark.evaluation import evaluate
 from landmark.inference import regression
 from landmark.selection import selectors
+
+
 @dataclasses.dataclass
 class GeneSplits:
   """Gene-level (probe-collapsed) train/val/test matrices on one gene universe."""
@@ -92,16 +95,19 @@ def common_targets(data, panels):
   return [g for g in data.genes if g not in fixed]
 
 
-def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, on_fit=None):
+def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, on_fit=None,
+                   workdir=None):
   """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`.
 
   `on_fit(model, targets, metrics)`, if given, receives the fitted model with the targets
-  it infers and their metrics (the pipeline saves it for `--mode=infer`).
+  it infers and their metrics (the pipeline saves it for `--mode=infer`); a D-GEX fit
+  writes its TensorBoard curves into `workdir`, if given.
   """
   targets = [t for t in targets if t not in set(panel)]
   x, y = data.columns(panel), data.columns(targets)
   model = regression.fit_inference_model(kind, config, data.train[:, x], data.train[:, y],
-                                   data.val[:, x], data.val[:, y], seed=seed)
+                                         data.val[:, x], data.val[:, y], seed=seed,
+                                         workdir=workdir)
   predicted = np.asarray(model.predict(data.test[:, x]))
   metrics = evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
                                   config.evaluate.block_size, permutation)
@@ -110,13 +116,15 @@ def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, o
   return metrics
 
 
-def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed, on_fit=None):
+def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed, on_fit=None,
+                    curves_dir=None):
   """Per-gene metrics of every (model kind, panel); random panels capped per kind.
 
   Random panels are scored on the common targets minus their own genes: the mean over
   that random subset of the targets estimates the mean over all of them without bias.
   `on_fit(kind, name, panel, model, targets, metrics)`, if given, receives each model
-  fitted to a named (not random) panel.
+  fitted to a named (not random) panel; with a `curves_dir`, each such fit that trains
+  (D-GEX) writes its TensorBoard curves into `<curves_dir>/<panel>_<kind>`.
   """
   results = {}
   fits = [(kind, name, panel) for kind in kinds for name, panel in panels.items()
@@ -127,9 +135,11 @@ def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed
             if name.startswith('random_') else f'panel {name}')
     logging.info('Fit %d of %d: inferring %d targets from %s with %s%s', done + 1, len(fits),
                  len(targets), what, kind, _eta(started, done, len(fits)))
-    keep = (None if name.startswith('random_') or on_fit is None
-            else functools.partial(on_fit, kind, name, panel))
-    results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed, on_fit=keep)
+    named = not name.startswith('random_')
+    keep = functools.partial(on_fit, kind, name, panel) if named and on_fit else None
+    curves = os.path.join(curves_dir, f'{name}_{kind}') if named and curves_dir else None
+    results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed, on_fit=keep,
+                                         workdir=curves)
   return results
 
 

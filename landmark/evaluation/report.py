@@ -10,6 +10,7 @@ from landmark import fileio
 from landmark.attribution import ranking as ranking_lib
 from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
+
 PAPER_AE = {'mean_mae': 0.2222, 'mean_pcc': 0.7627, 'pass_fraction': 21696 / 22268}
 PAPER_PROFILES = 111009   # the paper's GEO compendium after duplicate removal
 TOP_GENES = 20   # rows of the report's top-genes table

@@ -129,19 +129,25 @@ def _optimizer(name, learning_rate, momentum):
 
 TRAIN_MAE = 'eval/train_mae'     # TensorBoard tags of the per-epoch MAEs, in original units
 VAL_MAE = 'eval/val_mae'
+DESCRIPTIONS = {
+    TRAIN_MAE: 'MAE of the targets of a fixed subset of training samples, without dropout, in '
+               'the data units (log2 expression); a rise decays the learning rate',
+    VAL_MAE: 'MAE of the targets of the validation split, in the data units (log2 expression); '
+             'its lowest epoch gives the kept parameters',
+}
 
 
 def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
              y_val: np.ndarray, seed: int = 0, workdir: str | None = None,
-             train_monitor: int = 5000, mesh=None) -> 'DGEXModel':
+             checkpoints: bool = True, train_monitor: int = 5000, mesh=None) -> 'DGEXModel':
   """Trains D-GEX through the training core; returns the parameters of the epoch with the
   lowest validation MAE.
 
   The training MAE that drives the learning-rate decay (`next_learning_rate`, applied
   between epochs) is measured after each epoch, without dropout, on a fixed subset of
   `train_monitor` training samples (as D-GEX does); both MAEs are in the data's original
-  units. With a `workdir`, the fit writes TensorBoard curves and checkpoints there and
-  resumes from them. Each training batch is split over the 'batch' axis of `mesh`
+  units. With a `workdir`, the fit writes TensorBoard curves there and, unless
+  `checkpoints` is off, checkpoints that a rerun resumes from. Each training batch is split over the 'batch' axis of `mesh`
   (default: all devices; landmark.training.sharding); the batch size is rounded up to a multiple
   of the device count.
   """
@@ -176,11 +182,14 @@ def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
     return next_learning_rate(history[core.LEARNING_RATE][-1], train_mae[-1], previous,
                               config_dgex.lr_decay, config_dgex.lr_floor)
 
-  loop = core.Loop(epochs, batch_size, name='D-GEX', diverged_field='config.dgex.learning_rate')
+  loop = core.Loop(epochs, batch_size, name='D-GEX', diverged_field='config.dgex.learning_rate',
+                   checkpoint_every=int(checkpoints))
   result = core.fit(nnx.view(model, deterministic=False), SquaredError(),
                     build_optimizer(config_dgex), {'x': x_train, 'y': y_train}, loop, seed=seed,
                     mesh=mesh, workdir=workdir, evaluate=score, select_best=VAL_MAE,
-                    learning_rate_rule=learning_rate_rule)
+                    learning_rate_rule=learning_rate_rule,
+                    config_text=config_dgex.to_json_best_effort(indent=2),
+                    descriptions=DESCRIPTIONS)
   history = {name: np.asarray(result.history[tag], np.float32) for name, tag in
              (('train_mae', TRAIN_MAE), ('val_mae', VAL_MAE),
               ('learning_rate', core.LEARNING_RATE))}
@@ -291,7 +300,8 @@ def fit_inference_model(kind: str, config, x_train: np.ndarray, y_train: np.ndar
   """Fits one of config.evaluate.models ('linear', 'ridge', 'dgex', 'knn') on the training split.
 
   D-GEX uses the validation split to pick its best epoch, ridge to pick its penalty; with a
-  `workdir` D-GEX writes its TensorBoard curves and checkpoints there.
+  `workdir` D-GEX writes its TensorBoard curves there (no checkpoints: nothing of a fit
+  made under another config can be resumed).
   """
   if kind == 'linear':
     return fit_linear(x_train, y_train, ridge=config.evaluate.ridge)
@@ -301,6 +311,7 @@ def fit_inference_model(kind: str, config, x_train: np.ndarray, y_train: np.ndar
     return fit_knn(x_train, y_train, k=config.evaluate.knn_neighbors)
   if kind == 'dgex':
     return fit_dgex(config.dgex, x_train, y_train, x_val, y_val, seed=seed, workdir=workdir,
+                    checkpoints=False,
                     mesh=sharding.make_mesh(config))
   raise ValueError(f"Unknown inference model {kind!r}; expected 'linear', 'ridge', 'dgex' or "
                    "'knn'")

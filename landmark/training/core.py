@@ -41,12 +41,20 @@ from landmark.data import streaming
 from landmark.training import checkpointing
 from landmark.training import metric_writing
 from landmark.training import sharding
+
 # Tags of the per-epoch TensorBoard scalars the core writes; also keys of the history.
 TRAIN_LOSS = 'train/loss'
 LEARNING_RATE = 'train/learning_rate'             # at the epoch's first step
 SAMPLES_PER_SEC = 'train/samples_per_sec'
 DATA_WAIT_FRACTION = 'train/data_wait_fraction'   # streamed runs only
 EPOCH = 'epoch'
+
+DESCRIPTIONS = {   # what each tag the core writes means, with its unit (TensorBoard's 'tags' text)
+    TRAIN_LOSS: "the model's training objective, mean over the epoch's samples (its own units)",
+    LEARNING_RATE: "the optimizer's learning rate at the epoch's first step",
+    SAMPLES_PER_SEC: 'training throughput, samples per second of wall time',
+    DATA_WAIT_FRACTION: "fraction of the epoch's wall time spent waiting for streamed data (0-1)",
+}
 
 # Sub-keys of a run's key (its parameters are drawn from fold_in(key, INIT_STREAM)).
 INIT_STREAM, SHUFFLE_STREAM, STEP_STREAM = 0, 1, 2
@@ -79,7 +87,7 @@ class Loop:
   diverged_field: str = 'config.train.learning_rate'   # blamed when the loss turns NaN
   eval_every: int = 1
   log_every: int = 1
-  checkpoint_every: int = 1
+  checkpoint_every: int = 1      # 0: no checkpoints (TensorBoard only)
   keep_checkpoints: int = 1
 
 
@@ -275,7 +283,8 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
         mesh, workdir: str | None = None, identity: dict | None = None,
         evaluate: Callable[[dict], Mapping[str, float]] | None = None,
         select_best: str | None = None,
-        learning_rate_rule: Callable[[dict[str, list]], float] | None = None) -> Result:
+        learning_rate_rule: Callable[[dict[str, list]], float] | None = None,
+        config_text: str | None = None, descriptions: Mapping[str, str] | None = None) -> Result:
   """Trains `model` (in training mode) on `data` for `loop.epochs` epochs, or resumes.
 
   `data` maps names to host arrays of equal length, put on the devices once, or is a
@@ -286,7 +295,10 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
   exact resumption); `learning_rate_rule(history)` sets the learning rate of the next
   epoch (the optimizer must be `optax.inject_hyperparams`). With a `workdir`, checkpoints
   go to `<workdir>/checkpoints` (each with `identity`; one saved under another is refused
-  with a RunIdentityError) and TensorBoard events to `<workdir>/tensorboard`.
+  with a RunIdentityError) and TensorBoard events to `<workdir>/tensorboard`: the curves,
+  and at a fresh start the run's `config_text` and a table of what each tag means
+  (DESCRIPTIONS and the model's `descriptions` of its evaluation tags). `loop.checkpoint_every`
+  0 writes TensorBoard events only, no checkpoints.
   """
   streamed = isinstance(data, streaming.SampleStream)
   n_rows = len(data) if streamed else len(next(iter(data.values())))
@@ -294,7 +306,7 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
   state = new_state(model, optimizer, jax.random.key(seed), mesh)
   best = state.params if select_best else None
   start_epoch, history, manager = 0, {EPOCH: []}, None
-  if workdir is not None:
+  if workdir is not None and loop.checkpoint_every:
     manager = checkpointing.make_manager(os.path.join(workdir, 'checkpoints'),
                                          save_every=loop.checkpoint_every,
                                          keep=loop.keep_checkpoints)
@@ -304,6 +316,8 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
       data = device_data(data, mesh)
     writer = (metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard'),
                                           purge_step=start_epoch + 1) if workdir else None)
+    if writer and not start_epoch:
+      _describe_run(writer, config_text, {**DESCRIPTIONS, **(descriptions or {})})
     epoch_seconds = []
     try:
       for epoch in range(start_epoch + 1, loop.epochs + 1):
@@ -348,6 +362,14 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
   if select_best:
     best_epoch = int(history[EPOCH][int(np.nanargmin(np.asarray(history[select_best])))])
   return Result(state, best, history, best_epoch)
+
+
+def _describe_run(writer, config_text, descriptions):
+  """The run's config and the meaning of its tags, as TensorBoard text at step 0."""
+  if config_text:
+    writer.write_text(0, 'config', f'```\n{config_text}\n```')
+  rows = '\n'.join(f'| `{tag}` | {meaning} |' for tag, meaning in descriptions.items())
+  writer.write_text(0, 'tags', f'| tag | meaning (unit) |\n|---|---|\n{rows}')
 
 
 def _saved(state, best):

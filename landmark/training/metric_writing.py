@@ -9,9 +9,13 @@ import os
 import time
 
 from tensorboard.backend.event_processing import event_accumulator
+import matplotlib.image
 import tensorboardX
+import tensorboardX.summary
 
 from landmark.training import sharding
+
+
 class MetricWriter:
   """Scalars, figures and hyperparameters of one run, written to `logdir`.
 
@@ -35,27 +39,34 @@ class MetricWriter:
       for tag, value in scalars.items():
         self._writer.add_scalar(tag, float(value), global_step=step)
 
-  def write_figure(self, step, tag, figure):
-    """Renders a matplotlib figure as an image summary (and closes it)."""
+  def write_text(self, step: int, tag: str, markdown: str) -> None:
+    """Writes Markdown text (TensorBoard's Text tab), e.g. the run's config."""
     if self._writer is not None:
-      self._writer.add_figure(tag, figure, global_step=step, close=True)
-    else:
-      import matplotlib.pyplot as plt
-      plt.close(figure)
+      self._writer.add_text(tag, markdown, global_step=step)
 
-  def write_hparams(self, hparams, metrics):
-    """Records a run's hyperparameters with its final metrics for the HParams dashboard.
+  def write_image(self, step: int, tag: str, png_path: str) -> None:
+    """Writes a PNG file (a figure the run saved) as an image summary (the Images tab)."""
+    if self._writer is not None:
+      image = matplotlib.image.imread(png_path)
+      self._writer.add_image(tag, image, global_step=step, dataformats='HWC')
+
+  def write_hparams(self, hparams: dict, metrics: dict) -> None:
+    """Records a run's hyperparameters with its final metrics for the HParams dashboard,
+    in this run (beside its curves), not in a run of their own.
 
     Values that are not numbers, strings or bools (e.g. layer-width tuples) are stored as
     strings. Metric tags must differ from scalar tags, e.g. 'hparams/eval_mae'.
     """
     hparams = {key: value if isinstance(value, (numbers.Number, str, bool)) else str(value)
                for key, value in hparams.items()}
+    metrics = {tag: float(value) for tag, value in metrics.items()}
     if self._writer is not None:
-      self._writer.add_hparams(hparams, {tag: float(value) for tag, value in metrics.items()},
-                               name='hparams')
+      for summary in tensorboardX.summary.hparams(hparams, metrics):
+        self._writer.file_writer.add_summary(summary)
+      for tag, value in metrics.items():
+        self._writer.add_scalar(tag, value)
 
-  def flush(self):
+  def flush(self) -> None:
     if self._writer is not None:
       self._writer.flush()
 
@@ -68,6 +79,15 @@ class MetricWriter:
 
   def __exit__(self, *exc_info):
     self.close()
+
+
+def read_events(logdir) -> event_accumulator.EventAccumulator:
+  """An accumulator holding every event of `logdir` (scalars, text, images, plugin data)."""
+  accumulator = event_accumulator.EventAccumulator(
+      str(logdir), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0,
+                                  event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  return accumulator
 
 
 def read_scalars(logdir):

@@ -33,6 +33,12 @@ from landmark.training import sharding
 # Held-out metrics of the per-epoch TensorBoard scalars (the core writes the training ones).
 EVAL_MAE = 'eval/mae'
 EVAL_PCC = 'eval/pcc'
+DESCRIPTIONS = {
+    EVAL_MAE: 'mean over genes of the absolute error of reconstructing the validation split, '
+              'in the data units (log2 expression)',
+    EVAL_PCC: 'mean over genes of the Pearson correlation between the validation split and its '
+              'reconstruction, across samples (unitless, -1 to 1)',
+}
 
 
 def build_model(config, n_features, key):
@@ -203,7 +209,8 @@ def train_autoencoder(config, workdir: str, train_x, eval_x: np.ndarray | None,
   result = core.fit(nnx.view(model, deterministic=False),
                     Reconstruction(config.train.l2, config.train.loss),
                     build_optimizer(config, steps_per_epoch), data, loop, seed=config.seed,
-                    mesh=mesh, workdir=workdir, identity=identity, evaluate=score_heldout)
+                    mesh=mesh, workdir=workdir, identity=identity, evaluate=score_heldout,
+                    config_text=config.to_json_best_effort(indent=2), descriptions=DESCRIPTIONS)
   return nnx.merge(eval_graphdef, result.state.params, rest), scaler, result.history
 
 
