@@ -201,6 +201,8 @@ def base_config():
                                            # gene norm; several: chosen leave-study-out (on the
                                            # 5 studies' training split, 1 beat 0.1 and 0.01)
   config.selectors.greedy_ridge_validation_k = 943   # panel size of that validation
+  config.selectors.greedy_ridge_validation_folds = 3   # groups of training studies held out
+                                           # in turn by that validation
   config.selectors.concrete = ml_collections.ConfigDict()
   config.selectors.concrete.hidden = (512,)
   config.selectors.concrete.epochs = 1000
@@ -208,6 +210,15 @@ def base_config():
   config.selectors.concrete.learning_rate = 1e-2   # paper 1e-3; 1e-2 better on planted data
   config.selectors.concrete.start_temperature = 10.0
   config.selectors.concrete.end_temperature = 0.01
+  config.selectors.persist = ml_collections.ConfigDict()   # PERSIST gates (selection/persist.py)
+  config.selectors.persist.hidden = (512,)         # reconstruction MLP's hidden widths
+  config.selectors.persist.epochs = 200            # each bisection fit
+  config.selectors.persist.finetune_epochs = 50    # the fit with exactly k gates allowed
+  config.selectors.persist.batch_size = 64
+  config.selectors.persist.learning_rate = 1e-2    # Adam
+  config.selectors.persist.bisection_steps = 8     # fits tuning lambda (fewer if one hits k)
+  config.selectors.persist.lambda_min = 1e-3       # price of an open gate, in genes' worth
+  config.selectors.persist.lambda_max = 1e2        # of explained variance (per-gene z-scores)
 
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.permutation_alpha = 0.01

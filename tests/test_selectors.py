@@ -26,9 +26,11 @@ def make_config(**selector_overrides):
   config.selectors = ml_collections.ConfigDict(dict(
       ig_steps=16, ig_rule='trapezoid', pca_variance=0.9, pca_components=0,
       peel_off_restarts=4, stratified_aggregate='mean', greedy_ridge_alphas=(1e-2, 1e-1, 1.0),
-      greedy_ridge_validation_k=943,
+      greedy_ridge_validation_k=943, greedy_ridge_validation_folds=3,
       concrete=dict(hidden=(64,), epochs=200, batch_size=50, learning_rate=1e-2,
-                    start_temperature=10.0, end_temperature=0.01)))
+                    start_temperature=10.0, end_temperature=0.01),
+      persist=dict(hidden=(16,), epochs=20, finetune_epochs=5, batch_size=32, learning_rate=1e-2,
+                   bisection_steps=3, lambda_min=1e-3, lambda_max=1e2)))
   config.selectors.update(selector_overrides)
   return config
 
@@ -338,7 +340,9 @@ def test_greedy_ridge_penalty_is_chosen_leaving_studies_out():
   studies = np.repeat(np.arange(4), 100)
   # A penalty of 10 mean squared gene norms shrinks every prediction towards zero.
   for alphas in [(10.0, 1e-2), (1e-2, 10.0)]:
-    assert selectors._leave_study_out_alpha(values, studies, alphas, N_DRIVERS) == 1e-2
+    for n_folds in (2, 4):   # pairs of studies held out; each study alone
+      assert selectors._leave_study_out_alpha(values, studies, alphas, N_DRIVERS,
+                                              n_folds) == 1e-2
   # The held-out error is that of an explicit ridge fit in gene space.
   train, test, chosen, penalty = values[:300] - 8, values[300:] - 8, drivers, 50.0
   targets = np.setdiff1d(np.arange(values.shape[1]), chosen)
@@ -402,4 +406,8 @@ def test_selectors_config_is_checked():
     selectors.select('deeplift_stratified', context, 2)
   with pytest.raises(ConfigError, match='^config.selectors.greedy_ridge_alphas: '):
     selectors.check_config(make_config(greedy_ridge_alphas=(0.1, 0.0)).selectors)
+  config = make_config()
+  config.selectors.persist.bisection_steps = 0
+  with pytest.raises(ConfigError, match='^config.selectors.persist.bisection_steps: '):
+    selectors.check_config(config.selectors)
   selectors.check_config(common.base_config().selectors)

@@ -4,7 +4,7 @@
 
 A selector is a function (context, k, seed) -> ranked symbols, registered in SELECTORS.
 Most rank every gene once, so their k-selection is the first k of their ranking at any k;
-those in K_SPECIFIC (concrete_ae, peel_off) solve a new problem for every k. Those in
+those in K_SPECIFIC (concrete_ae, persist, peel_off) solve a new problem for every k. Those in
 STOCHASTIC depend on the seed.
 
   deeplift_ae           the paper: DeepLIFT Rescale scores of the trained AutoEncoder's
@@ -15,6 +15,8 @@ STOCHASTIC depend on the seed.
                         aggregated over the studies (selectors.stratified_aggregate)
   gradient_x_input_stratified   the same with gradient x input
   concrete_ae           Concrete Autoencoder (landmark.selection.concrete_selection) trained for this k
+  persist               PERSIST (landmark.selection.persist): a learned hard-concrete gate per gene
+                        before a reconstruction MLP, its sparsity price tuned to leave k open
   l1000                 the L1000 landmarks, in their listed order
   random                a uniform random permutation of the genes
   variance              most variable genes first
@@ -26,6 +28,7 @@ STOCHASTIC depend on the seed.
 
 import dataclasses
 import functools
+import time
 from typing import Optional, Sequence
 
 from absl import logging
@@ -44,6 +47,7 @@ from landmark.attribution import ranking
 from landmark.errors import ConfigError
 from landmark.evaluation import evaluate
 from landmark.selection import concrete_selection
+from landmark.selection import persist
 
 STRATIFIED_AGGREGATES = ('mean', 'median', 'trimmed_mean')
 TRIMMED_FRACTION = 0.25   # trimmed_mean drops this fraction of the studies at either end
@@ -86,8 +90,8 @@ class SelectionContext:
 
 
 def check_config(settings: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for a `config.selectors` field of greedy_ridge or the stratified
-  selectors that cannot work, before any of their computation."""
+  """Raises ConfigError for a `config.selectors` field of greedy_ridge, the stratified
+  selectors or persist that cannot work, before any of their computation."""
   if settings.stratified_aggregate not in STRATIFIED_AGGREGATES:
     raise ConfigError('config.selectors.stratified_aggregate', f'must be one of '
                       f'{STRATIFIED_AGGREGATES}, got {settings.stratified_aggregate!r}')
@@ -98,6 +102,10 @@ def check_config(settings: ml_collections.ConfigDict) -> None:
   if settings.greedy_ridge_validation_k < 1:
     raise ConfigError('config.selectors.greedy_ridge_validation_k',
                       f'must be at least 1, got {settings.greedy_ridge_validation_k!r}')
+  if settings.greedy_ridge_validation_folds < 2:
+    raise ConfigError('config.selectors.greedy_ridge_validation_folds',
+                      f'must be at least 2, got {settings.greedy_ridge_validation_folds!r}')
+  persist.check_config(settings.persist)
 
 
 def _trained_encoder(method, context):
@@ -174,6 +182,12 @@ def concrete_ae(context, k, seed):
   """The k genes a Concrete Autoencoder learns to keep, ranked by selection probability."""
   model = concrete_selection.fit(context.train, k, context.config.selectors.concrete, seed)
   return list(context.genes[concrete_selection.selected_inputs(model)])
+
+
+def persist_gates(context, k, seed):
+  """The k genes whose PERSIST gates stay open at the tuned sparsity price, best first."""
+  selection = persist.select(context.train, k, context.config.selectors.persist, seed)
+  return list(context.genes[selection.columns])
 
 
 def l1000(context, k, seed):
@@ -296,24 +310,34 @@ def _ridge_error(train, test, chosen, penalty):
   return float(np.sum((test[:, targets] - predicted) ** 2))
 
 
-def _leave_study_out_alpha(train, studies, alphas, k):
+def _leave_study_out_alpha(train, studies, alphas, k, n_folds):
   """The relative penalty of `alphas` whose greedy k-gene panels, each chosen without one
-  training study, predict the other genes of that study best (squared error summed over
-  the studies held out in turn; each study centred on its own mean)."""
+  group of training studies, predict the other genes of that group best (squared error
+  summed over the groups held out in turn; each study centred on its own mean). The
+  studies, sorted, are dealt into at most `n_folds` groups (leave one study out when there
+  are no more studies than that)."""
   labels = np.asarray(studies)
-  held_out = np.unique(labels)
-  if len(held_out) < 2:
+  names = np.unique(labels)
+  if len(names) < 2:
     raise ValueError('greedy_ridge: choosing among several ridge penalties '
                      '(config.selectors.greedy_ridge_alphas) needs the training rows of at '
                      'least two studies (context.studies); give one penalty instead')
+  group_of = {name: i % n_folds for i, name in enumerate(names)}
+  groups = np.array([group_of[label] for label in labels])
   errors = np.zeros(len(alphas))
-  for study in held_out:
-    fit = _study_centred(train[labels != study], labels[labels != study])
-    test = _study_centred(train[labels == study], None)
+  started = time.monotonic()
+  for done, group in enumerate(np.unique(groups)):
+    held = groups == group
+    fit = _study_centred(train[~held], labels[~held])
+    test = _study_centred(train[held], labels[held])
     for i, alpha in enumerate(alphas):
       penalty = alpha * _penalty_scale(fit)
       errors[i] += _ridge_error(fit, test, ridge_path(fit, k, penalty), penalty)
-  logging.info('greedy_ridge: leave-study-out squared error %s for relative penalties %s '
+    elapsed = time.monotonic() - started
+    logging.info('greedy_ridge: validation fold %d of %d done (%d held-out samples), ETA %.0f s',
+                 done + 1, len(set(group_of.values())), held.sum(),
+                 elapsed / (done + 1) * (len(set(group_of.values())) - done - 1))
+  logging.info('greedy_ridge: held-out squared error %s for relative penalties %s '
                '(%d genes)', np.round(errors, 1).tolist(), list(alphas), k)
   return alphas[int(np.argmin(errors))]
 
@@ -325,7 +349,8 @@ def greedy_ridge(context, k, seed):
   structure worth a landmark. The penalty is `selectors.greedy_ridge_alphas` times the mean
   squared gene norm of that matrix, one for all genes as in the evaluation's ridge model
   (so a gene of small variance pays relatively more). Given several, the one chosen by
-  leave-study-out validation inside the training studies (`_leave_study_out_alpha`) at
+  validation inside the training studies, holding out `selectors.greedy_ridge_validation_folds`
+  groups of studies in turn (`_leave_study_out_alpha`), at
   `selectors.greedy_ridge_validation_k` genes (or half the universe if fewer), not at k:
   the ranking is one path whose prefixes are the selections at every k.
   """
@@ -336,7 +361,8 @@ def greedy_ridge(context, k, seed):
   alpha = alphas[0]
   if len(alphas) > 1:
     validation_k = min(settings.greedy_ridge_validation_k, len(context.genes) // 2)
-    alpha = _leave_study_out_alpha(context.train, context.studies, alphas, validation_k)
+    alpha = _leave_study_out_alpha(context.train, context.studies, alphas, validation_k,
+                                   settings.greedy_ridge_validation_folds)
   x = _study_centred(context.train, context.studies)
   return list(context.genes[ridge_path(x, k, alpha * _penalty_scale(x))])
 
@@ -346,6 +372,7 @@ SELECTORS = {
     'gradient_x_input': functools.partial(_attribution_ranking, 'gradient_x_input'),
     'integrated_gradients': functools.partial(_attribution_ranking, 'integrated_gradients'),
     'concrete_ae': concrete_ae,
+    'persist': persist_gates,
     'l1000': l1000,
     'random': random_genes,
     'variance': variance,
@@ -355,8 +382,8 @@ SELECTORS = {
     'deeplift_stratified': functools.partial(_stratified_ranking, 'deeplift'),
     'gradient_x_input_stratified': functools.partial(_stratified_ranking, 'gradient_x_input'),
 }
-STOCHASTIC = frozenset({'concrete_ae', 'random', 'peel_off'})
-K_SPECIFIC = frozenset({'concrete_ae', 'peel_off'})
+STOCHASTIC = frozenset({'concrete_ae', 'persist', 'random', 'peel_off'})
+K_SPECIFIC = frozenset({'concrete_ae', 'persist', 'peel_off'})
 
 
 def select(name, context, k, seed=0):
