@@ -92,7 +92,10 @@ def fit(x: np.ndarray, k: int, config, seed: int = 0,
                    log_every=every)
   result = core.fit(model, objective, _adam(config.learning_rate), {'x': data}, loop, seed=seed,
                     mesh=mesh, workdir=workdir,
-                    evaluate=lambda params: {MAX_PROBABILITY: _max_probability(graphdef, params)})
+                    evaluate=lambda params: {MAX_PROBABILITY: _max_probability(graphdef, params)},
+                    config_text=config.to_json_best_effort(indent=2),
+                    descriptions={MAX_PROBABILITY: 'mean over the k selector units of their '
+                                  'largest selection probability (0-1; near 1: converged)'})
   max_probability = result.history[MAX_PROBABILITY][-1]
   if max_probability < CONVERGED:
     logging.warning('Concrete AE (k=%d) did not converge: mean max probability %.3f < %.2f; '

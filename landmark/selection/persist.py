@@ -123,7 +123,8 @@ def _fit(model, data, penalty, epochs, batch_size, config, *, seed, mesh, stage,
   return core.fit(model, SparseReconstruction(), _adam(config.learning_rate), rows, loop,
                   seed=seed, mesh=mesh, workdir=workdir,
                   identity={**identity, 'stage': stage, 'lambda': penalty},
-                  evaluate=lambda params: {OPEN_GATES: _open_gates(graphdef, params, rest)}
+                  evaluate=lambda params: {OPEN_GATES: _open_gates(graphdef, params, rest)},
+                  descriptions={OPEN_GATES: 'genes whose gate is open at evaluation (count)'}
                   ).model()
 
 
