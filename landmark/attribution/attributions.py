@@ -95,10 +95,10 @@ def attributions(method, layers, activations, x, reference, steps=32, rule='trap
   `steps` and `rule` apply to integrated gradients, `eps` to DeepLIFT. Computed in x's
   float dtype (float64 only with jax_enable_x64).
   """
-  dtype = deeplift._float_dtype(x)
-  names = deeplift._activation_names(activations, len(layers))
+  dtype = deeplift.float_dtype(x)
+  names = deeplift.activation_names(activations, len(layers))
   return _attributions(multipliers_fn(method, steps, rule, eps),
-                       deeplift._cast_layers(layers, dtype), names, jnp.asarray(x, dtype),
+                       deeplift.cast_layers(layers, dtype), names, jnp.asarray(x, dtype),
                        jnp.asarray(reference, dtype))
 
 

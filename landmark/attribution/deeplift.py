@@ -13,7 +13,7 @@ import functools
 import itertools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import jax
@@ -126,7 +126,8 @@ def _accumulate(total, layers, activations, multipliers_fn, signed, x, reference
   return total + (jnp.abs(delta) * jnp.abs(multipliers).sum(axis=1)).sum(axis=0)
 
 
-def _activation_names(activations, n_layers):
+def activation_names(activations: str | Sequence[str], n_layers: int) -> tuple[str, ...]:
+  """One known activation name per layer (a single name applies to every layer)."""
   names = (activations,) * n_layers if isinstance(activations, str) else tuple(activations)
   if len(names) != n_layers:
     raise ValueError(f'{len(names)} activations given for {n_layers} layers')
@@ -136,12 +137,13 @@ def _activation_names(activations, n_layers):
   return names
 
 
-def _float_dtype(x):
+def float_dtype(x) -> jnp.dtype:
   """The input's float dtype as JAX will use it (float64 only with jax_enable_x64)."""
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def _cast_layers(layers, dtype):
+def cast_layers(layers, dtype) -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """The (W, b) pairs as JAX arrays of `dtype`."""
   return tuple((jnp.asarray(w, dtype), jnp.asarray(b, dtype)) for w, b in layers)
 
 
@@ -150,9 +152,9 @@ def contributions(layers, activations, x, reference, eps=DEFAULT_EPS):
 
   Computed in x's float dtype; returns a (n_samples, n_units, n_inputs) jax.Array.
   """
-  dtype = _float_dtype(x)
-  names = _activation_names(activations, len(layers))
-  return _contributions(_cast_layers(layers, dtype), names, eps, jnp.asarray(x, dtype),
+  dtype = float_dtype(x)
+  names = activation_names(activations, len(layers))
+  return _contributions(cast_layers(layers, dtype), names, eps, jnp.asarray(x, dtype),
                         jnp.asarray(reference, dtype))
 
 
@@ -221,10 +223,10 @@ def score_inputs(layers, activations, batches, reference, aggregate='abs',
   if first is None:
     raise ValueError('score_inputs got no samples')
   multipliers = multipliers or MultiplierRule(rescale_multipliers, (eps,))
-  dtype = _float_dtype(first)
-  names = _activation_names(activations, len(layers))
+  dtype = float_dtype(first)
+  names = activation_names(activations, len(layers))
   mesh = mesh or sharding.device_mesh()
-  layers = sharding.replicate(mesh, _cast_layers(layers, dtype))
+  layers = sharding.replicate(mesh, cast_layers(layers, dtype))
   reference = np.asarray(reference, dtype)
   reference_device = sharding.replicate(mesh, reference)
   n_inputs, n_units = reference.shape[0], layers[-1][0].shape[1]
@@ -271,7 +273,7 @@ def export_for_checking(directory, layers, activations, x, reference, n=16, eps=
   """
   if not sharding.is_primary():
     return
-  names = _activation_names(activations, len(layers))
+  names = activation_names(activations, len(layers))
   layers32 = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in layers]
   x32 = np.asarray(x[:n], np.float32)
   reference32 = np.asarray(reference, np.float32)

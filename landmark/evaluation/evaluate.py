@@ -38,7 +38,7 @@ def _column_chunks(n_columns):
   return (slice(start, start + COLUMN_CHUNK) for start in range(0, n_columns, COLUMN_CHUNK))
 
 
-def _standardise(x):
+def standardise(x):
   """Columns centred and scaled to unit norm (float64), so PCC(a, b) = a_std · b_std.
 
   A constant column (max == min, tested exactly) becomes all zeros: its PCC with anything
@@ -69,14 +69,14 @@ def per_gene_pcc(y_true, y_pred):
   y_true, y_pred = _check_pair(y_true, y_pred)
   pcc = np.empty(y_true.shape[1])
   for chunk in _column_chunks(y_true.shape[1]):
-    pcc[chunk] = np.sum(_standardise(y_true[:, chunk]) * _standardise(y_pred[:, chunk]), axis=0)
+    pcc[chunk] = np.sum(standardise(y_true[:, chunk]) * standardise(y_pred[:, chunk]), axis=0)
   return np.clip(pcc, -1.0, 1.0)
 
 
 def _standardise_float32(x):
   out = np.empty(x.shape, dtype=np.float32)
   for chunk in _column_chunks(x.shape[1]):
-    out[:, chunk] = _standardise(x[:, chunk])
+    out[:, chunk] = standardise(x[:, chunk])
   return out
 
 
@@ -117,7 +117,7 @@ def permutation_test(y_true, y_pred, block_size=2048):
   for start in range(0, n_genes, block_size):
     stop = min(start + block_size, n_genes)
     block = np.zeros((y_pred.shape[0], block_size), dtype=np.float32)
-    block[:, :stop - start] = _standardise(y_pred[:, start:stop])
+    block[:, :stop - start] = standardise(y_pred[:, start:stop])
     counts[start:stop] = np.asarray(_exceedance_counts(block, true_std, start))[:stop - start]
   return (1.0 + counts) / n_genes
 

@@ -236,7 +236,7 @@ def peel_off(context, k, seed):
   r). Each cluster contributes its most central gene: the highest mean correlation with
   the other members. Clusters are ranked by size, ties by that mean correlation.
   """
-  profiles = evaluate._standardise(context.train).T  # pylint: disable=protected-access
+  profiles = evaluate.standardise(context.train).T
   labels = cluster.KMeans(n_clusters=k, n_init=context.config.selectors.peel_off_restarts,
                           random_state=seed).fit_predict(profiles)
   centres = []
