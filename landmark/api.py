@@ -1,8 +1,11 @@
 """Notebook entry points: the landmark genes of an expression matrix, and the verdict on a
 finished run's panels, as DataFrames instead of files to read."""
 
+from __future__ import annotations
+
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import ml_collections
 import pandas as pd
@@ -13,6 +16,9 @@ from landmark import pipeline
 from landmark.attribution import ranking as ranking_lib
 from landmark.evaluation import panels as panels_lib
 from landmark.evaluation import report
+
+if TYPE_CHECKING:   # anndata is an optional dependency: never imported at run time
+  import anndata
 
 INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to find_landmarks, as the run reads it
 
@@ -33,7 +39,8 @@ def _expression_file(data, workdir: str) -> str:
   return path
 
 
-def find_landmarks(data, k: int = 943, config: ml_collections.ConfigDict | None = None,
+def find_landmarks(data: str | os.PathLike | pd.DataFrame | anndata.AnnData, k: int = 943,
+                   config: ml_collections.ConfigDict | None = None,
                    workdir: str | None = None) -> pd.DataFrame:
   """Trains the AutoEncoder(s) on `data`, scores every gene with DeepLIFT and returns all
   genes ranked (the pipeline's train, explain and consensus stages; `--mode=explain`).

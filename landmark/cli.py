@@ -31,7 +31,8 @@ config_flags.DEFINE_config_file('config', None, 'Configuration file.', lock_conf
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
+  """Runs the pipeline on the parsed flags; a LandmarkError ends it with one line, status 2."""
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   config = FLAGS.config

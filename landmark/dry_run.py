@@ -15,10 +15,12 @@ import json
 import os
 import resource
 import time
+from typing import Any
 
 from absl import logging
 from flax import nnx
 import jax
+import ml_collections
 import numpy as np
 
 from landmark import fileio
@@ -61,7 +63,7 @@ def _autoencoder(config, mesh, key, n_train):
   data = core.device_data(
       {'x': jax.random.uniform(jax.random.fold_in(key, 1), (steps * batch, n_features))}, mesh)
 
-  def epoch():
+  def epoch() -> jax.Array:
     nonlocal state
     state, loss = core.train_epoch(state, objective, optimizer, data, 1, batch, steps * batch,
                                    mesh)
@@ -100,7 +102,7 @@ def _dgex(config, mesh, key, n_train):
                            for name, index, width in (('x', 1, n_landmarks),
                                                       ('y', 2, n_targets))}, mesh)
 
-  def run_steps():
+  def run_steps() -> jax.Array:
     nonlocal state
     state, loss = core.train_epoch(state, regression.SquaredError(), optimizer, data, 1, batch,
                                    steps * batch, mesh)
@@ -128,7 +130,7 @@ def _dgex(config, mesh, key, n_train):
   }
 
 
-def run(config, workdir):
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Times the full-shape steps and writes `<workdir>/dry_run.json`; returns the estimate."""
   n_train = int(config.dry_run.samples * (1 - config.preprocess.val_fraction
                                           - config.preprocess.test_fraction))

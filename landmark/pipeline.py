@@ -65,7 +65,8 @@ STAGE_OUTPUTS = {
 def prepare_data(config, workdir):
   """Reads and preprocesses the compendium; writes `data_summary.json`.
 
-  With `config.data.stream` the training split stays on disk (a streaming.SampleStream).
+  With `config.data.stream` the training split stays on disk (a streaming.SampleStream);
+  every stage asks it what it asks an in-memory one (landmark.data.splits.Split).
   """
   if config.data.stream:
     splits = streaming.prepare_splits(config)
@@ -91,32 +92,16 @@ def _check_top_k(config, features):
 
 
 def _value_range(split):
-  if isinstance(split, streaming.SampleStream):
-    stats = split.stats()  # one pass over the file, reused for the scaler
-    return [float(np.min(stats.minimum)), float(np.max(stats.maximum))]
-  return [float(np.min(split.values)), float(np.max(split.values))]
+  stats = split.stats()  # a stream's: one pass over the file, reused for the scaler
+  return [float(np.min(stats.minimum)), float(np.max(stats.maximum))]
 
 
 def in_memory(config, splits):
-  """`splits` with a streamed training split read into memory: at most
-  `data.stream_eval_samples` seeded random rows, for the stages that need a matrix."""
-  if not isinstance(splits.train, streaming.SampleStream):
-    return splits
-  train = splits.train.subset(config.data.stream_eval_samples, config.seed)
-  logging.info('Reading %d of %d streamed training profiles into memory for evaluation',
-               len(train), len(splits.train))
-  return preprocess.Splits(train.to_compendium(), splits.val, splits.test)
-
-
-def _train_profiles(splits):
-  """Training values and studies for `diagnostics.trivial_baselines`.
-
-  A streamed split is one GCTX, one study: its mean profile stands for its rows (the
-  baselines need only the study means).
-  """
-  if isinstance(splits.train, streaming.SampleStream):
-    return splits.train.stats().mean[None], splits.train.meta['study'].to_numpy()[:1]
-  return splits.train.values, splits.train.meta['study'].to_numpy()
+  """`splits` with the training split in memory, for the stages that need a matrix: a
+  streamed one reads at most `data.stream_eval_samples` seeded random rows."""
+  return preprocess.Splits(
+      splits.train.to_memory(config.data.stream_eval_samples, config.seed), splits.val,
+      splits.test)
 
 
 def seed_runs(config, workdir):
@@ -137,7 +122,7 @@ def study_baselines(splits, pca_widths=(), pca_train=None):
   beside the AE's per-epoch curves).
   """
   baselines = diagnostics.trivial_baselines(
-      *_train_profiles(splits), splits.test.values, splits.test.meta['study'].to_numpy())
+      *splits.train.profiles_for_means(), splits.test.values, splits.test.meta['study'].to_numpy())
   if pca_widths:
     pca = diagnostics.fit_pca(splits.train.values if pca_train is None else pca_train,
                               max(pca_widths))
@@ -169,10 +154,13 @@ HPARAMS = ('seed', 'model.hidden', 'model.bottleneck', 'model.activation', 'mode
 
 def write_hparams(config, workdir: str, quality: dict) -> None:
   """The AE's settings (HPARAMS) with its test-split mean MAE and PCC for TensorBoard's
-  HParams dashboard, in the seed's run beside its curves."""
+  HParams dashboard, in the seed's run beside its curves; written once, like the baselines."""
+  logdir = os.path.join(workdir, 'tensorboard')
+  if os.path.isdir(logdir) and 'hparams/test_pcc' in metric_writing.read_scalars(logdir):
+    return
   hparams = {field: config[field.split('.')[0]][field.split('.')[1]] if '.' in field
              else config[field] for field in HPARAMS}
-  with metric_writing.MetricWriter(os.path.join(workdir, 'tensorboard')) as writer:
+  with metric_writing.MetricWriter(logdir) as writer:
     writer.write_hparams(hparams, {'hparams/test_mae': quality['mean_mae'],
                                    'hparams/test_pcc': quality['mean_pcc']})
 
@@ -180,8 +168,7 @@ def write_hparams(config, workdir: str, quality: dict) -> None:
 def train_seed(config, workdir, splits, baselines, identity):
   """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
   beside `baselines` (`study_baselines(splits)`); `identity` goes into its checkpoints."""
-  train_x = splits.train if config.data.stream else splits.train.values
-  model, scaler, _ = train.train_autoencoder(config, workdir, train_x, splits.val.values,
+  model, scaler, _ = train.train_autoencoder(config, workdir, splits.train, splits.val.values,
                                              identity)
   quality = train.evaluate_reconstruction(model, scaler, splits.test.values, workdir,
                                           config.evaluate.block_size, splits.train.features,
@@ -208,11 +195,13 @@ def train_stage(config, workdir, splits, identity):
   widths = tuple(sorted({*diagnostics.PCA_WIDTHS, config.model.bottleneck}))
   runs = seed_runs(config, workdir)
   baselines = study_baselines(splits, widths, in_memory(config, splits).train.values)
-  trained = []
-  for seeded, seed_dir in runs:
+  trained, started = [], time.monotonic()
+  for done, (seeded, seed_dir) in enumerate(runs, start=1):
     stage = f'train/seed_{seeded.seed}'
     trained.append(train_seed(seeded, seed_dir, splits, baselines, identity.identity(stage)))
     identity.mark_done(stage)
+    logging.info('AutoEncoder %d of %d done%s', done, len(runs),
+                 _stage_eta(started, done, len(runs)))
   per_seed = [quality for _, _, quality in trained]
   quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in runs])
   for figure in SEED_VARYING:
@@ -233,18 +222,16 @@ def train_stage(config, workdir, splits, identity):
 def explain_stage(config, workdir, splits, model, scaler, annotation):
   """Scores every probe with DeepLIFT, ranks genes and writes `landmarks.tsv`.
 
-  A streamed split is scored chunk by chunk as it is read; its mean profile is the
-  `train_mean` reference (the mean of the scaled rows: the scaling is affine).
+  The scored split is scored chunk by chunk as it is read (Split.arrays: a stream's
+  chunks, or the matrix); the training split's mean profile (Split.profiles_for_means)
+  gives the `train_mean` reference (the mean of the scaled rows: the scaling is affine).
+  The exported check holds the first chunk of a seeded random `deeplift.n_export` rows.
   """
-  scored = dict(splits.items())[config.deeplift.samples]
-  if isinstance(scored, streaming.SampleStream):
-    x = scored.with_transform(scaler.transform).arrays()
-    exported = next(iter(scored.subset(config.deeplift.n_export, config.seed)
-                         .with_transform(scaler.transform).arrays()))
-  else:
-    x = exported = scaler.transform(scored.values)
+  scored = dict(splits.items())[config.deeplift.samples].with_transform(scaler.transform)
+  x = scored.arrays()
+  exported = next(iter(scored.subset(config.deeplift.n_export, config.seed).arrays()))
   reference = deeplift.make_reference(config.deeplift.reference,
-                                      scaler.transform(_train_profiles(splits)[0]))
+                                      scaler.transform(splits.train.profiles_for_means()[0]))
   layers = model.encoder_layers()
   scores = deeplift.score_inputs(layers, config.model.activation, x, reference,
                                  config.deeplift.aggregate, config.deeplift.max_chunk_mb,
@@ -483,14 +470,17 @@ def _run_stages(config, workdir, mode, identity, stale):
     return
   annotation = readers.read_probe_annotation(config.data.annotation)
   progress.stage('explain: DeepLIFT scores and landmarks of each seed, and their consensus')
-  seed_rankings = []
-  for (seeded, seed_dir), (model, scaler) in zip(seed_runs(config, workdir), trained):
+  seed_rankings, started = [], time.monotonic()
+  for done, ((seeded, seed_dir), (model, scaler)) in enumerate(
+      zip(seed_runs(config, workdir), trained), start=1):
     stage = f'explain/seed_{seeded.seed}'
     if identity.is_current(stage):
       seed_rankings.append(ranking_lib.read_landmarks(os.path.join(seed_dir, LANDMARKS_FILE)))
     else:
       seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler, annotation))
       identity.mark_done(stage)
+    logging.info('DeepLIFT ranking %d of %d done%s', done, len(trained),
+                 _stage_eta(started, done, len(trained)))
   ranking = consensus_stage(config, workdir, seed_rankings)
   identity.mark_done('consensus')
   if mode == 'explain':
@@ -509,6 +499,15 @@ def _run_stages(config, workdir, mode, identity, stale):
   write_report_to_tensorboard(config, workdir)
   identity.mark_done('evaluate')
   logging.info('Done in %s; the report: %s', progress.elapsed(), os.path.join(workdir, 'report.md'))
+
+
+def _stage_eta(started: float, done: int, total: int) -> str:
+  """'; the stage ends in about <h:mm:ss>' from the mean time of the `done` items since
+  `started` (time.monotonic), or '' when none is left."""
+  if done >= total:
+    return ''
+  left = (time.monotonic() - started) / done * (total - done)
+  return f'; the stage ends in about {datetime.timedelta(seconds=round(left))}'
 
 
 class _Progress:

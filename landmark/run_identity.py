@@ -19,7 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import ml_collections
 
@@ -52,7 +52,7 @@ def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Dotted field name -> JSON value (tuples as lists) of every leaf of `config`."""
   flat = {}
 
-  def visit(node, prefix):
+  def visit(node: Mapping[str, Any], prefix: str) -> None:
     for key, value in node.items():
       if isinstance(value, (dict, ml_collections.ConfigDict)):
         visit(value, f'{prefix}{key}.')
@@ -120,6 +120,7 @@ class RunIdentity:
     return records(self.workdir)
 
   def is_current(self, stage: str) -> bool:
+    """Whether `stage`'s recorded identity equals what it is now: its results can be reused."""
     return self.records().get(stage) == self.identity(stage)
 
   def changes(self, stage: str, recorded: dict[str, Any]) -> list[str]:

@@ -7,8 +7,10 @@ writes one table (`sweep.tsv`) and one plot (`sweep.png`).
 
 import json
 import os
+from typing import Any, Callable
 
 from absl import logging
+import ml_collections
 import numpy as np
 import pandas as pd
 
@@ -18,7 +20,8 @@ from landmark.evaluation import evaluate
 from landmark.training import metric_writing
 
 
-def member_config(config, parameter, value):
+def member_config(config: ml_collections.ConfigDict, parameter: str,
+                  value: Any) -> ml_collections.ConfigDict:
   """A copy of `config` with the dotted field `parameter` set to `value`, without `sweep`."""
   member = config.copy_and_resolve_references()
   with member.unlocked():
@@ -31,7 +34,7 @@ def member_config(config, parameter, value):
   return member
 
 
-def member_results(workdir):
+def member_results(workdir: str | os.PathLike) -> dict[str, float]:
   """The figures a finished member run left: reconstruction and landmark quality."""
   with open(os.path.join(workdir, 'ae_summary.json')) as f:
     quality = json.load(f)
@@ -53,7 +56,7 @@ def member_results(workdir):
           'random_pcc_mean': random['pcc_mean'].mean(), 'random_pcc_sd': random['pcc_mean'].std()}
 
 
-def plot(path, table, parameter):
+def plot(path: str | os.PathLike, table: pd.DataFrame, parameter: str) -> None:
   """AE reconstruction PCC, its MAE and the panels' target PCC against the swept value, one
   metric per axis. Numeric values spanning more than a decade go on a log axis ticked at the
   values themselves; other values are categories, drawn as points, not joined."""
@@ -86,7 +89,8 @@ def plot(path, table, parameter):
   fileio.save_figure(path, figure)
 
 
-def run_sweep(config, workdir, run_member):
+def run_sweep(config: ml_collections.ConfigDict, workdir: str,
+              run_member: Callable[[ml_collections.ConfigDict, str], Any]) -> pd.DataFrame:
   """Runs `run_member(member_config, member_workdir)` for each sweep value; compares them.
 
   A member whose results are current (landmark.run_identity) is not run again.

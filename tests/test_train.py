@@ -206,9 +206,9 @@ def test_streamed_standard_scaler_equals_in_memory_fit(real_slice, tmp_path):
   samples = [f's{i}' for i in range(len(values))]
   path = str(tmp_path / 'slice.gctx')
   readers.write_gctx(path, readers.Compendium(values, [f'p{j}' for j in range(values.shape[1])],
-                                        samples, pd.DataFrame(index=pd.Index(samples))),
-                  chunk_samples=7)
-  streamed = train.fit_scaler('standard', streaming.SampleStream(path, chunk_samples=7))
+                                              samples, pd.DataFrame(index=pd.Index(samples))),
+                     chunk_samples=7)
+  streamed = streaming.SampleStream(path, chunk_samples=7).fit_scaler('standard')
   expected = scalers.StandardScaler().fit(values)
   np.testing.assert_allclose(streamed.mean, expected.mean, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(streamed.std, expected.std, rtol=1e-5)

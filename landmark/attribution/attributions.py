@@ -21,9 +21,11 @@ streaming loop, and comparing them isolates the multiplier rule.
 
 import functools
 import math
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from landmark.attribution import deeplift
@@ -32,7 +34,7 @@ METHODS = ('deeplift', 'gradient_x_input', 'integrated_gradients')
 PATH_RULES = ('trapezoid', 'midpoint')
 
 
-def path_points(steps, rule='trapezoid'):
+def path_points(steps: int, rule: str = 'trapezoid') -> tuple[np.ndarray, np.ndarray]:
   """Positions alpha in [0, 1] on the path and their quadrature weights (summing to 1).
 
   `steps` intervals: the trapezoid rule evaluates the steps + 1 interval ends (half weight
@@ -59,7 +61,8 @@ def _jacobians(layers, activations, x, reference):
 
 def _path_jacobians(layers, activations, x, reference, path):
   """Jacobians averaged along the straight path from the reference to x (quadrature `path`)."""
-  def add_point(total, point):
+  def add_point(total: jax.Array,
+                point: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
     alpha, weight = point
     on_path = reference + alpha * (x - reference)
     return total + weight * _jacobians(layers, activations, on_path, reference), None
@@ -70,7 +73,8 @@ def _path_jacobians(layers, activations, x, reference, path):
   return jax.lax.scan(add_point, start, (alphas, weights))[0]
 
 
-def multipliers_fn(method, steps=32, rule='trapezoid', eps=deeplift.DEFAULT_EPS):
+def multipliers_fn(method: str, steps: int = 32, rule: str = 'trapezoid',
+                   eps: float = deeplift.DEFAULT_EPS) -> deeplift.MultiplierRule:
   """The deeplift.MultiplierRule `(layers, activations, x, reference) -> M` of `method`;
   attributions are M * (x - ref)."""
   if method == 'deeplift':
@@ -88,8 +92,10 @@ def _attributions(multipliers, layers, activations, x, reference):
   return multipliers(layers, activations, x, reference) * (x - reference)[:, None, :]
 
 
-def attributions(method, layers, activations, x, reference, steps=32, rule='trapezoid',
-                 eps=deeplift.DEFAULT_EPS):
+def attributions(method: str, layers: Sequence[tuple[ArrayLike, ArrayLike]],
+                 activations: str | Sequence[str], x: ArrayLike, reference: ArrayLike,
+                 steps: int = 32, rule: str = 'trapezoid',
+                 eps: float = deeplift.DEFAULT_EPS) -> jax.Array:
   """A[i, k, j]: attribution of input j to output unit k for sample i, a jax.Array.
 
   `steps` and `rule` apply to integrated gradients, `eps` to DeepLIFT. Computed in x's
@@ -102,9 +108,11 @@ def attributions(method, layers, activations, x, reference, steps=32, rule='trap
                        jnp.asarray(reference, dtype))
 
 
-def score_inputs(method, layers, activations, batches, reference, aggregate='abs',
-                 max_chunk_mb=1024., steps=32, rule='trapezoid', eps=deeplift.DEFAULT_EPS,
-                 num_samples=None):
+def score_inputs(method: str, layers: Sequence[tuple[ArrayLike, ArrayLike]],
+                 activations: str | Sequence[str], batches: np.ndarray | Iterable[ArrayLike],
+                 reference: ArrayLike, aggregate: str = 'abs', max_chunk_mb: float = 1024.,
+                 steps: int = 32, rule: str = 'trapezoid', eps: float = deeplift.DEFAULT_EPS,
+                 num_samples: int | None = None) -> np.ndarray:
   """Mean over samples and output units of |A| ('abs') or A ('signed'), per input.
 
   DeepLIFT's streaming (`deeplift.score_inputs`) with `method`'s multipliers; integrated

@@ -13,11 +13,12 @@ import functools
 import itertools
 import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from absl import logging
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
 import numpy as np
 
 from landmark import fileio
@@ -33,7 +34,8 @@ REFERENCES = ('zeros', 'train_mean')
 DEFAULT_EPS = 1e-6
 
 
-def rescale_multiplier(f, z, z0, eps=DEFAULT_EPS):
+def rescale_multiplier(f: Callable[[jax.Array], jax.Array], z: jax.Array, z0: jax.Array,
+                       eps: float = DEFAULT_EPS) -> jax.Array:
   """(f(z) - f(z0)) / (z - z0), or f'(z) where |z - z0| < eps (no NaN from either branch)."""
   delta = z - z0
   small = jnp.abs(delta) < eps
@@ -94,7 +96,9 @@ def _contributions(layers, activations, eps, x, reference):
   return multipliers * (x - reference)[:, None, :]
 
 
-def rescale_multipliers(layers, activations, x, reference, eps=DEFAULT_EPS):
+def rescale_multipliers(layers: Sequence[tuple[jax.Array, jax.Array]], activations: Sequence[str],
+                        x: jax.Array, reference: jax.Array,
+                        eps: float = DEFAULT_EPS) -> jax.Array:
   """(samples, units, inputs) Rescale multipliers m; contributions are m * (x - reference)."""
   return _batch_multipliers(layers, activations, eps, x, reference)
 
@@ -137,17 +141,19 @@ def activation_names(activations: str | Sequence[str], n_layers: int) -> tuple[s
   return names
 
 
-def float_dtype(x) -> jnp.dtype:
+def float_dtype(x: ArrayLike) -> jnp.dtype:
   """The input's float dtype as JAX will use it (float64 only with jax_enable_x64)."""
   return jnp.promote_types(jnp.result_type(x), jnp.float32)
 
 
-def cast_layers(layers, dtype) -> tuple[tuple[jax.Array, jax.Array], ...]:
+def cast_layers(layers: Iterable[tuple[ArrayLike, ArrayLike]],
+                dtype: DTypeLike) -> tuple[tuple[jax.Array, jax.Array], ...]:
   """The (W, b) pairs as JAX arrays of `dtype`."""
   return tuple((jnp.asarray(w, dtype), jnp.asarray(b, dtype)) for w, b in layers)
 
 
-def contributions(layers, activations, x, reference, eps=DEFAULT_EPS):
+def contributions(layers: Sequence[tuple[ArrayLike, ArrayLike]], activations: str | Sequence[str],
+                  x: ArrayLike, reference: ArrayLike, eps: float = DEFAULT_EPS) -> jax.Array:
   """DeepLIFT Rescale contributions C[i, k, j] of input j to output unit k for sample i.
 
   Computed in x's float dtype; returns a (n_samples, n_units, n_inputs) jax.Array.
@@ -158,7 +164,7 @@ def contributions(layers, activations, x, reference, eps=DEFAULT_EPS):
                         jnp.asarray(reference, dtype))
 
 
-def make_reference(kind, train_x):
+def make_reference(kind: str | os.PathLike, train_x: np.ndarray) -> np.ndarray:
   """The DeepLIFT reference input: 'zeros', 'train_mean' (over rows), or a .npy file path."""
   n_inputs = train_x.shape[1]
   if kind == 'zeros':
@@ -200,9 +206,12 @@ def _pad_with_reference(chunk, rows, reference):
   return np.concatenate([chunk, padding])
 
 
-def score_inputs(layers, activations, batches, reference, aggregate='abs',
-                 max_chunk_mb=1024., eps=DEFAULT_EPS, num_samples=None, multipliers=None,
-                 tensors_per_sample=1, mesh=None):
+def score_inputs(layers: Sequence[tuple[ArrayLike, ArrayLike]], activations: str | Sequence[str],
+                 batches: np.ndarray | Iterable[ArrayLike], reference: ArrayLike,
+                 aggregate: str = 'abs', max_chunk_mb: float = 1024., eps: float = DEFAULT_EPS,
+                 num_samples: int | None = None, multipliers: MultiplierRule | None = None,
+                 tensors_per_sample: int = 1,
+                 mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
   """Mean over samples and output units of |C| ('abs') or C ('signed'), per input.
 
   `batches` is any iterable of (n_i, n_inputs) arrays (or one 2-D array). Samples are
@@ -259,13 +268,16 @@ def _log_progress(n_done, num_samples, elapsed):
                               n_done, f'/{num_samples}' if num_samples else '', rate, eta)
 
 
-def deeplift_flops(layer_sizes, n_samples):
+def deeplift_flops(layer_sizes: Sequence[int], n_samples: int) -> int:
   """Matmul FLOPs of scoring n_samples: one forward pass plus a backward pass per output unit."""
   per_pass = sum(2 * d_in * d_out for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]))
   return n_samples * (1 + layer_sizes[-1]) * per_pass
 
 
-def export_for_checking(directory, layers, activations, x, reference, n=16, eps=DEFAULT_EPS):
+def export_for_checking(directory: str | os.PathLike,
+                        layers: Sequence[tuple[ArrayLike, ArrayLike]],
+                        activations: str | Sequence[str], x: np.ndarray | jax.Array,
+                        reference: ArrayLike, n: int = 16, eps: float = DEFAULT_EPS) -> None:
   """Writes encoder.npz and sample.npz (float32) so Captum or SHAP can recompute C.
 
   Only process 0 of a multi-host run writes (`sharding.is_primary`); the others skip the

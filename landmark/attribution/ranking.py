@@ -4,8 +4,12 @@ A probe annotated with several genes ('A /// B') counts for each of them; a gene
 the maximum over its probes (method.md section 3). Probes without a gene symbol are dropped.
 """
 
+import os
+from typing import Any, Iterable, Sequence
+
 from absl import logging
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 from scipy import stats
 
@@ -39,7 +43,8 @@ def _gene_entrez(annotation):
   return ids.groupby('symbol', sort=False).entrez.agg(lambda x: f' {SEPARATOR} '.join(dict.fromkeys(x)))
 
 
-def rank_genes(probe_scores, probes, annotation):
+def rank_genes(probe_scores: ArrayLike, probes: ArrayLike,
+               annotation: pd.DataFrame) -> pd.DataFrame:
   """Every annotated gene ranked by its best probe's score (rank 1 = highest score).
 
   `probes` are the scored feature IDs: HG-U133A probe IDs, or gene symbols when the data
@@ -81,7 +86,7 @@ def rank_genes(probe_scores, probes, annotation):
   return genes[list(RANKING_COLUMNS)].reset_index(drop=True)
 
 
-def consensus_ranking(rankings):
+def consensus_ranking(rankings: Sequence[pd.DataFrame]) -> pd.DataFrame:
   """Genes ranked by their mean rank over several rankings (one per AE seed).
 
   Ties are broken by symbol. Columns: rank, symbol, entrez, probes, mean_rank, rank_sd
@@ -100,14 +105,15 @@ def consensus_ranking(rankings):
   return table.reset_index(drop=True)
 
 
-def select_landmarks(ranking, k=943):
+def select_landmarks(ranking: pd.DataFrame, k: int = 943) -> list[str]:
   """The symbols of the k best-ranked genes."""
   if k > len(ranking):
     raise ValueError(f'Cannot select {k} landmarks from {len(ranking)} ranked genes')
   return ranking.sort_values('rank').symbol.head(k).tolist()
 
 
-def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
+def l1000_overlap(landmark_symbols: Iterable[str], l1000_table_path: str | os.PathLike,
+                  ranking: pd.DataFrame) -> dict[str, Any]:
   """How many landmarks are L1000 landmarks, and whether that is more than chance.
 
   An L1000 gene is matched to a ranked gene by symbol, or else by Entrez ID (symbols were
@@ -137,7 +143,7 @@ def l1000_overlap(landmark_symbols, l1000_table_path, ranking):
   }
 
 
-def ranked_gene_count(features, annotation) -> int:
+def ranked_gene_count(features: ArrayLike, annotation: pd.DataFrame) -> int:
   """How many genes `rank_genes` would rank for these feature IDs (probes or symbols)."""
   pairs = _probe_genes(annotation)
   features = pd.Index(np.asarray(features, dtype=str))
@@ -169,18 +175,18 @@ def assay_panel(ranking: pd.DataFrame, k: int, l1000_table_path: str) -> pd.Data
   return panel.reset_index(drop=True)
 
 
-def write_gmt(path, panels: dict[str, list[str]], description: str) -> None:
+def write_gmt(path: str | os.PathLike, panels: dict[str, list[str]], description: str) -> None:
   """Writes gene panels as a GMT file (name, description, genes), e.g. for enrichment tools."""
   fileio.write_text(path, ''.join(f'{name}\t{description}\t' + '\t'.join(genes) + '\n'
                                   for name, genes in panels.items()))
 
 
-def write_landmarks(path, ranking):
+def write_landmarks(path: str | os.PathLike, ranking: pd.DataFrame) -> None:
   """Writes the full gene ranking as TSV (the paper's Additional file 1)."""
   fileio.write_table(path, ranking, index=False)
 
 
-def read_landmarks(path) -> pd.DataFrame:
+def read_landmarks(path: str | os.PathLike) -> pd.DataFrame:
   """Reads a ranking written by `write_landmarks`: text columns as written ('' stays '')."""
   text = {'symbol': str, 'entrez': str, 'probes': str}
   return pd.read_csv(path, sep='\t', dtype=text, keep_default_na=False, na_values={})

@@ -26,7 +26,10 @@ ComBat follows sva; checked against scanpy's `pp.combat` on the real studies (te
 one difference is the prior variance of study locations, tau^2, divided by G genes, not G - 1.
 """
 
+import os
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from landmark import fileio
 from landmark.errors import NumericalError
@@ -111,7 +114,7 @@ class StudyCorrection:
       raise ValueError(f"study {str(study)!r} has {n} sample(s); '{self.kind}' study correction "
                        f'needs at least {MIN_SAMPLES[self.kind]} to estimate its own parameters')
 
-  def fit(self, values, studies):
+  def fit(self, values: np.ndarray, studies: ArrayLike) -> 'StudyCorrection':
     """Fits on training values (samples, genes) with one study label per sample."""
     studies = self._labels(values, studies)
     if self.kind == 'none':
@@ -131,7 +134,7 @@ class StudyCorrection:
     self.scale = np.stack([p[1] for p in parameters])
     return self
 
-  def transform(self, values, studies):
+  def transform(self, values: np.ndarray, studies: ArrayLike) -> np.ndarray:
     """Corrected float32 values: fitted parameters for seen studies, own ones for new."""
     studies = self._labels(values, studies)
     if self.kind == 'none':
@@ -152,7 +155,7 @@ class StudyCorrection:
       corrected[rows] = (block - self.grand_mean - offset) / scale + self.grand_mean
     return corrected
 
-  def inverse_transform(self, corrected, studies):
+  def inverse_transform(self, corrected: np.ndarray, studies: ArrayLike) -> np.ndarray:
     """The values before `transform` (float32) of samples of the studies seen in `fit`: what
     study effects were there to correct (a new study's parameters are not kept)."""
     studies = self._labels(corrected, studies)
@@ -170,7 +173,7 @@ class StudyCorrection:
                       self.grand_mean + offset)
     return values
 
-  def save(self, path):
+  def save(self, path: str | os.PathLike) -> None:
     """Writes kind, studies and parameters as .npz (atomically)."""
     arrays = {'kind': np.array(self.kind), 'studies': self.studies}
     if self.kind != 'none':
@@ -181,7 +184,8 @@ class StudyCorrection:
         np.savez(f, **arrays)
 
   @classmethod
-  def load(cls, path):
+  def load(cls, path: str | os.PathLike) -> 'StudyCorrection':
+    """Reads a correction written by `save`, ready to transform without refitting."""
     with np.load(path) as saved:
       arrays = {key: saved[key] for key in saved.files}
     return cls(str(arrays.pop('kind')), **arrays)

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import gzip
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 import zlib
 
 from absl import logging
@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from landmark.data import scalers
 from landmark.errors import ConfigError
 from landmark.errors import DataError
 
@@ -100,6 +101,67 @@ class Compendium:
       raise DataError(self.source, f'{len(missing)} requested features are absent, '
                       f'e.g. {plain_ids(missing)}')
     return self.take_features([position[f] for f in ids])
+
+  # The split interface (landmark.data.splits.Split) of rows held in memory: the same
+  # questions a streamed split (landmark.data.streaming.SampleStream) answers from disk.
+  resident = True   # the training core puts the values on the devices once
+
+  def stats(self) -> scalers.ColumnStats:
+    """Per-feature minimum, maximum and mean (float64) of the rows."""
+    return scalers.ColumnStats(self.values.min(axis=0), self.values.max(axis=0),
+                               self.values.mean(axis=0, dtype=np.float64))
+
+  def fit_scaler(self, scale: str) -> scalers.AffineScaler:
+    """The `scale` scaler ('minmax' or 'standard', scalers.SCALERS) fitted on the rows."""
+    return scalers.SCALERS[scale]().fit(self.values)
+
+  def steps_per_epoch(self, batch_size: int) -> int:
+    """Batches in an epoch: the last one short (padded) when `batch_size` does not divide."""
+    return -(-self.shape[0] // batch_size)
+
+  def batches(self, seed: int, epoch: int, batch_size: int,
+              place: Callable | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch's (x, mask) batches of `batch_size` rows, in an order drawn from (seed,
+    epoch); the last batch is padded with zero rows, masked, as a stream's is. `place` maps
+    each (x, mask) (e.g. onto the devices)."""
+    place = place or (lambda batch: batch)
+    order = np.random.default_rng([seed, epoch]).permutation(self.shape[0])
+    for start in range(0, len(order), batch_size):
+      index = order[start:start + batch_size]
+      x = np.zeros((batch_size, self.shape[1]), np.float32)
+      x[:len(index)] = self.values[index]
+      yield place((x, (np.arange(batch_size) < len(index)).astype(np.float32)))
+
+  def arrays(self) -> tuple[np.ndarray]:
+    """Every row's values in order, as chunks: here one, the matrix."""
+    return (self.values,)
+
+  def with_transform(self, transform: Callable[[np.ndarray], np.ndarray]) -> 'Compendium':
+    """The same rows with `transform` applied to their values (at once: they are in memory)."""
+    return dataclasses.replace(self, values=transform(self.values))
+
+  def subset(self, n: int, seed: int) -> 'Compendium':
+    """A seeded random `n` of the rows, in order (all of them when n is 0 or not below
+    their number): the rows a stream of the same rows picks (SampleStream.subset)."""
+    if not 0 < n < self.shape[0]:
+      return self
+    return self.take_samples(
+        np.sort(np.random.default_rng(seed).choice(self.shape[0], n, replace=False)))
+
+  def to_memory(self, limit: int = 0, seed: int = 0) -> 'Compendium':
+    """Itself: its rows are in memory already, so `limit` (a bound on the rows a stream
+    reads, SampleStream.to_memory) does not apply, nor `seed`."""
+    del limit, seed
+    return self
+
+  def profiles_for_means(self) -> tuple[np.ndarray, np.ndarray]:
+    """(profiles, their studies) whose overall and per-study means are the split's (e.g.
+    diagnostics.trivial_baselines, DeepLIFT's 'train_mean'): here the rows themselves."""
+    return self.values, self.meta['study'].to_numpy()
+
+  def training_data(self) -> dict[str, np.ndarray]:
+    """What the training core (landmark.training.core.fit) takes: the values as batch['x']."""
+    return {'x': self.values}
 
 
 def _check_file(path):

@@ -12,6 +12,9 @@ and memory holds a few chunks, never the matrix:
       run sees the batches an uninterrupted one saw.
   arrays()  every row once, in file order, one chunk at a time (scoring, statistics).
 
+A `SampleStream` is a split (landmark.data.splits.Split): it answers the questions an
+in-memory split (`readers.Compendium`) answers, from disk.
+
 Both run on a background thread that stays `prefetch` items ahead of the consumer, so
 reading, the per-chunk `transform` (feature scaling) and placing batches on the devices
 overlap the consumer's compute; `Prefetch.wait_seconds` is the time the consumer waited.
@@ -27,12 +30,13 @@ buffers are mapped on allocation and handed back to the system when freed (measu
 
 import copy
 import ctypes
-import dataclasses
 import functools
 import queue
 import threading
 import time
+from typing import Callable
 
+from absl import logging
 import numpy as np
 
 from landmark.data import preprocess
@@ -124,14 +128,6 @@ class Prefetch:
       thread.join()
 
 
-@dataclasses.dataclass
-class ColumnStats:
-  """Per-feature minimum, maximum and mean (float64) over a stream's rows."""
-  minimum: np.ndarray
-  maximum: np.ndarray
-  mean: np.ndarray
-
-
 class SampleStream:
   """The rows `rows` (sorted sample indices; default all) of the GCTX at `path`, streamed.
 
@@ -140,6 +136,8 @@ class SampleStream:
   sees (`with_transform`). `features`, `samples` and `meta` describe the rows as a
   `data.Compendium` would; `shape` is (rows, features).
   """
+
+  resident = False   # the training core steps through `batches`, prefetched
 
   def __init__(self, path, rows=None, feature_index=None, *, chunk_samples=512,
                shuffle_buffer_chunks=4, prefetch=4, transform=None):
@@ -167,10 +165,10 @@ class SampleStream:
     return len(self.rows)
 
   @property
-  def shape(self):
+  def shape(self) -> tuple[int, int]:
     return len(self.rows), len(self.features)
 
-  def with_transform(self, transform):
+  def with_transform(self, transform: Callable[[np.ndarray], np.ndarray]) -> 'SampleStream':
     """The same rows with `transform` applied to every chunk as it is read."""
     stream = copy.copy(self)
     stream.transform, stream._stats = transform, None
@@ -219,10 +217,12 @@ class SampleStream:
       x[:len(carry)] = carry
       yield x, (np.arange(batch_size) < len(carry)).astype(np.float32)
 
-  def steps_per_epoch(self, batch_size):
+  def steps_per_epoch(self, batch_size: int) -> int:
+    """Batches in an epoch: the last one short (padded) when `batch_size` does not divide."""
     return -(-len(self) // batch_size)
 
-  def batches(self, seed, epoch, batch_size, place=None):
+  def batches(self, seed: int, epoch: int, batch_size: int,
+              place: Callable | None = None) -> Prefetch:
     """A `Prefetch` of one epoch's (x, mask) batches, both with `batch_size` rows.
 
     `place` maps each (x, mask) on the background thread (e.g. onto the devices).
@@ -230,11 +230,11 @@ class SampleStream:
     return Prefetch(lambda: self._shuffled_batches(seed, epoch, batch_size), self.prefetch,
                     place)
 
-  def arrays(self):
+  def arrays(self) -> Prefetch:
     """A `Prefetch` of every row's values, in file order, one chunk at a time."""
     return Prefetch(self._file_order, self.prefetch)
 
-  def stats(self):
+  def stats(self) -> scalers.ColumnStats:
     """Per-feature minimum, maximum and mean of the (transformed) rows: one pass, cached.
 
     Fails with a one-line DataError at the first NaN/inf value.
@@ -256,10 +256,20 @@ class SampleStream:
         np.maximum(maximum, chunk.max(axis=0), out=maximum)
         total += chunk.sum(axis=0, dtype=np.float64)
         done += len(chunk)
-      self._stats = ColumnStats(minimum, maximum, total / done)
+      self._stats = scalers.ColumnStats(minimum, maximum, total / done)
     return self._stats
 
-  def subset(self, n, seed):
+  def fit_scaler(self, scale: str) -> scalers.AffineScaler:
+    """The `scale` scaler ('minmax' or 'standard') of the rows: min-max from the cached
+    column statistics, standard with one more pass for the standard deviations."""
+    if scale == 'minmax':
+      return fit_scaler(self)
+    mean = self.stats().mean
+    squares = sum(np.sum((chunk - mean) ** 2, axis=0, dtype=np.float64)
+                  for chunk in self.arrays())
+    return scalers.StandardScaler(mean, scalers.nonzero_span(np.sqrt(squares / len(self))))
+
+  def subset(self, n: int, seed: int) -> 'SampleStream':
     """A seeded random `n` of the rows (all of them when n is 0 or not below their number)."""
     if not 0 < n < len(self):
       return self
@@ -268,13 +278,28 @@ class SampleStream:
                         shuffle_buffer_chunks=self.shuffle_buffer_chunks, prefetch=self.prefetch,
                         transform=self.transform)
 
-  def to_compendium(self):
-    """The rows read into memory as a `data.Compendium` (for val/test splits)."""
-    values = np.concatenate(list(self.arrays()))
-    return readers.Compendium(values, self.features, self.samples, self.meta, source=self.path)
+  def to_memory(self, limit: int = 0, seed: int = 0) -> readers.Compendium:
+    """The rows read into memory as a `data.Compendium`: a seeded random `limit` of them
+    (`subset`; all when `limit` is 0), so that memory holds what the caller can afford."""
+    stream = self.subset(limit, seed)
+    logging.info('Reading %d of %d streamed profiles of %s into memory', len(stream), len(self),
+                 self.path)
+    values = np.concatenate(list(stream.arrays()))
+    return readers.Compendium(values, stream.features, stream.samples, stream.meta,
+                              source=self.path)
+
+  def profiles_for_means(self) -> tuple[np.ndarray, np.ndarray]:
+    """(profiles, their studies) whose overall and per-study means are the split's: the
+    mean profile (cached `stats`) and the one study of the file, so nothing is read twice."""
+    return self.stats().mean[None], self.meta['study'].to_numpy()[:1]
+
+  def training_data(self) -> 'SampleStream':
+    """What the training core (landmark.training.core.fit) takes: the stream itself, whose
+    `batches` it steps through."""
+    return self
 
 
-def fit_scaler(stream):
+def fit_scaler(stream: SampleStream) -> scalers.MinMaxScaler:
   """The per-feature min-max scaler of `stream`'s rows, from one streaming pass."""
   stats = stream.stats()
   span = stats.maximum - stats.minimum
@@ -333,4 +358,4 @@ def prepare_splits(config):
                           prefetch=data_config.prefetch)
              for index in preprocess.random_split(len(rows), pre.val_fraction,
                                                   pre.test_fraction, config.seed)]
-  return preprocess.Splits(streams[0], streams[1].to_compendium(), streams[2].to_compendium())
+  return preprocess.Splits(streams[0], streams[1].to_memory(), streams[2].to_memory())

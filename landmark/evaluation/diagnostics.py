@@ -10,13 +10,16 @@ linear reconstruction an AE of that width should at least match.
 
 import dataclasses
 import os
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 from sklearn import decomposition
 
 from landmark.data import correction
 from landmark.data import preprocess
+from landmark.data import readers
 from landmark.evaluation import evaluate
 
 SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
@@ -30,7 +33,7 @@ def _study_blocks(values, studies):
           for name in np.unique(studies)}
 
 
-def study_eta_squared(values, studies):
+def study_eta_squared(values: np.ndarray, studies: ArrayLike) -> np.ndarray:
   """Per-gene share of variance explained by study: one-way ANOVA eta^2 = SS_between / SS_total.
 
   values: (samples, genes); studies: one label per sample. Genes constant over all samples
@@ -45,7 +48,8 @@ def study_eta_squared(values, studies):
   return np.where(constant, 0.0, between / np.where(constant, 1.0, within + between))
 
 
-def trivial_baselines(train_values, train_studies, test_values, test_studies):
+def trivial_baselines(train_values: np.ndarray, train_studies: ArrayLike, test_values: ArrayLike,
+                      test_studies: ArrayLike) -> dict[str, Any]:
   """Reconstruction MAE on the test samples of two predictors that ignore the profile.
 
   MAE is the per-gene mean over test samples of |x - prediction|, averaged over genes, in
@@ -71,7 +75,7 @@ def trivial_baselines(train_values, train_studies, test_values, test_studies):
   }
 
 
-def fit_pca(train_values, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_pca(train_values: ArrayLike, n_components: int) -> tuple[np.ndarray, np.ndarray]:
   """(mean profile, components) of PCA on the training profiles, at most `n_components`
   components (capped by the rank of the centred training matrix).
 
@@ -85,7 +89,8 @@ def fit_pca(train_values, n_components: int) -> tuple[np.ndarray, np.ndarray]:
   return pca.mean_.astype(np.float64), pca.components_.astype(np.float64)
 
 
-def pca_baselines(pca, values, widths) -> dict:
+def pca_baselines(pca: tuple[np.ndarray, np.ndarray], values: ArrayLike,
+                  widths: Iterable[int]) -> dict:
   """Reconstruction of held-out `values` by the first w components of `pca` (`fit_pca`),
   for every w in `widths`: mean + (x - mean) V_w' V_w.
 
@@ -107,7 +112,8 @@ def pca_baselines(pca, values, widths) -> dict:
   return baselines
 
 
-def ae_vs_baselines(ae_mae, baselines, ae_pcc=None, width=None):
+def ae_vs_baselines(ae_mae: float, baselines: Mapping[str, Any], ae_pcc: float | None = None,
+                    width: int | None = None) -> dict[str, Any]:
   """The AE's reconstruction beside `trivial_baselines` and PCA of its width, with a verdict.
 
   The AE learned more than study identity when its MAE is more than `SIMILAR` (10%) below
@@ -155,7 +161,9 @@ def ae_vs_baselines(ae_mae, baselines, ae_pcc=None, width=None):
   return summary
 
 
-def uncorrected_genes(split, correction_path, annotation, universe):
+def uncorrected_genes(split: readers.Compendium, correction_path: str | os.PathLike,
+                      annotation: pd.DataFrame,
+                      universe: Sequence[str] | None) -> readers.Compendium:
   """`split` (a probe-level Compendium) before the study correction saved at
   `correction_path` (none if the file is absent), collapsed to the genes of `universe`.
 
@@ -169,7 +177,8 @@ def uncorrected_genes(split, correction_path, annotation, universe):
   return preprocess.collapse_to_genes(split, annotation, universe)
 
 
-def panel_study_effects(values, studies, genes, panels):
+def panel_study_effects(values: np.ndarray, studies: ArrayLike, genes: ArrayLike,
+                        panels: Mapping[str, Iterable[str]]) -> pd.DataFrame:
   """How much each panel's genes are "which study": one row per panel.
 
   values: (samples, genes) with columns named by `genes`; panels: {name: gene symbols}.

@@ -7,12 +7,14 @@ samples. Nothing here trains a model; the inputs are predictions or per-gene met
 
 import os
 import textwrap
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from matplotlib import figure as mpl_figure
 from matplotlib import ticker
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 from scipy import stats
 from scipy.cluster import hierarchy
@@ -38,7 +40,7 @@ def _column_chunks(n_columns):
   return (slice(start, start + COLUMN_CHUNK) for start in range(0, n_columns, COLUMN_CHUNK))
 
 
-def standardise(x):
+def standardise(x: ArrayLike) -> np.ndarray:
   """Columns centred and scaled to unit norm (float64), so PCC(a, b) = a_std · b_std.
 
   A constant column (max == min, tested exactly) becomes all zeros: its PCC with anything
@@ -51,7 +53,7 @@ def standardise(x):
   return np.where(constant, 0.0, centred / np.where(constant, 1.0, norm))
 
 
-def per_gene_mae(y_true, y_pred):
+def per_gene_mae(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
   """MAE_j = mean over samples of |g_j - ĝ_j| for every gene j, accumulated in float64."""
   y_true, y_pred = _check_pair(y_true, y_pred)
   mae = np.empty(y_true.shape[1])
@@ -60,7 +62,7 @@ def per_gene_mae(y_true, y_pred):
   return mae
 
 
-def per_gene_pcc(y_true, y_pred):
+def per_gene_pcc(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
   """PCC_j = Pearson r(g_j, ĝ_j) over samples for every gene j, in float64.
 
   Where either column has zero variance (constant over samples) r is undefined; it is
@@ -95,7 +97,7 @@ def _exceedance_counts(pred_block, true_std, start):
   return jnp.sum(corr >= own_corr, axis=1) - 1
 
 
-def permutation_test(y_true, y_pred, block_size=2048):
+def permutation_test(y_true: ArrayLike, y_pred: ArrayLike, block_size: int = 2048) -> np.ndarray:
   """Permutation p-value per gene: is ĝ_j closer to g_j than to the other true genes?
 
   The reference distribution of gene j is {PCC(ĝ_j, g_k): k != j} over all other genes
@@ -122,12 +124,13 @@ def permutation_test(y_true, y_pred, block_size=2048):
   return (1.0 + counts) / n_genes
 
 
-def permutation_pass(p_values, alpha=0.01):
+def permutation_pass(p_values: ArrayLike, alpha: float = 0.01) -> np.ndarray:
   """Genes that pass the permutation test: p < alpha (the paper's alpha is 0.01)."""
   return np.asarray(p_values) < alpha
 
 
-def paired_comparison(metric_a, metric_b, lower_is_better):
+def paired_comparison(metric_a: ArrayLike, metric_b: ArrayLike,
+                      lower_is_better: bool) -> dict[str, Any]:
   """Paired comparison of one per-gene metric between landmark sets A and B (same genes).
 
   Returns means, mean difference (A - B), the paired t-test (scipy.stats.ttest_rel) and
@@ -160,7 +163,7 @@ def paired_comparison(metric_a, metric_b, lower_is_better):
   }
 
 
-def centre_by_group(values, groups):
+def centre_by_group(values: ArrayLike, groups: ArrayLike) -> np.ndarray:
   """`values` minus each group's (study's) per-gene mean: what is left within studies."""
   values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups)
   centred = np.empty_like(values)
@@ -170,7 +173,8 @@ def centre_by_group(values, groups):
   return centred
 
 
-def gene_metrics(y_true, y_pred, targets, studies, block_size=2048, permutation=True):
+def gene_metrics(y_true: ArrayLike, y_pred: ArrayLike, targets: ArrayLike, studies: ArrayLike,
+                 block_size: int = 2048, permutation: bool = True) -> pd.DataFrame:
   """Per-target table (index target): mae, pcc, mae_centred and the permutation p_value.
 
   mae_centred is the MAE after centring truth and prediction within each study (`studies`
@@ -196,7 +200,9 @@ def _common_targets(metrics_a, metrics_b):
   return metrics_a.loc[common], metrics_b.loc[common]
 
 
-def compare_landmark_sets(metrics_a, metrics_b, names=('A', 'B'), alpha=0.01):
+def compare_landmark_sets(metrics_a: pd.DataFrame, metrics_b: pd.DataFrame,
+                          names: Sequence[str] = ('A', 'B'),
+                          alpha: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
   """Compares two landmark sets on their common targets (the genes in neither set).
 
   metrics_a / metrics_b: `gene_metrics` tables, each over the targets of its own set;
@@ -221,7 +227,8 @@ def compare_landmark_sets(metrics_a, metrics_b, names=('A', 'B'), alpha=0.01):
   return pd.DataFrame(rows), failing.reset_index(drop=True)
 
 
-def calibrated_gap(metric_a, metric_b, random_metrics, statistic=np.mean):
+def calibrated_gap(metric_a: ArrayLike, metric_b: ArrayLike, random_metrics: Sequence[ArrayLike],
+                   statistic: Callable[[np.ndarray], float] = np.mean) -> dict[str, float]:
   """The gap statistic(A) - statistic(B) against the same gap between random gene sets.
 
   random_metrics: per-gene metric vectors of random landmark sets of the same size as A
@@ -256,7 +263,7 @@ METRIC_LABELS = {   # axis labels, with units, of the per-gene metrics the figur
 MARKERS = 'os^Dv<>Ph*Xd'
 
 
-def run_name(path) -> str:
+def run_name(path: str | os.PathLike) -> str:
   """The run a figure belongs to: the folder it is written to (`<run>/seed_<s>` for a seed's),
   so every title names its run without each caller passing it."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -266,7 +273,8 @@ def run_name(path) -> str:
   return name
 
 
-def new_figure(rows, columns, size):
+def new_figure(rows: int, columns: int,
+               size: tuple[float, float]) -> tuple[mpl_figure.Figure, np.ndarray]:
   """(figure, 2-D array of axes) drawn without pyplot: no backend to choose, no global state.
 
   `fileio.save_figure` renders it to PNG with matplotlib's Agg canvas.
@@ -294,7 +302,7 @@ def _draw_density(ax, values, xlabel):
   ax.legend(fontsize='small')
 
 
-def plot_density(path, values, what):
+def plot_density(path: str | os.PathLike, values: Mapping[str, ArrayLike], what: str) -> None:
   """Fig. 2a-style densities of per-gene metrics, one axis per named metric of `values`
   (e.g. {'MAE': ..., 'PCC': ...}): metrics of different units never share an axis. `what`
   says what was measured; the title names the run (`run_name`)."""
@@ -305,7 +313,8 @@ def plot_density(path, values, what):
   fileio.save_figure(path, figure)
 
 
-def plot_comparison(path, metrics_a, metrics_b, names, model):
+def plot_comparison(path: str | os.PathLike, metrics_a: pd.DataFrame, metrics_b: pd.DataFrame,
+                    names: Sequence[str], model: str) -> None:
   """Fig. 3 of `model`: densities of per-gene MAE and PCC for panels A and B on their common
   targets, and per-gene scatters of A against B with the diagonal."""
   metrics_a, metrics_b = _common_targets(metrics_a, metrics_b)
@@ -329,7 +338,7 @@ def plot_comparison(path, metrics_a, metrics_b, names, model):
   fileio.save_figure(path, figure)
 
 
-def plot_panels_vs_random(path, summary, model):
+def plot_panels_vs_random(path: str | os.PathLike, summary: pd.DataFrame, model: str) -> None:
   """The headline figure of `model`: each named panel's mean target PCC and mean per-study-
   centred MAE (one axis each) over the strip and histogram of the random panels' values.
 
@@ -360,7 +369,7 @@ def plot_panels_vs_random(path, summary, model):
   fileio.save_figure(path, figure)
 
 
-def read_gmt(path):
+def read_gmt(path: str | os.PathLike) -> dict[str, tuple[str, set[str]]]:
   """GMT gene sets: {term ID: (term name, set of gene symbols)}."""
   gene_sets = {}
   with open(path) as f:
@@ -372,7 +381,9 @@ def read_gmt(path):
   return gene_sets
 
 
-def go_enrichment(selected_genes, universe_genes, gene_sets, min_size=10, max_size=500):
+def go_enrichment(selected_genes: Iterable[str], universe_genes: Iterable[str],
+                  gene_sets: Mapping[str, tuple[str, set[str]]], min_size: int = 10,
+                  max_size: int = 500) -> pd.DataFrame:
   """Over-representation of `selected_genes` in each gene set (clusterProfiler's enricher).
 
   As clusterProfiler does: the universe N is the universe genes annotated to at least one
@@ -401,7 +412,8 @@ def go_enrichment(selected_genes, universe_genes, gene_sets, min_size=10, max_si
   return table[columns].sort_values(['p_value', 'term'], kind='stable').reset_index(drop=True)
 
 
-def plot_enrichment(path, table, panel, fdr=0.05, top=20):
+def plot_enrichment(path: str | os.PathLike, table: pd.DataFrame, panel: str, fdr: float = 0.05,
+                    top: int = 20) -> None:
   """Bar chart of -log10 adjusted p for the `top` terms with p_adjusted < fdr of `panel`'s
   enrichment `table`; the title names the panel and the run."""
   significant = table[table['p_adjusted'] < fdr].nsmallest(top, 'p_adjusted')
@@ -423,7 +435,8 @@ def plot_enrichment(path, table, panel, fdr=0.05, top=20):
   fileio.save_figure(path, figure)
 
 
-def cluster_scores(features, labels, n_clusters=None):
+def cluster_scores(features: ArrayLike, labels: ArrayLike,
+                   n_clusters: int | None = None) -> dict[str, float]:
   """Hierarchical clustering of samples (average linkage, correlation distance) cut into
   `n_clusters` (default: the number of label classes), scored against the labels by the
   adjusted Rand index and normalised mutual information. Rows are samples; a constant row
@@ -441,12 +454,13 @@ def cluster_scores(features, labels, n_clusters=None):
           'nmi': sk_metrics.normalized_mutual_info_score(labels, clusters)}
 
 
-def pca_features(x, n_components):
+def pca_features(x: ArrayLike, n_components: int) -> np.ndarray:
   """Samples projected on their first `n_components` principal components (sklearn PCA)."""
   return decomposition.PCA(n_components=n_components).fit_transform(np.asarray(x, np.float64))
 
 
-def compare_representations(representations, labels):
+def compare_representations(representations: Mapping[str, ArrayLike],
+                            labels: ArrayLike) -> pd.DataFrame:
   """ARI/NMI of `cluster_scores` for each named (samples, dims) representation."""
   rows = [{'representation': name, 'dims': np.shape(features)[1],
            **cluster_scores(features, labels)} for name, features in representations.items()]
@@ -460,7 +474,8 @@ def _same_scatter(a, b):
   return a.shape == b.shape and np.allclose(np.abs(a), np.abs(b), atol=1e-2 * scale)
 
 
-def plot_representations(path, representations, labels, study):
+def plot_representations(path: str | os.PathLike, representations: Mapping[str, ArrayLike],
+                         labels: ArrayLike, study: str) -> None:
   """`study`'s samples on the first two principal components of each representation,
   coloured and marked by label, with each clustering's ARI/NMI.
 

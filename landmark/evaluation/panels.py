@@ -9,8 +9,10 @@ import dataclasses
 import functools
 import os
 import time
+from typing import Callable, Iterable, Mapping, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 import pandas as pd
 
@@ -32,12 +34,14 @@ class GeneSplits:
   test_studies: np.ndarray   # the study of each test row (for per-study centring)
   train_studies: np.ndarray | None = None   # the study of each training row (selectors)
 
-  def columns(self, symbols):
+  def columns(self, symbols: Iterable[str]) -> np.ndarray:
+    """Column indices of `symbols` in these matrices, in the order given."""
     position = {g: i for i, g in enumerate(self.genes)}
     return np.array([position[s] for s in symbols])
 
 
-def gene_splits(splits, annotation, universe):
+def gene_splits(splits: preprocess.Splits, annotation: pd.DataFrame,
+                universe: Sequence[str] | None) -> GeneSplits:
   """Collapses probe-level Splits to the genes of `universe` present in the data."""
   collapsed = [preprocess.collapse_to_genes(c, annotation, universe) for _, c in splits.items()]
   genes = collapsed[0].features
@@ -45,12 +49,12 @@ def gene_splits(splits, annotation, universe):
                     splits.train.meta['study'].to_numpy())
 
 
-def read_symbols(path, column='symbol'):
+def read_symbols(path: str | os.PathLike, column: str = 'symbol') -> np.ndarray:
   """Gene symbols from a TSV with a `symbol` column (D-GEX and L1000 lists)."""
   return pd.read_csv(path, sep='\t', dtype=str)[column].dropna().to_numpy()
 
 
-def dgex_universe(data_config):
+def dgex_universe(data_config: ml_collections.ConfigDict) -> list[str]:
   """D-GEX's 10,463 genes (landmarks then targets), each once.
 
   445 symbols appear in both of D-GEX's lists (under different probes); a repeated column
@@ -61,7 +65,9 @@ def dgex_universe(data_config):
   return list(dict.fromkeys(symbols))
 
 
-def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
+def reference_panels(data: GeneSplits, ranked_symbols: Iterable[str],
+                     l1000_symbols: Sequence[str], k: int, n_random: int,
+                     seed: int) -> dict[str, list[str]]:
   """The panels every run compares, all of size min(k, L1000 genes in the universe).
 
   `deeplift`: the top-k ranked genes; the others are `selectors.select`'s: `l1000`: L1000's
@@ -81,7 +87,7 @@ def reference_panels(data, ranked_symbols, l1000_symbols, k, n_random, seed):
   return panels
 
 
-def random_panel_count(evaluate_config, kind):
+def random_panel_count(evaluate_config: ml_collections.ConfigDict, kind: str) -> int:
   """How many random panels model `kind` is scored on: `random_sets` for the closed-form
   linear models, `random_sets_nonlinear` for those that train (each panel a full fit)."""
   if kind in ('linear', 'ridge'):
@@ -89,14 +95,18 @@ def random_panel_count(evaluate_config, kind):
   return evaluate_config.random_sets_nonlinear
 
 
-def common_targets(data, panels):
+def common_targets(data: GeneSplits, panels: Mapping[str, Iterable[str]]) -> list[str]:
   """Genes in none of the non-random panels: the targets every panel is judged on."""
   fixed = set().union(*(set(p) for name, p in panels.items() if not name.startswith('random_')))
   return [g for g in data.genes if g not in fixed]
 
 
-def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, on_fit=None,
-                   workdir=None):
+def evaluate_panel(
+    kind: str, config: ml_collections.ConfigDict, data: GeneSplits, panel: Sequence[str],
+    targets: Iterable[str], seed: int, permutation: bool = True,
+    on_fit: Callable[[regression.LinearModel | regression.KNNModel | regression.DGEXModel,
+                      list[str], pd.DataFrame], None] | None = None,
+    workdir: str | None = None) -> pd.DataFrame:
   """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`.
 
   `on_fit(model, targets, metrics)`, if given, receives the fitted model with the targets
@@ -116,8 +126,11 @@ def evaluate_panel(kind, config, data, panel, targets, seed, permutation=True, o
   return metrics
 
 
-def evaluate_panels(config, data, panels, targets, kinds, n_random_by_kind, seed, on_fit=None,
-                    curves_dir=None):
+def evaluate_panels(config: ml_collections.ConfigDict, data: GeneSplits,
+                    panels: Mapping[str, Sequence[str]], targets: Sequence[str],
+                    kinds: Iterable[str], n_random_by_kind: Mapping[str, int], seed: int,
+                    on_fit: Callable[..., None] | None = None,
+                    curves_dir: str | None = None) -> dict[tuple[str, str], pd.DataFrame]:
   """Per-gene metrics of every (model kind, panel); random panels capped per kind.
 
   Random panels are scored on the common targets minus their own genes: the mean over
@@ -151,7 +164,7 @@ def _eta(started, done, total):
   return f', ETA {(time.monotonic() - started) / done * (total - done):.0f} s'
 
 
-def summarize(results, alpha):
+def summarize(results: Mapping[tuple[str, str], pd.DataFrame], alpha: float) -> pd.DataFrame:
   """One row per (model, panel): MAE and PCC, permutation-test failures, z against random.
 
   `*_z_random` is how many standard deviations of the random panels' means a panel's mean
@@ -178,7 +191,8 @@ def summarize(results, alpha):
 FIXED_PAIRS = (('deeplift', 'l1000'), ('deeplift', 'variance'), ('l1000', 'variance'))
 
 
-def compare_panels(results, kinds, alpha, workdir):
+def compare_panels(results: Mapping[tuple[str, str], pd.DataFrame], kinds: Iterable[str],
+                   alpha: float, workdir: str | os.PathLike) -> pd.DataFrame:
   """Paired tests and noise-calibrated gaps between the fixed panels, per model kind.
 
   Each gap is set beside the same gap between random panels of equal size (z-score and
@@ -211,7 +225,9 @@ def compare_panels(results, kinds, alpha, workdir):
 
 
 
-def score_panels(config, data, panels, seed, kinds):
+def score_panels(config: ml_collections.ConfigDict, data: GeneSplits,
+                 panels: Mapping[str, Sequence[str]], seed: int,
+                 kinds: Iterable[str]) -> pd.DataFrame:
   """Long table (model, panel, target, metrics) of every panel of `panels` inferring all
   genes of `data` outside it, with each model of `kinds` (no permutation test)."""
   frames = []
@@ -226,7 +242,8 @@ def score_panels(config, data, panels, seed, kinds):
   return pd.concat(frames, ignore_index=True)
 
 
-def score_random_panels(config, context, data, k, kind):
+def score_random_panels(config: ml_collections.ConfigDict, context: selectors.SelectionContext,
+                        data: GeneSplits, k: int, kind: str) -> pd.DataFrame:
   """`score_panels` of `random_panel_count` seeded random panels of size k (random_<i>, the
   draw of seed i) through model `kind`: the noise band of each metric."""
   n = random_panel_count(config.evaluate, kind)

@@ -3,7 +3,9 @@ the paper's figures and the noise floor."""
 
 import json
 import os
+from typing import Any, Mapping
 
+import ml_collections
 import pandas as pd
 
 from landmark import fileio
@@ -18,7 +20,7 @@ TOP_GENES = 20   # rows of the report's top-genes table
 
 def _table(frame, floatfmt='.4g'):
   """A DataFrame as a Markdown table (no tabulate dependency)."""
-  def cell(value):
+  def cell(value: Any) -> str:
     if isinstance(value, float):
       return format(value, floatfmt)
     return str(value)
@@ -163,7 +165,9 @@ def top_genes(ranking: pd.DataFrame, n: int, l1000_table_path: str) -> pd.DataFr
   return table.assign(in_L1000=panel['in_l1000'].to_numpy())
 
 
-def write_report(config, workdir, quality, ranking, panels, go_tables, clustering):
+def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                 quality: Mapping[str, Any], ranking: pd.DataFrame, panels: Mapping[str, Any],
+                 go_tables: Mapping[str, pd.DataFrame], clustering: pd.DataFrame) -> None:
   """Writes `<workdir>/report.md`: the verdict on the panels first (with their headline
   figures), what differs from the paper, then the details; links only files that exist."""
   with open(os.path.join(workdir, 'data_summary.json')) as f:

@@ -8,12 +8,15 @@ takes and returns values in the data's original units.
 
 import dataclasses
 import functools
+from typing import Sequence
 
 from absl import logging
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from numpy.typing import ArrayLike
 import optax
 
 from landmark.models import dgex
@@ -28,16 +31,19 @@ class Standardizer:
   std: np.ndarray
 
   @classmethod
-  def fit(cls, values, epsilon=1e-3):
+  def fit(cls, values: ArrayLike, epsilon: float = 1e-3) -> 'Standardizer':
+    """Per-gene mean and std + epsilon of the training split `values` (samples, genes)."""
     values = np.asarray(values)
     mean = values.mean(axis=0, dtype=np.float64)
     std = values.std(axis=0, dtype=np.float64) + epsilon
     return cls(mean.astype(values.dtype), std.astype(values.dtype))
 
-  def transform(self, values):
+  def transform(self, values: ArrayLike) -> np.ndarray:
+    """(values - mean) / std: data units to the standardised units the network sees."""
     return (np.asarray(values) - self.mean) / self.std
 
-  def inverse_transform(self, values):
+  def inverse_transform(self, values: ArrayLike) -> np.ndarray:
+    """values * std + mean: standardised units (e.g. predictions) back to data units."""
     return np.asarray(values) * self.std + self.mean
 
 
@@ -69,7 +75,7 @@ def _mean_abs_error(graphdef, params, x_blocks, y_blocks, mask_blocks, y_std):
   """MAE in original units (|standardised error| * std) over blocks of standardised rows."""
   model = nnx.merge(graphdef, params)
 
-  def block_error(block):
+  def block_error(block: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
     x, y, mask = block
     return jnp.sum(jnp.abs(model(x) - y) * y_std, axis=1) @ mask
 
@@ -83,7 +89,8 @@ def _forward_blocks(graphdef, params, x_blocks):
   return jax.lax.map(lambda x: model(x), x_blocks)
 
 
-def next_learning_rate(learning_rate, train_mae, previous_train_mae, decay, floor):
+def next_learning_rate(learning_rate: float, train_mae: float, previous_train_mae: float,
+                       decay: float, floor: float) -> float:
   """D-GEX's schedule: multiply by `decay` when the training MAE rose; never below `floor`."""
   if train_mae > previous_train_mae:
     learning_rate *= decay
@@ -101,14 +108,15 @@ class DGEXModel:
   best_epoch: int        # 0-based epoch whose parameters `params` are
   block_size: int = 1024
 
-  def predict(self, x):
+  def predict(self, x: ArrayLike) -> np.ndarray:
+    """Targets inferred from landmarks `x`, both in the data's original units."""
     x = self.x_scaler.transform(x).astype(np.float32)
     blocks = _forward_blocks(self.graphdef, self.params, _blocks(x, min(self.block_size, len(x))))
     predictions = np.asarray(blocks).reshape(-1, blocks.shape[-1])[:len(x)]
     return self.y_scaler.inverse_transform(predictions)
 
 
-def build_optimizer(config_dgex) -> optax.GradientTransformation:
+def build_optimizer(config_dgex: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """D-GEX's SGD with momentum, or Adam for small compendia where SGD takes too few steps.
 
   The learning rate is an injected hyperparameter so the decay rule changes it without
@@ -137,9 +145,10 @@ DESCRIPTIONS = {
 }
 
 
-def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-             y_val: np.ndarray, seed: int = 0, workdir: str | None = None,
-             checkpoints: bool = True, train_monitor: int = 5000, mesh=None) -> 'DGEXModel':
+def fit_dgex(config_dgex: ml_collections.ConfigDict, x_train: np.ndarray, y_train: np.ndarray,
+             x_val: np.ndarray, y_val: np.ndarray, seed: int = 0, workdir: str | None = None,
+             checkpoints: bool = True, train_monitor: int = 5000,
+             mesh: jax.sharding.Mesh | None = None) -> 'DGEXModel':
   """Trains D-GEX through the training core; returns the parameters of the epoch with the
   lowest validation MAE.
 
@@ -172,11 +181,11 @@ def fit_dgex(config_dgex, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nd
                           (VAL_MAE, (x_val, y_val)))}
   y_std = sharding.replicate(mesh, np.asarray(y_scaler.std, np.float32))
 
-  def score(params):
+  def score(params: dict) -> dict[str, jax.Array]:
     return {tag: _mean_abs_error(eval_graphdef, params, *blocks, y_std)
             for tag, blocks in eval_sets.items()}
 
-  def learning_rate_rule(history):
+  def learning_rate_rule(history: dict[str, list]) -> float:
     train_mae = history[TRAIN_MAE]
     previous = train_mae[-2] if len(train_mae) > 1 else np.inf
     return next_learning_rate(history[core.LEARNING_RATE][-1], train_mae[-1], previous,
@@ -206,7 +215,8 @@ class LinearModel:
   intercept: jax.Array
   penalty: float = 0.0
 
-  def predict(self, x):
+  def predict(self, x: ArrayLike) -> np.ndarray:
+    """x @ weights + intercept: targets inferred from landmarks `x`."""
     return np.asarray(jnp.asarray(x, self.weights.dtype) @ self.weights + self.intercept)
 
 
@@ -228,7 +238,7 @@ def _shrinkage(s, keep, penalty):
   return jnp.where(keep, s / (s ** 2 + penalty), 0.0)
 
 
-def fit_linear(x, y, ridge=0.0):
+def fit_linear(x: ArrayLike, y: ArrayLike, ridge: float = 0.0) -> LinearModel:
   """Least squares with an unpenalised intercept and an optional ridge term.
 
   Solved through the SVD of centred x: the closed form (x_cᵀx_c + ridge I)⁻¹x_cᵀy_c, and
@@ -240,7 +250,8 @@ def fit_linear(x, y, ridge=0.0):
   return LinearModel(weights, y_mean - x_mean @ weights, float(ridge))
 
 
-def fit_ridge(x, y, x_val, y_val, relative_penalties):
+def fit_ridge(x: ArrayLike, y: ArrayLike, x_val: ArrayLike, y_val: ArrayLike,
+              relative_penalties: Sequence[float]) -> LinearModel:
   """Ridge regression with its penalty chosen by mean validation MAE over all targets.
 
   Penalties are `relative_penalties` times the mean squared singular value of the centred
@@ -266,7 +277,7 @@ def _knn_blocks(k, train_x, train_y, query_blocks):
   """Mean target of the k training rows nearest (Euclidean) to each query row."""
   train_sq_norms = jnp.sum(train_x ** 2, axis=1)
 
-  def block_predictions(queries):
+  def block_predictions(queries: jax.Array) -> jax.Array:
     sq_distances = train_sq_norms - 2 * queries @ train_x.T   # + |q|², constant per row
     _, nearest = jax.lax.top_k(-sq_distances, k)
     return jnp.mean(train_y[nearest], axis=1)
@@ -282,21 +293,23 @@ class KNNModel:
   k: int
   block_size: int = 1024
 
-  def predict(self, x):
+  def predict(self, x: ArrayLike) -> np.ndarray:
+    """Mean targets of the k nearest training rows to each row of landmarks `x`."""
     x = np.asarray(x, self.x.dtype)
     blocks = _knn_blocks(self.k, self.x, self.y, _blocks(x, min(self.block_size, len(x))))
     return np.asarray(blocks).reshape(-1, blocks.shape[-1])[:len(x)]
 
 
-def fit_knn(x, y, k=10):
+def fit_knn(x: ArrayLike, y: ArrayLike, k: int = 10) -> KNNModel:
+  """D-GEX's KNN baseline on training landmarks `x` and targets `y` (k checked here)."""
   if not 0 < k <= len(x):
     raise ValueError(f'knn needs 0 < k <= {len(x)} training samples, got k={k}')
   return KNNModel(jnp.asarray(x), jnp.asarray(y), k)
 
 
-def fit_inference_model(kind: str, config, x_train: np.ndarray, y_train: np.ndarray,
-                        x_val: np.ndarray, y_val: np.ndarray, seed: int = 0,
-                        workdir: str | None = None):
+def fit_inference_model(kind: str, config: ml_collections.ConfigDict, x_train: np.ndarray,
+                        y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int = 0,
+                        workdir: str | None = None) -> LinearModel | KNNModel | DGEXModel:
   """Fits one of config.evaluate.models ('linear', 'ridge', 'dgex', 'knn') on the training split.
 
   D-GEX uses the validation split to pick its best epoch, ridge to pick its penalty; with a

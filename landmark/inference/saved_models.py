@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import shutil
+from typing import Iterable
 
 from absl import logging
 from flax import nnx
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 
 from landmark import fileio
@@ -66,7 +68,8 @@ def model_name(panel: str, kind: str) -> str:
   return f'{panel}_{kind}'
 
 
-def gene_ids(symbols, annotation: pd.DataFrame, features, data_config) -> pd.DataFrame:
+def gene_ids(symbols: Iterable[str], annotation: pd.DataFrame, features: ArrayLike,
+             data_config: ml_collections.ConfigDict) -> pd.DataFrame:
   """Entrez, Ensembl and probe IDs of each gene of `symbols` (a frame indexed by symbol).
 
   probes: the compendium's (`features`) single-gene probes whose mean is the gene's value
@@ -101,7 +104,7 @@ def _correlations(values):
     return np.corrcoef(np.asarray(values, np.float64), rowvar=False)
 
 
-def structure_similarity(values, training_corr) -> float | None:
+def structure_similarity(values: np.ndarray, training_corr: np.ndarray) -> float | None:
   """Pearson r between the gene-gene correlations of `values` (samples, genes) and
   `training_corr` over the gene pairs where both are defined; None under 3 samples."""
   if len(values) < 3:
@@ -117,8 +120,10 @@ def _in_range(values, reference):
   return ((values >= reference['target_min']) & (values <= reference['target_max'])).mean(0)
 
 
-def save_model(directory: str, model, *, kind: str, panel: str, config, genes: pd.DataFrame,
-               accuracy: pd.DataFrame, train_x, train_y, test_x, test_y, identity: str,
+def save_model(directory: str, model: regression.LinearModel | regression.DGEXModel, *,
+               kind: str, panel: str, config: ml_collections.ConfigDict, genes: pd.DataFrame,
+               accuracy: pd.DataFrame, train_x: np.ndarray, train_y: np.ndarray,
+               test_x: np.ndarray, test_y: np.ndarray, identity: str,
                quantile_reference: str) -> None:
   """Saves a fitted linear/ridge/D-GEX `model` with all that applying it needs.
 
@@ -210,7 +215,8 @@ class SavedModel:
   reference: dict                # reference.npz
   predictor: regression.LinearModel | regression.DGEXModel
 
-  def predict(self, x) -> np.ndarray:
+  def predict(self, x: ArrayLike) -> np.ndarray:
+    """Targets inferred from the model's input `x` (samples, landmarks), in data units."""
     return np.asarray(self.predictor.predict(x))
 
 
@@ -334,7 +340,8 @@ def _normalise_ids(features, feature_type):
   return ids.to_numpy()
 
 
-def landmark_columns(measured: readers.Compendium, landmarks: pd.DataFrame):
+def landmark_columns(measured: readers.Compendium,
+                     landmarks: pd.DataFrame) -> tuple[np.ndarray, str]:
   """(values (samples, landmarks), NaN for genes not measured; the input's feature type).
 
   The feature type is the one of FEATURE_TYPES that finds the most landmark genes. A gene
@@ -372,7 +379,7 @@ def _looks_standardised(values):
   return values.min() < 0 and np.median(np.abs(np.median(values, axis=0))) < STANDARDISED_MEDIAN
 
 
-def input_scale(values, declared: str, pre: dict, source: str) -> str:
+def input_scale(values: np.ndarray, declared: str, pre: dict, source: str) -> str:
   """The scale of the measured `values`: 'log2', 'linear' or 'zscore' (DataError if wrong).
 
   'auto' calls values linear when their maximum exceeds the run's
@@ -399,7 +406,7 @@ def input_scale(values, declared: str, pre: dict, source: str) -> str:
 
 
 def map_input(measured: readers.Compendium, saved: SavedModel,
-              infer) -> tuple[np.ndarray, dict, np.ndarray]:
+              infer: ml_collections.ConfigDict) -> tuple[np.ndarray, dict, np.ndarray]:
   """The model's input (samples, landmarks) from measurements, what was done to them and
   which landmarks were measured (a mask).
 

@@ -1,5 +1,7 @@
 """The paper's AutoEncoder (method.md section 2): a Flax NNX module."""
 
+from typing import Sequence
+
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -33,7 +35,7 @@ class AutoEncoder(nnx.Module):
     encoder_widths = (n_inputs, *hidden, bottleneck)
     decoder_widths = encoder_widths[::-1]
 
-    def dense(widths):
+    def dense(widths: Sequence[int]) -> nnx.List:
       init = nnx.initializers.glorot_uniform()
       return nnx.List([nnx.Linear(i, o, kernel_init=init, dtype=dtype, param_dtype=jnp.float32,
                                   rngs=rngs)
@@ -53,7 +55,7 @@ class AutoEncoder(nnx.Module):
       x = self.dropout(act(layer(x)), rngs=rngs)
     return last(layers[-1](x)).astype(jnp.float32)
 
-  def encode(self, x, *, rngs=None):
+  def encode(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
     """Bottleneck activations: the learned sample features."""
     return self._stack(self.encoder, x, rngs, ACTIVATIONS[self.activation])
 
@@ -62,11 +64,11 @@ class AutoEncoder(nnx.Module):
     return self._stack(self.decoder, self.encode(x, rngs=rngs), rngs,
                        OUTPUT_ACTIVATIONS[self.output_activation])
 
-  def encoder_layers(self):
+  def encoder_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
     """Encoder (W, b) pairs as float32 numpy arrays (the parameters, whatever the compute
     dtype, so DeepLIFT scores in float32), in the `act(x @ W + b)` convention."""
     return [(np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])) for layer in self.encoder]
 
-  def kernels(self):
+  def kernels(self) -> list[jax.Array]:
     """All Dense kernels (encoder then decoder): what the L2 penalty acts on."""
     return [layer.kernel[...] for layer in (*self.encoder, *self.decoder)]

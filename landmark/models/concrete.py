@@ -24,7 +24,7 @@ class ConcreteSelector(nnx.Module):
       weights = jax.nn.softmax((logits + gumbel) / temperature, axis=1)
     return x @ weights.T
 
-  def probabilities(self):
+  def probabilities(self) -> jax.Array:
     """(k, n_inputs): each unit's selection probabilities, softmax of its logits."""
     return jax.nn.softmax(self.logits[...], axis=1)
 

@@ -1,8 +1,12 @@
 """D-GEX's network (Chen et al. 2016): a tanh MLP from landmarks to targets, in Flax NNX."""
 
+from typing import Sequence
+
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
+import ml_collections
 
 from landmark.models import precision
 
@@ -11,7 +15,7 @@ OUTPUT_INIT_RANGE = 1e-4          # D-GEX's `irange` of the linear output layer
 
 def _symmetric_uniform(limit):
   """Initializer drawing from U(-limit, limit)."""
-  def init(key, shape, dtype=jnp.float32):
+  def init(key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
     return jax.random.uniform(key, shape, dtype, -limit, limit)
   return init
 
@@ -45,7 +49,8 @@ class DGEX(nnx.Module):
     return self.output(x).astype(jnp.float32)
 
 
-def build_dgex(config_dgex, n_landmarks: int, n_targets: int, key: jax.Array) -> DGEX:
+def build_dgex(config_dgex: ml_collections.ConfigDict, n_landmarks: int, n_targets: int,
+               key: jax.Array) -> DGEX:
   """The D-GEX network of `config_dgex` (widths, dropout, compute dtype), drawn from `key`,
   in eval mode (dropout off)."""
   dtype = precision.compute_dtype(config_dgex.compute_dtype, 'dgex.compute_dtype')

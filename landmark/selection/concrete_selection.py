@@ -16,6 +16,7 @@ from absl import logging
 from flax import nnx
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -27,7 +28,8 @@ from landmark.training import sharding
 CONVERGED = 0.9     # mean max selection probability below which `fit` warns
 
 
-def temperature(step, total_steps, start, end):
+def temperature(step: int | jax.Array, total_steps: int, start: float,
+                end: float) -> float | jax.Array:
   """Exponential annealing: `start` at step 0, `end` at step total_steps."""
   return start * (end / start) ** (step / total_steps)
 
@@ -61,7 +63,7 @@ def _adam(learning_rate):
   return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
 
-def fit(x: np.ndarray, k: int, config, seed: int = 0,
+def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
         workdir: str | None = None) -> concrete.ConcreteAutoencoder:
   """Trains a Concrete Autoencoder selecting k of x's columns; returns the model.
 
@@ -104,7 +106,7 @@ def fit(x: np.ndarray, k: int, config, seed: int = 0,
   return result.model()
 
 
-def selected_inputs(model):
+def selected_inputs(model: concrete.ConcreteAutoencoder) -> np.ndarray:
   """Column indices of the k selected inputs, best first.
 
   Each unit selects its argmax input; units are ranked by their largest probability.

@@ -178,38 +178,38 @@ def _stratified_ranking(method, context, k, seed):
   return list(genes[np.lexsort((genes, aggregate))])
 
 
-def concrete_ae(context, k, seed):
+def concrete_ae(context: SelectionContext, k: int, seed: int) -> list[str]:
   """The k genes a Concrete Autoencoder learns to keep, ranked by selection probability."""
   model = concrete_selection.fit(context.train, k, context.config.selectors.concrete, seed)
   return list(context.genes[concrete_selection.selected_inputs(model)])
 
 
-def persist_gates(context, k, seed):
+def persist_gates(context: SelectionContext, k: int, seed: int) -> list[str]:
   """The k genes whose PERSIST gates stay open at the tuned sparsity price, best first."""
   selection = persist.select(context.train, k, context.config.selectors.persist, seed)
   return list(context.genes[selection.columns])
 
 
-def l1000(context, k, seed):
+def l1000(context: SelectionContext, k: int, seed: int) -> list[str]:
   """The L1000 landmarks inside the gene universe, in their listed order."""
   del k, seed
   universe = set(context.genes)
   return list(dict.fromkeys(g for g in context.l1000 if g in universe))
 
 
-def random_genes(context, k, seed):
+def random_genes(context: SelectionContext, k: int, seed: int) -> list[str]:
   """A uniform random permutation of the genes: every prefix is a uniform random subset."""
   del k
   return list(np.random.default_rng(seed).permutation(context.genes))
 
 
-def variance(context, k, seed):
+def variance(context: SelectionContext, k: int, seed: int) -> list[str]:
   """Genes by training-set variance, highest first (ties by universe order)."""
   del k, seed
   return list(context.genes[np.argsort(-context.train.var(axis=0), kind='stable')])
 
 
-def pca_loadings(context, k, seed):
+def pca_loadings(context: SelectionContext, k: int, seed: int) -> list[str]:
   """Genes by the norm of their loadings on the top principal components, highest first.
 
   PCA of the gene-centred training matrix (log2 units). A gene's loading on component c
@@ -228,7 +228,7 @@ def pca_loadings(context, k, seed):
   return list(context.genes[np.argsort(-np.linalg.norm(loadings, axis=1), kind='stable')])
 
 
-def peel_off(context, k, seed):
+def peel_off(context: SelectionContext, k: int, seed: int) -> list[str]:
   """One gene per cluster of co-expressed genes, largest cluster first (LINCS-style).
 
   Genes are clustered by k-means (`selectors.peel_off_restarts` initialisations) on their
@@ -342,7 +342,7 @@ def _leave_study_out_alpha(train, studies, alphas, k, n_folds):
   return alphas[int(np.argmin(errors))]
 
 
-def greedy_ridge(context, k, seed):
+def greedy_ridge(context: SelectionContext, k: int, seed: int) -> list[str]:
   """Greedy forward selection under ridge (`ridge_path`) on per-study-centred training data.
 
   Centring each study on its own mean keeps study offsets (batch effects) from passing for
@@ -386,7 +386,7 @@ STOCHASTIC = frozenset({'concrete_ae', 'persist', 'random', 'peel_off'})
 K_SPECIFIC = frozenset({'concrete_ae', 'persist', 'peel_off'})
 
 
-def select(name, context, k, seed=0):
+def select(name: str, context: SelectionContext, k: int, seed: int = 0) -> list[str]:
   """The k best genes of selector `name`, best first (fewer only where it has fewer: l1000)."""
   if name not in SELECTORS:
     raise ValueError(f'Unknown selector {name!r}; known: {sorted(SELECTORS)}')

@@ -15,7 +15,7 @@ last good step in favour of a damaged one.
 import logging as python_logging
 import os
 import shutil
-from typing import Any
+from typing import Any, Mapping
 
 from absl import logging
 import jax
@@ -35,7 +35,8 @@ def _drop_orbax_info(record):
 logging.get_absl_logger().addFilter(_drop_orbax_info)
 
 
-def make_manager(directory, *, save_every=1, keep=2):
+def make_manager(directory: str | os.PathLike, *, save_every: int = 1,
+                 keep: int = 2) -> ocp.CheckpointManager:
   """A CheckpointManager that saves every `save_every` steps and keeps the latest `keep`.
 
   Saves are synchronous, so a step on disk is complete when `save` returns; `save(...,
@@ -50,14 +51,15 @@ def make_manager(directory, *, save_every=1, keep=2):
                                item_handlers=ocp.StandardCheckpointHandler())
 
 
-def checksum(state) -> list[float]:
+def checksum(state: Any) -> list[float]:
   """Per-leaf float64 sums of `state`'s arrays (RNG keys as their data): a restore is trusted
   only if it gives the same sums, bit for bit."""
   leaves = jax.tree.leaves(jax.device_get(state))
   return [float(np.sum(np.asarray(leaf, np.float64))) for leaf in leaves]
 
 
-def save(manager, step, state, metadata=None, *, force=False):
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         metadata: Mapping[str, Any] | None = None, *, force: bool = False) -> bool:
   """Saves the pytree `state` (and JSON-serialisable `metadata`) at `step` if due.
 
   The metadata gets the state's `checksum`. Returns whether a checkpoint was written.
@@ -68,7 +70,7 @@ def save(manager, step, state, metadata=None, *, force=False):
                       custom_metadata={**(metadata or {}), CHECKSUM: checksum(state)}, force=True)
 
 
-def abstract(state):
+def abstract(state: Any) -> Any:
   """Shape/dtype skeleton of `state`: the restore target that fixes structure and placement."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
 
@@ -87,7 +89,8 @@ def latest_metadata(directory: str) -> dict[str, Any] | None:
     manager.close()
 
 
-def restore(manager, abstract_state):
+def restore(manager: ocp.CheckpointManager,
+            abstract_state: Any) -> tuple[int, Any, dict[str, Any]] | None:
   """Restores (step, state, metadata) from the newest trusted step; None if none was saved.
 
   Steps that fail to restore, hold non-finite values or do not match their checksum are

@@ -6,8 +6,9 @@ a cached builder, so it hashes by identity). `fit` then runs, epoch after epoch:
 
 - one jitted dispatch per epoch: a `lax.scan` of the train step over the epoch's batches,
   gathered from device-resident data split over the mesh's 'batch' axis (parameters and
-  optimizer state replicated and donated), or, for a `streaming.SampleStream`, the same
-  step per batch with the next batch prefetched by a background thread;
+  optimizer state replicated and donated), or, for a split that is not resident (a stream
+  of a GCTX's rows, landmark.data.splits), the same step per batch with the next batch
+  prefetched by a background thread;
 - the caller's evaluation hook, every `Loop.eval_every` epochs and at the end;
 - D-GEX-style rules between epochs: keep the parameters of the best epoch of a metric
   (`select_best`), set the learning rate from the history (`learning_rate_rule`);
@@ -37,7 +38,7 @@ import numpy as np
 import optax
 
 from landmark import errors
-from landmark.data import streaming
+from landmark.data import splits
 from landmark.training import checkpointing
 from landmark.training import metric_writing
 from landmark.training import sharding
@@ -231,10 +232,12 @@ def train_epoch(state: TrainState, objective: Objective, optimizer: optax.Gradie
 
 
 def _stream_epoch(state, objective, optimizer, stream, epoch, batch_size, seed, mesh):
-  """Epoch `epoch` over the batches of a SampleStream; (state, {loss, data wait fraction})."""
+  """Epoch `epoch` over the prefetched batches of a streamed split (SampleStream.batches);
+  (state, {loss, data wait fraction})."""
   started = time.perf_counter()
   steps = stream.steps_per_epoch(batch_size)
-  batch_rows = np.minimum(batch_size, len(stream) - batch_size * np.arange(steps))
+  n_rows = stream.shape[0]
+  batch_rows = np.minimum(batch_size, n_rows - batch_size * np.arange(steps))
   batches = stream.batches(seed, epoch, batch_size,
                            lambda batch: tuple(sharding.put_batch(mesh, a) for a in batch))
   step_fn = _streamed_step_fn()
@@ -246,7 +249,7 @@ def _stream_epoch(state, objective, optimizer, stream, epoch, batch_size, seed, 
                                       np.int32(step), graphdef=state.graphdef,
                                       objective=objective, optimizer=optimizer, mesh=mesh)
     losses.append(loss)
-  loss = np.sum(np.asarray(jax.device_get(losses), np.float64) * batch_rows) / len(stream)
+  loss = np.sum(np.asarray(jax.device_get(losses), np.float64) * batch_rows) / n_rows
   return (dataclasses.replace(state, params=params, opt_state=opt_state),
           {TRAIN_LOSS: loss, DATA_WAIT_FRACTION:
            batches.wait_seconds / (time.perf_counter() - started)})
@@ -279,7 +282,7 @@ class Result:
 
 
 def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransformation,
-        data: Mapping[str, np.ndarray] | streaming.SampleStream, loop: Loop, *, seed: int,
+        data: Mapping[str, np.ndarray] | splits.Split, loop: Loop, *, seed: int,
         mesh, workdir: str | None = None, identity: dict | None = None,
         evaluate: Callable[[dict], Mapping[str, float]] | None = None,
         select_best: str | None = None,
@@ -287,21 +290,22 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
         config_text: str | None = None, descriptions: Mapping[str, str] | None = None) -> Result:
   """Trains `model` (in training mode) on `data` for `loop.epochs` epochs, or resumes.
 
-  `data` maps names to host arrays of equal length, put on the devices once, or is a
-  `streaming.SampleStream` (its rows arrive as batch['x']). The run's keys derive from
-  `seed` (the caller draws the initial parameters from fold_in(key(seed), INIT_STREAM)).
-  `evaluate(params)` returns held-out metrics (tags such as 'eval/mae'); `select_best`
-  names one of them to minimise, whose best epoch's parameters are kept (and saved, for
-  exact resumption); `learning_rate_rule(history)` sets the learning rate of the next
-  epoch (the optimizer must be `optax.inject_hyperparams`). With a `workdir`, checkpoints
+  `data` maps names to host arrays of equal length, put on the devices once, or is a split
+  that is not `resident` (Split.training_data of a stream: its `batches` arrive as
+  batch['x'], one step each). The run's keys derive from `seed` (the caller draws the
+  initial parameters from fold_in(key(seed), INIT_STREAM)). `evaluate(params)` returns
+  held-out metrics (tags such as 'eval/mae'); `select_best` names one of them to minimise,
+  whose best epoch's parameters are kept (and saved, for exact resumption);
+  `learning_rate_rule(history)` sets the learning rate of the next epoch (the optimizer
+  must be `optax.inject_hyperparams`). With a `workdir`, checkpoints
   go to `<workdir>/checkpoints` (each with `identity`; one saved under another is refused
   with a RunIdentityError) and TensorBoard events to `<workdir>/tensorboard`: the curves,
   and at a fresh start the run's `config_text` and a table of what each tag means
   (DESCRIPTIONS and the model's `descriptions` of its evaluation tags). `loop.checkpoint_every`
   0 writes TensorBoard events only, no checkpoints.
   """
-  streamed = isinstance(data, streaming.SampleStream)
-  n_rows = len(data) if streamed else len(next(iter(data.values())))
+  streamed = not getattr(data, 'resident', True)   # a mapping of host arrays is resident
+  n_rows = data.shape[0] if streamed else len(next(iter(data.values())))
   sharding.check_divisible(mesh, loop.batch_size, f'{loop.name} batch size')
   state = new_state(model, optimizer, jax.random.key(seed), mesh)
   best = state.params if select_best else None

@@ -7,6 +7,7 @@ does not install.)
 import numbers
 import os
 import time
+from typing import Mapping, SupportsFloat
 
 from tensorboard.backend.event_processing import event_accumulator
 import matplotlib.image
@@ -33,7 +34,7 @@ class MetricWriter:
       self._writer = tensorboardX.SummaryWriter(
           os.fspath(logdir), purge_step=purge_step, filename_suffix=f'.{time.time_ns()}')
 
-  def write_scalars(self, step, scalars):
+  def write_scalars(self, step: int, scalars: Mapping[str, SupportsFloat]) -> None:
     """Writes a dict of tag -> number at `step`."""
     if self._writer is not None:
       for tag, value in scalars.items():
@@ -67,10 +68,12 @@ class MetricWriter:
         self._writer.add_scalar(tag, value)
 
   def flush(self) -> None:
+    """Writes buffered events to disk now, so TensorBoard sees them mid-run."""
     if self._writer is not None:
       self._writer.flush()
 
-  def close(self):
+  def close(self) -> None:
+    """Flushes and closes the event file; the writer writes nothing after."""
     if self._writer is not None:
       self._writer.close()
 
@@ -81,7 +84,7 @@ class MetricWriter:
     self.close()
 
 
-def read_events(logdir) -> event_accumulator.EventAccumulator:
+def read_events(logdir: str | os.PathLike) -> event_accumulator.EventAccumulator:
   """An accumulator holding every event of `logdir` (scalars, text, images, plugin data)."""
   accumulator = event_accumulator.EventAccumulator(
       str(logdir), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0,
@@ -90,7 +93,7 @@ def read_events(logdir) -> event_accumulator.EventAccumulator:
   return accumulator
 
 
-def read_scalars(logdir):
+def read_scalars(logdir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
   """All scalars in the event files of `logdir`: {tag: [(step, value), ...]} by step."""
   accumulator = event_accumulator.EventAccumulator(
       str(logdir), size_guidance={event_accumulator.SCALARS: 0})

@@ -25,8 +25,12 @@ scheduler, which jax reads: `srun python main.py ... --config.mesh.distributed=T
 SLURM, `mpirun` on Open MPI; TPU pods and Kubernetes are detected too.
 """
 
+from typing import Any
+
 import jax
+import ml_collections
 import numpy as np
+from numpy.typing import ArrayLike
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -34,7 +38,7 @@ from jax.sharding import PartitionSpec as P
 BATCH_AXIS = 'batch'
 
 
-def initialize(config):
+def initialize(config: ml_collections.ConfigDict) -> None:
   """Joins the multi-host run of `config.mesh` if `config.mesh.distributed` (once per process).
 
   Must come before anything uses a JAX device (jax.distributed's rule); afterwards
@@ -48,7 +52,7 @@ def initialize(config):
         process_id=None if config.mesh.process_id < 0 else config.mesh.process_id)
 
 
-def make_mesh(config):
+def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
   """The mesh of `config.mesh`: its first `devices` devices (0 = all), on one axis 'batch'.
 
   Joins the multi-host run first if the config asks (`initialize`).
@@ -57,7 +61,7 @@ def make_mesh(config):
   return device_mesh(config.mesh.devices)
 
 
-def is_primary():
+def is_primary() -> bool:
   """Whether this process writes the run's files: process 0 (the only one of a one-host run).
 
   All processes of a multi-host run compute the same replicated results, so one copy of
@@ -66,7 +70,7 @@ def is_primary():
   return jax.process_index() == 0
 
 
-def device_mesh(n_devices=0):
+def device_mesh(n_devices: int = 0) -> Mesh:
   """A 'batch' mesh over the first `n_devices` of `jax.devices()` (0 = all of them)."""
   devices = jax.devices()
   if not 0 <= n_devices <= len(devices):
@@ -74,17 +78,17 @@ def device_mesh(n_devices=0):
   return Mesh(np.array(devices[:n_devices or len(devices)]), (BATCH_AXIS,))
 
 
-def batch_sharding(mesh):
+def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (sample) axis split over the mesh; the other axes whole on every device."""
   return NamedSharding(mesh, P(BATCH_AXIS))
 
 
-def replicated(mesh):
+def replicated(mesh: Mesh) -> NamedSharding:
   """A full copy on every device of the mesh (parameters, optimizer state, keys)."""
   return NamedSharding(mesh, P())
 
 
-def replicate(mesh, tree):
+def replicate(mesh: Mesh, tree: Any) -> Any:
   """Places a pytree of host values, identical on every process, on every device of the mesh.
 
   Each process copies the values to its own devices, from host memory. (On a mesh spanning
@@ -95,14 +99,14 @@ def replicate(mesh, tree):
   return jax.tree.map(lambda leaf: _place(leaf, replicated(mesh)), jax.device_get(tree))
 
 
-def check_divisible(mesh, rows, what):
+def check_divisible(mesh: Mesh, rows: int, what: str) -> None:
   """Raises ValueError unless `rows` splits evenly over the mesh's devices."""
   if rows % mesh.size:
     raise ValueError(f'{what} ({rows}) must be a multiple of the number of devices '
                      f'({mesh.size}) to split it over the mesh')
 
 
-def put_batch(mesh, array):
+def put_batch(mesh: Mesh, array: ArrayLike) -> jax.Array:
   """Places a host array, identical on every host, on the mesh split along its first axis.
 
   Each process copies only the rows of its own devices. The number of rows must be a
@@ -120,12 +124,12 @@ def _place(array, sharding):
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
-def round_up(rows, multiple):
+def round_up(rows: int, multiple: int) -> int:
   """The smallest multiple of `multiple` that is at least `rows`."""
   return -(-rows // multiple) * multiple
 
 
-def pad_rows(array, multiple):
+def pad_rows(array: ArrayLike, multiple: int) -> np.ndarray:
   """Zero-pads the first axis of a host array to a multiple of `multiple`."""
   array = np.asarray(array)
   padding = round_up(len(array), multiple) - len(array)

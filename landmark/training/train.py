@@ -2,11 +2,11 @@
 
 The AutoEncoder trains through the one training core (landmark.training.core): a jitted,
 donated `lax.scan` epoch over device-resident data split over the mesh's 'batch' axis
-(or over a `streaming.SampleStream`'s prefetched batches when the data are larger than
-memory), orbax checkpoints every `config.train.checkpoint_every_epochs` epochs and at the
-end, exact resume, TensorBoard and a NaN stop. This module holds what is the AE's own:
-the model and optimizer built from the config, its loss, its scaler and the held-out
-reconstruction metrics.
+(or over a streamed split's prefetched batches when the data are larger than memory,
+landmark.data.splits), orbax checkpoints every `config.train.checkpoint_every_epochs`
+epochs and at the end, exact resume, TensorBoard and a NaN stop. This module holds what
+is the AE's own: the model and optimizer built from the config, its loss, its scaler and
+the held-out reconstruction metrics.
 """
 
 import dataclasses
@@ -23,7 +23,7 @@ import pandas as pd
 from landmark import errors
 from landmark import fileio
 from landmark.data import scalers
-from landmark.data import streaming
+from landmark.data import splits
 from landmark.evaluation import evaluate
 from landmark.models import autoencoder
 from landmark.models import precision
@@ -167,32 +167,31 @@ def _score_heldout(graphdef, rest, heldout, batch_size, params):
   return {EVAL_MAE: mae, EVAL_PCC: pcc}
 
 
-def train_autoencoder(config, workdir: str, train_x, eval_x: np.ndarray | None,
-                      identity: dict | None = None):
+def train_autoencoder(config, workdir: str, train_x: splits.Split | np.ndarray,
+                      eval_x: np.ndarray | None, identity: dict | None = None):
   """Trains (or resumes, or reloads) the AutoEncoder on `train_x`; returns (model, scaler, history).
 
-  `train_x` and `eval_x` are float32 (samples x features) in the data's original units;
-  `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. `train_x`
-  may instead be a `streaming.SampleStream` (unscaled rows of a GCTX). The scaler is
-  fitted on `train_x` and saved to `<workdir>/scaler.npz`. Training runs through the one
-  training core (landmark.training.core) on the mesh of `config.mesh`, checkpointing to
-  `<workdir>/checkpoints` under `identity` (landmark.run_identity); `history` maps the
-  core's tags and EVAL_MAE / EVAL_PCC (and 'epoch') to per-epoch lists. The returned
-  model is in eval mode. A NaN or infinite training loss stops the run with a
+  `train_x` is a split (landmark.data.splits: in memory, or a stream of a GCTX's rows) or
+  a float32 (samples x features) array, `eval_x` such an array, both in the data's original
+  units; `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. The
+  scaler is fitted on `train_x` and saved to `<workdir>/scaler.npz`. Training runs through
+  the one training core (landmark.training.core) on the mesh of `config.mesh`,
+  checkpointing to `<workdir>/checkpoints` under `identity` (landmark.run_identity);
+  `history` maps the core's tags and EVAL_MAE / EVAL_PCC (and 'epoch') to per-epoch lists.
+  The returned model is in eval mode. A NaN or infinite training loss stops the run with a
   NumericalError, saving nothing.
   """
   check_config(config)
   mesh = sharding.make_mesh(config)
   sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
-  streamed = isinstance(train_x, streaming.SampleStream)
-  scaler = fit_scaler(config.model.scale, train_x)
+  train_x = splits.as_split(train_x)
+  scaler = train_x.fit_scaler(config.model.scale)
   if sharding.is_primary():
     scaler.save(os.path.join(workdir, 'scaler.npz'))
 
   model = build_model(config, train_x.shape[1],
                       jax.random.fold_in(jax.random.key(config.seed), core.INIT_STREAM))
-  steps_per_epoch = (train_x.steps_per_epoch(config.train.batch_size) if streamed
-                     else -(-len(train_x) // config.train.batch_size))
+  steps_per_epoch = train_x.steps_per_epoch(config.train.batch_size)
   eval_graphdef, _, rest = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)
   score_heldout = None
   if eval_x is not None and len(eval_x):
@@ -200,8 +199,7 @@ def train_autoencoder(config, workdir: str, train_x, eval_x: np.ndarray | None,
                jnp.asarray(scaler.offset), jnp.asarray(scaler.span))
     score_heldout = functools.partial(_score_heldout, eval_graphdef, rest, heldout,
                                       config.train.batch_size)
-  data = (train_x.with_transform(scaler.transform) if streamed
-          else {'x': scaler.transform(train_x)})
+  data = train_x.with_transform(scaler.transform).training_data()
   loop = core.Loop(config.train.epochs, config.train.batch_size, name='AutoEncoder',
                    eval_every=config.train.log_every_epochs,
                    checkpoint_every=config.train.checkpoint_every_epochs,
@@ -212,22 +210,6 @@ def train_autoencoder(config, workdir: str, train_x, eval_x: np.ndarray | None,
                     mesh=mesh, workdir=workdir, identity=identity, evaluate=score_heldout,
                     config_text=config.to_json_best_effort(indent=2), descriptions=DESCRIPTIONS)
   return nnx.merge(eval_graphdef, result.state.params, rest), scaler, result.history
-
-
-def fit_scaler(scale: str, train_x) -> scalers.AffineScaler:
-  """The `config.model.scale` scaler ('minmax' or 'standard') fitted on `train_x`.
-
-  A `streaming.SampleStream` is fitted from its cached column statistics, plus one more
-  pass for the standard deviations.
-  """
-  if not isinstance(train_x, streaming.SampleStream):
-    return scalers.SCALERS[scale]().fit(train_x)
-  if scale == 'minmax':
-    return streaming.fit_scaler(train_x)
-  mean = train_x.stats().mean
-  squares = sum(np.sum((chunk - mean) ** 2, axis=0, dtype=np.float64)
-                for chunk in train_x.arrays())
-  return scalers.StandardScaler(mean, scalers.nonzero_span(np.sqrt(squares / len(train_x))))
 
 
 def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, features=None,
