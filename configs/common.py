@@ -135,6 +135,7 @@ def base_config():
   config.model.scale = 'minmax'            # per-gene [0, 1] scaling fitted on the train split,
                                            # or 'standard' (z-score; needs a linear output)
   config.model.output_activation = 'sigmoid'   # or 'linear'; hidden layers use `activation`
+  config.model.study_conditional = False   # decoder also gets the sample's study (one-hot)
   config.model.compute_dtype = 'float32'   # or 'bfloat16' (GPUs); parameters stay float32
 
   config.train = ml_collections.ConfigDict()

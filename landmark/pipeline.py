@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import time
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pandas as pd
 
@@ -29,12 +31,14 @@ from landmark.attribution import deeplift
 from landmark.attribution import ranking as ranking_lib
 from landmark.data import preprocess
 from landmark.data import readers
+from landmark.data import scalers
 from landmark.data import streaming
 from landmark.evaluation import diagnostics
 from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
 from landmark.evaluation import report
 from landmark.inference import saved_models
+from landmark.models import autoencoder
 from landmark.training import checkpointing
 from landmark.training import metric_writing
 from landmark.training import sharding
@@ -62,7 +66,7 @@ STAGE_OUTPUTS = {
 }
 
 
-def prepare_data(config, workdir):
+def prepare_data(config: ml_collections.ConfigDict, workdir: str) -> preprocess.Splits:
   """Reads and preprocesses the compendium; writes `data_summary.json`.
 
   With `config.data.stream` the training split stays on disk (a streaming.SampleStream);
@@ -96,7 +100,7 @@ def _value_range(split):
   return [float(np.min(stats.minimum)), float(np.max(stats.maximum))]
 
 
-def in_memory(config, splits):
+def in_memory(config: ml_collections.ConfigDict, splits: preprocess.Splits) -> preprocess.Splits:
   """`splits` with the training split in memory, for the stages that need a matrix: a
   streamed one reads at most `data.stream_eval_samples` seeded random rows."""
   return preprocess.Splits(
@@ -104,7 +108,8 @@ def in_memory(config, splits):
       splits.test)
 
 
-def seed_runs(config, workdir):
+def seed_runs(config: ml_collections.ConfigDict,
+              workdir: str) -> list[tuple[ml_collections.ConfigDict, str]]:
   """(config, workdir) of each AE seed: config.seed, config.seed + 1, ... (config.seeds)."""
   runs = []
   for seed in range(config.seed, config.seed + config.seeds):
@@ -114,7 +119,8 @@ def seed_runs(config, workdir):
   return runs
 
 
-def study_baselines(splits, pca_widths=(), pca_train=None):
+def study_baselines(splits: preprocess.Splits, pca_widths: Sequence[int] = (),
+                    pca_train: np.ndarray | None = None) -> dict[str, Any]:
   """`diagnostics.trivial_baselines` of the test split: the same for every seed's AE.
 
   With `pca_widths`, also PCA of each width fitted on `pca_train` (default: the training
@@ -131,7 +137,8 @@ def study_baselines(splits, pca_widths=(), pca_train=None):
   return baselines
 
 
-def write_baseline_scalars(config, workdir, baselines):
+def write_baseline_scalars(config: ml_collections.ConfigDict, workdir: str,
+                           baselines: Mapping[str, Any]) -> None:
   """The validation split's PCA baselines as TensorBoard scalars 'baseline/pca_<w>_{mae,pcc}'
   in `<workdir>/tensorboard`, at the first and last epoch (a flat line beside 'eval/*');
   written once, the first time the seed is trained."""
@@ -152,7 +159,7 @@ HPARAMS = ('seed', 'model.hidden', 'model.bottleneck', 'model.activation', 'mode
            'preprocess.study_correction')
 
 
-def write_hparams(config, workdir: str, quality: dict) -> None:
+def write_hparams(config: ml_collections.ConfigDict, workdir: str, quality: dict) -> None:
   """The AE's settings (HPARAMS) with its test-split mean MAE and PCC for TensorBoard's
   HParams dashboard, in the seed's run beside its curves; written once, like the baselines."""
   logdir = os.path.join(workdir, 'tensorboard')
@@ -165,12 +172,13 @@ def write_hparams(config, workdir: str, quality: dict) -> None:
                                    'hparams/test_pcc': quality['mean_pcc']})
 
 
-def train_seed(config, workdir, splits, baselines, identity):
+def train_seed(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+               baselines: Mapping[str, Any], identity: dict[str, Any] | None
+               ) -> tuple[autoencoder.AutoEncoder, scalers.AffineScaler, dict[str, Any]]:
   """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
   beside `baselines` (`study_baselines(splits)`); `identity` goes into its checkpoints."""
-  model, scaler, _ = train.train_autoencoder(config, workdir, splits.train, splits.val.values,
-                                             identity)
-  quality = train.evaluate_reconstruction(model, scaler, splits.test.values, workdir,
+  model, scaler, _ = train.train_autoencoder(config, workdir, splits.train, splits.val, identity)
+  quality = train.evaluate_reconstruction(model, scaler, splits.test, workdir,
                                           config.evaluate.block_size, splits.train.features,
                                           config.evaluate.permutation_alpha)
   quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines,
@@ -186,7 +194,10 @@ def train_seed(config, workdir, splits, baselines, identity):
 SEED_VARYING = ('mean_mae', 'mean_pcc', 'n_pass')
 
 
-def train_stage(config, workdir, splits, identity):
+def train_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+                identity: run_identity.RunIdentity
+                ) -> tuple[list[tuple[autoencoder.AutoEncoder, scalers.AffineScaler]],
+                           dict[str, Any]]:
   """One AutoEncoder per seed (`train_seed`, each in `seed_<s>/`); `ae_summary.json` holds
   their mean, sd (`<figure>_sd`) and per-seed figures. Returns [(model, scaler)], summary.
 
@@ -219,7 +230,9 @@ def train_stage(config, workdir, splits, identity):
   return [(model, scaler) for model, scaler, _ in trained], quality
 
 
-def explain_stage(config, workdir, splits, model, scaler, annotation):
+def explain_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+                  model: autoencoder.AutoEncoder, scaler: scalers.AffineScaler,
+                  annotation: pd.DataFrame) -> pd.DataFrame:
   """Scores every probe with DeepLIFT, ranks genes and writes `landmarks.tsv`.
 
   The scored split is scored chunk by chunk as it is read (Split.arrays: a stream's
@@ -244,7 +257,8 @@ def explain_stage(config, workdir, splits, model, scaler, annotation):
   return ranking
 
 
-def write_l1000_overlap(config, workdir, ranking):
+def write_l1000_overlap(config: ml_collections.ConfigDict, workdir: str,
+                        ranking: pd.DataFrame) -> None:
   """`l1000_overlap.json`: how many of the top-k genes of `ranking` L1000 also chose."""
   landmarks = ranking_lib.select_landmarks(ranking, config.deeplift.top_k)
   overlap = ranking_lib.l1000_overlap(landmarks, config.data.l1000_landmarks, ranking)
@@ -253,7 +267,8 @@ def write_l1000_overlap(config, workdir, ranking):
                len(landmarks), overlap['count'], overlap['expected'])
 
 
-def consensus_stage(config, workdir, seed_rankings):
+def consensus_stage(config: ml_collections.ConfigDict, workdir: str,
+                    seed_rankings: Sequence[pd.DataFrame]) -> pd.DataFrame:
   """The landmarks of the run: genes by mean DeepLIFT rank over the seeds (`landmarks.tsv`), and
   the top `deeplift.top_k` of them as an assay-ready panel (`panel_deeplift.tsv`)."""
   ranking = ranking_lib.consensus_ranking(seed_rankings)
@@ -264,8 +279,11 @@ def consensus_stage(config, workdir, seed_rankings):
   return ranking
 
 
-def landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings,
-                          evaluate_identity):
+def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
+                          splits: preprocess.Splits,
+                          annotation: pd.DataFrame, ranking: pd.DataFrame,
+                          seed_rankings: Sequence[pd.DataFrame],
+                          evaluate_identity: dict[str, Any]) -> dict[str, Any]:
   """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
   own panel `deeplift_seed_<s>`), L1000, top-variance and random panels.
 
@@ -327,7 +345,8 @@ def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, m
       quantile_reference=reference if os.path.exists(reference) else '')
 
 
-def go_stage(config, workdir, splits, annotation, ranking):
+def go_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+             annotation: pd.DataFrame, ranking: pd.DataFrame) -> dict[str, pd.DataFrame]:
   """GO molecular-function enrichment of the DeepLIFT and L1000 landmarks."""
   measured = annotation[annotation['probe'].isin(splits.train.features)]['symbol']
   universe = sorted({g.strip() for s in measured for g in s.split(readers.GENE_SEPARATOR)
@@ -344,7 +363,9 @@ def go_stage(config, workdir, splits, annotation, ranking):
   return tables
 
 
-def clustering_stage(config, workdir, splits, model, scaler):
+def clustering_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+                     model: autoencoder.AutoEncoder,
+                     scaler: scalers.AffineScaler) -> pd.DataFrame:
   """Clusters each labelled study in the bottleneck (of the first seed's AE), in raw
   expression and in PCA space."""
   everything = [c for _, c in splits.items()]
@@ -404,7 +425,8 @@ def _remove_outputs(workdir, stage):
         os.remove(path)
 
 
-def run(config, workdir, mode='all', overwrite=False):
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'all',
+        overwrite: bool = False) -> pd.DataFrame | dict[str, Any] | None:
   """Runs `mode` of the pipeline in `workdir`, reusing the stages whose results are current.
 
   `prepare`, `train` and `explain` run the stages up to theirs; `evaluate` runs only the
@@ -436,7 +458,7 @@ def run(config, workdir, mode='all', overwrite=False):
     _run_stages(config, workdir, mode, identity, stale)
 
 
-def write_report_to_tensorboard(config, workdir: str) -> None:
+def write_report_to_tensorboard(config: ml_collections.ConfigDict, workdir: str) -> None:
   """The run's report (text), config (text) and every figure of the run's top folder
   (images, tagged by file name) in `<workdir>/tensorboard`, beside the seeds' curves."""
   figures = sorted(glob.glob(os.path.join(workdir, '*.png')))
@@ -518,10 +540,12 @@ class _Progress:
   def __init__(self, mode):
     self.total, self.done, self.started = self.STAGES[mode], 0, time.monotonic()
 
-  def stage(self, what):
+  def stage(self, what: str) -> None:
+    """Logs the start of the next stage, `what`."""
     self.done += 1
     logging.info('Stage %d of %d, %s (%s since the start)', self.done, self.total, what,
                  self.elapsed())
 
-  def elapsed(self):
+  def elapsed(self) -> datetime.timedelta:
+    """The time since the start, to the second."""
     return datetime.timedelta(seconds=round(time.monotonic() - self.started))

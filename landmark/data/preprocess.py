@@ -6,10 +6,13 @@ correction, both fitted on the training split.
 """
 
 import dataclasses
+import os
+from typing import Sequence
 
 from absl import logging
 import ml_collections
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
@@ -31,7 +34,8 @@ class Splits:
   val: readers.Compendium
   test: readers.Compendium
 
-  def items(self):
+  def items(self) -> tuple[tuple[str, readers.Compendium], ...]:
+    """(name, split) pairs: train, val, test."""
     return (('train', self.train), ('val', self.val), ('test', self.test))
 
 
@@ -87,7 +91,8 @@ def _cell_error(compendium, bad, what, hint=''):
                    f'{str(compendium.features[cols[0]])!r}{also}{hint}')
 
 
-def to_log2(compendium, mode='auto', linear_threshold=100.0, floor=1.0):
+def to_log2(compendium: readers.Compendium, mode: str = 'auto', linear_threshold: float = 100.0,
+            floor: float = 1.0) -> readers.Compendium:
   """log2 of each study that is on a linear scale (values below `floor` are raised to it).
 
   mode 'auto' treats a study as linear when its maximum exceeds `linear_threshold`
@@ -108,7 +113,8 @@ def to_log2(compendium, mode='auto', linear_threshold=100.0, floor=1.0):
   return dataclasses.replace(compendium, values=values)
 
 
-def handle_missing(compendium, policy='error'):
+def handle_missing(compendium: readers.Compendium,
+                   policy: str = 'error') -> readers.Compendium:
   """Fails on NaN/inf values (saying how many and where) or imputes per-feature means."""
   _check_choice('nan_policy', policy, NAN_POLICIES)
   bad = ~np.isfinite(compendium.values)
@@ -156,7 +162,7 @@ def handle_constant_samples(compendium: readers.Compendium,
                   "preprocess.constant_samples='drop' to drop them)")
 
 
-def read_id_list(path):
+def read_id_list(path: str | os.PathLike) -> ArrayLike:
   """IDs from a one-column list or a TSV with a `probe(s)`/`symbol` column."""
   readers._check_file(path)
   table = pd.read_csv(path, sep='\t', dtype=str)
@@ -167,7 +173,8 @@ def read_id_list(path):
   return np.concatenate([[table.columns[0]], table.iloc[:, 0].dropna().to_numpy()])
 
 
-def restrict_features(compendium, ids, source):
+def restrict_features(compendium: readers.Compendium, ids: ArrayLike,
+                      source: str | os.PathLike) -> readers.Compendium:
   """Keeps the features listed in `ids` (order of the compendium); fails if none match."""
   keep = np.isin(compendium.features, np.asarray(ids, dtype=str))
   if not keep.any():
@@ -177,12 +184,13 @@ def restrict_features(compendium, ids, source):
   return compendium.take_features(keep)
 
 
-def drop_control_probes(compendium):
+def drop_control_probes(compendium: readers.Compendium) -> readers.Compendium:
   """Drops Affymetrix AFFX-* hybridisation/housekeeping control probes."""
   return compendium.take_features(~np.char.startswith(compendium.features, 'AFFX'))
 
 
-def near_duplicates(values, n_clusters=100, threshold=1.0, seed=0):
+def near_duplicates(values: np.ndarray, n_clusters: int = 100, threshold: float = 1.0,
+                    seed: int = 0) -> np.ndarray:
   """Boolean mask of profiles to keep, D-GEX style (kmeans.py, nodup_idx.py).
 
   MiniBatchKMeans groups the profiles; inside each cluster a profile is dropped when its
@@ -200,7 +208,8 @@ def near_duplicates(values, n_clusters=100, threshold=1.0, seed=0):
   return keep
 
 
-def random_split(n, val_fraction, test_fraction, seed):
+def random_split(n: int, val_fraction: float, test_fraction: float,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Index arrays (train, val, test) of a seeded random split."""
   order = np.random.default_rng(seed).permutation(n)
   n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
@@ -215,7 +224,8 @@ def _hold_out(test, val_fraction, seed):
   return np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.flatnonzero(test)
 
 
-def leave_study_out_split(studies, holdout, val_fraction, seed):
+def leave_study_out_split(studies: ArrayLike, holdout: str, val_fraction: float,
+                          seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Index arrays (train, val, test): the held-out study is the test set; several studies
   are held out together when `holdout` joins their names with '+' ('GSE781+chowdary')."""
   studies = np.asarray(studies, dtype=str)
@@ -272,11 +282,13 @@ class QuantileNormalizer:
   def __init__(self, reference=None):
     self.reference = reference
 
-  def fit(self, values):
+  def fit(self, values: ArrayLike) -> 'QuantileNormalizer':
+    """Fits the reference quantiles on `values` (samples x features); returns itself."""
     self.reference = np.sort(values, axis=1).mean(axis=0, dtype=np.float64).astype(np.float32)
     return self
 
-  def transform(self, values):
+  def transform(self, values: np.ndarray) -> np.ndarray:
+    """`values` (samples x features) mapped by rank onto the reference, as float32."""
     n = values.shape[1]
     if n == len(self.reference):
       targets = self.reference
@@ -285,16 +297,19 @@ class QuantileNormalizer:
     ranks = np.argsort(np.argsort(values, axis=1, kind='stable'), axis=1, kind='stable')
     return targets[ranks].astype(np.float32)
 
-  def save(self, path):
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes the reference to `path` (.npy)."""
     with fileio.atomic_path(path) as tmp:
       np.save(tmp, self.reference)
 
   @classmethod
-  def load(cls, path):
+  def load(cls, path: str | os.PathLike) -> 'QuantileNormalizer':
+    """The normalizer of a reference `save` wrote."""
     return cls(np.load(path))
 
 
-def split_compendium(compendium, config, seed):
+def split_compendium(compendium: readers.Compendium, config: ml_collections.ConfigDict,
+                     seed: int) -> Splits:
   """The (train, val, test) Splits of a compendium as `config.split` says."""
   _check_choice('split', config.split, SPLITS)
   studies = compendium.meta['study'].to_numpy()
@@ -330,7 +345,8 @@ def check_study_sizes(splits: Splits, kind: str) -> None:
                           "split: set it to 'none' or leave the study out of config.data.studies")
 
 
-def prepare(compendium, config, seed, workdir=None):
+def prepare(compendium: readers.Compendium, config: ml_collections.ConfigDict, seed: int,
+            workdir: str | os.PathLike | None = None) -> Splits:
   """Runs the preprocessing of `config.preprocess` and returns normalised Splits.
 
   The quantile reference and the study correction are fitted on the training split only
@@ -371,7 +387,8 @@ def prepare(compendium, config, seed, workdir=None):
   return splits
 
 
-def collapse_to_genes(compendium, annotation, genes=None):
+def collapse_to_genes(compendium: readers.Compendium, annotation: pd.DataFrame,
+                      genes: Sequence[str] | np.ndarray | None = None) -> readers.Compendium:
   """Probe -> gene matrix: a gene's value is the mean of its probes (method.md §1).
 
   `annotation` is `data.read_probe_annotation`'s table. Probes annotated to several genes

@@ -13,7 +13,9 @@ import zlib
 
 from absl import logging
 import h5py
+import ml_collections
 import numpy as np
+from numpy.typing import ArrayLike
 import pandas as pd
 
 from landmark.data import scalers
@@ -79,21 +81,22 @@ class Compendium:
                       f'{len(self.samples)} samples x {len(self.features)} features')
 
   @property
-  def shape(self):
+  def shape(self) -> tuple[int, int]:
+    """(samples, features)."""
     return self.values.shape
 
-  def take_samples(self, index):
+  def take_samples(self, index: ArrayLike) -> 'Compendium':
     """The compendium restricted to the samples at `index` (ints or a bool mask)."""
     index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
     return dataclasses.replace(self, values=self.values[index], samples=self.samples[index],
                                meta=self.meta.iloc[index])
 
-  def take_features(self, index):
+  def take_features(self, index: ArrayLike) -> 'Compendium':
     """The compendium restricted to the features at `index` (ints or a bool mask)."""
     index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
     return dataclasses.replace(self, values=self.values[:, index], features=self.features[index])
 
-  def select_features(self, ids):
+  def select_features(self, ids: Sequence[str] | np.ndarray) -> 'Compendium':
     """The compendium restricted to `ids` (in that order); all must be present."""
     position = {f: i for i, f in enumerate(self.features)}
     missing = [f for f in ids if f not in position]
@@ -214,7 +217,7 @@ def sample_files(compendium: 'Compendium') -> np.ndarray:
   return np.full(compendium.shape[0], compendium.source, dtype=object)
 
 
-def read_table(path, study=None):
+def read_table(path: str, study: str | None = None) -> Compendium:
   """Reads a features x samples table (GEO series matrix, TSV or CSV, optionally gzipped).
 
   The first column holds feature IDs; GEO's `!` metadata lines are skipped.
@@ -242,7 +245,7 @@ def read_table(path, study=None):
                     _meta(frame.columns, study or _study_name(path), path=path), source=path)
 
 
-def read_gct(path, study=None):
+def read_gct(path: str, study: str | None = None) -> Compendium:
   """Reads CMap GCT 1.2 or 1.3 text files (rows = features, columns = samples)."""
   _check_file(path)
   opener = gzip.open if path.endswith('.gz') else open
@@ -322,13 +325,14 @@ class GctxReader:
   def __exit__(self, *exc):
     self.close()
 
-  def close(self):
+  def close(self) -> None:
+    """Closes the HDF5 file."""
     self._file.close()
 
   def __len__(self):
     return len(self.samples)
 
-  def sample_meta(self):
+  def sample_meta(self) -> pd.DataFrame:
     """Column (sample) metadata as a DataFrame indexed by sample ID."""
     group = self._file[GCTX_COL_META]
     with reading(self.path, 'GCTX file'):
@@ -337,7 +341,7 @@ class GctxReader:
                  and group[k].ndim == 1}
     return pd.DataFrame(columns, index=pd.Index(self.samples, name='sample'))
 
-  def read(self, start, stop, feature_index=None):
+  def read(self, start: int, stop: int, feature_index: ArrayLike | None = None) -> np.ndarray:
     """Samples [start, stop) as float32, optionally only the features at `feature_index`."""
     with reading(self.path, 'GCTX file'):
       block = self.matrix[start:stop]
@@ -345,13 +349,15 @@ class GctxReader:
       block = block[:, feature_index]
     return np.asarray(block, dtype=np.float32)
 
-  def iter_chunks(self, chunk_size, feature_index=None):
+  def iter_chunks(self, chunk_size: int, feature_index: ArrayLike | None = None
+                  ) -> Iterator[tuple[int, np.ndarray]]:
     """Yields (start, values) chunks of consecutive samples."""
     for start in range(0, len(self), chunk_size):
       yield start, self.read(start, min(start + chunk_size, len(self)), feature_index)
 
 
-def read_gctx(path, study=None, max_samples=0, chunk_size=4096):
+def read_gctx(path: str, study: str | None = None, max_samples: int = 0,
+              chunk_size: int = 4096) -> Compendium:
   """Reads a whole GCTX (or its first `max_samples`) into memory, chunk by chunk."""
   with GctxReader(path) as reader:
     n = min(len(reader), max_samples) if max_samples else len(reader)
@@ -365,7 +371,8 @@ def read_gctx(path, study=None, max_samples=0, chunk_size=4096):
                       source=path)
 
 
-def write_gctx(path, compendium, chunk_samples=1024, feature_meta=None):
+def write_gctx(path: str | os.PathLike, compendium: Compendium, chunk_samples: int = 1024,
+               feature_meta: pd.DataFrame | None = None) -> None:
   """Writes a compendium as a CMap-layout GCTX (samples are rows of the HDF5 matrix).
 
   The sample metadata go to /0/META/COL and the columns of `feature_meta` (a DataFrame,
@@ -385,7 +392,7 @@ def write_gctx(path, compendium, chunk_samples=1024, feature_meta=None):
                            data=np.char.encode(meta[column].to_numpy(str), 'utf-8'))
 
 
-def read_dgex_npy(path, features, study=None):
+def read_dgex_npy(path: str, features: ArrayLike, study: str | None = None) -> Compendium:
   """Reads D-GEX's .npy layout: genes x samples float64, landmark genes first.
 
   The file has no IDs: `features` names its rows in order (e.g. D-GEX's landmark then
@@ -436,7 +443,7 @@ def _h5ad_sparse(group, path):
   return matrix.toarray()
 
 
-def read_h5ad(path, study=None):
+def read_h5ad(path: str, study: str | None = None) -> Compendium:
   """Reads an AnnData .h5ad (obs = samples, var = features; dense or CSR/CSC `X`)."""
   _check_file(path)
   try:
@@ -455,7 +462,7 @@ def read_h5ad(path, study=None):
                     _meta(samples, study or _study_name(path), path=path), source=path)
 
 
-def sniff_format(path):
+def sniff_format(path: str) -> str:
   """'gctx', 'h5ad', 'gct' or 'table', from the file's content rather than its name.
 
   Real files lie about their format: CMap ships GCT text under a .gctx name. An HDF5 file
@@ -486,7 +493,7 @@ def sniff_format(path):
   return 'gct' if first in (b'#1.2', b'#1.3') else 'table'
 
 
-def read_any(path, study=None):
+def read_any(path: str, study: str | None = None) -> Compendium:
   """Reads one study with the reader its content calls for."""
   kind = sniff_format(path)
   expected = {'gctx': '.gctx', 'h5ad': '.h5ad', 'gct': '.gct'}.get(kind)
@@ -496,7 +503,7 @@ def read_any(path, study=None):
   return reader(path, study)
 
 
-def check_orientation(compendium, known_features):
+def check_orientation(compendium: Compendium, known_features: Iterable[str]) -> None:
   """Fails clearly when a file's feature IDs are unknown or it looks transposed."""
   known = set(known_features)
   n_features = sum(f in known for f in compendium.features)
@@ -510,7 +517,7 @@ def check_orientation(compendium, known_features):
                   f'(e.g. {plain_ids(compendium.features)}) is a known ID')
 
 
-def combine(compendia):
+def combine(compendia: Sequence[Compendium]) -> Compendium:
   """Joins studies on their shared features (in the first study's order)."""
   shared = set(compendia[0].features)
   for c in compendia[1:]:
@@ -569,7 +576,8 @@ ANNOTATION_COLUMNS = ('probe', 'genbank', 'symbol', 'entrez', 'title')
 GENE_SEPARATOR = '///'   # between the genes of a multi-gene probe, and their Entrez IDs
 
 
-def read_string_table(path, columns, what):
+def read_string_table(path: str | os.PathLike, columns: Sequence[str],
+                      what: str) -> pd.DataFrame:
   """A TSV of strings ('' where empty) with the given columns; one-line errors name the file."""
   path = os.fspath(path)
   _check_file(path)
@@ -588,7 +596,7 @@ def read_string_table(path, columns, what):
   return table
 
 
-def read_probe_annotation(path):
+def read_probe_annotation(path: str | os.PathLike) -> pd.DataFrame:
   """The platform's probe table (GPL96 layout): probe, genbank, symbol, entrez, title.
 
   Empty fields are ''; a probe of several genes lists them (and their Entrez IDs)
@@ -598,7 +606,7 @@ def read_probe_annotation(path):
   return read_string_table(path, ANNOTATION_COLUMNS, 'probe annotation')
 
 
-def load_compendium(data_config):
+def load_compendium(data_config: ml_collections.ConfigDict) -> Compendium:
   """Reads, checks and combines the studies a config names."""
   known = read_probe_annotation(data_config.annotation)['probe'].to_numpy()
   studies = []

@@ -37,6 +37,7 @@ import time
 from typing import Callable
 
 from absl import logging
+import ml_collections
 import numpy as np
 
 from landmark.data import preprocess
@@ -317,7 +318,7 @@ _NEEDS_MEMORY = {  # config setting -> is it on; each needs the whole matrix in 
 }
 
 
-def prepare_splits(config):
+def prepare_splits(config: ml_collections.ConfigDict) -> preprocess.Splits:
   """Random train/val/test splits of one GCTX by sample index, the matrix left on disk.
 
   The training split is a `SampleStream`; validation and test rows are read into memory

@@ -27,13 +27,18 @@ class AutoEncoder(nnx.Module):
   Mixed precision: layers compute in `dtype` (e.g. bfloat16 on GPUs) from float32
   parameters, and `encode` and `__call__` return float32, so losses, metrics, gradients and
   checkpoints stay float32 whatever the compute dtype.
+  Study-conditional (`studies`, the training studies' names): the decoder also receives
+  the one-hot of the sample's study, so the bottleneck need not encode which study a
+  profile came from; a study outside `studies` (code -1) gets no study input. The encoder,
+  and so what DeepLIFT scores, is unchanged.
   """
 
-  def __init__(self, n_inputs, hidden=(500,), bottleneck=100, activation='sigmoid',
-               dropout=0.1, dtype=jnp.float32, output_activation='sigmoid', *,
+  def __init__(self, n_inputs: int, hidden: Sequence[int] = (500,), bottleneck: int = 100,
+               activation: str = 'sigmoid', dropout: float = 0.1, dtype=jnp.float32,
+               output_activation: str = 'sigmoid', studies: Sequence[str] = (), *,
                rngs: nnx.Rngs):
     encoder_widths = (n_inputs, *hidden, bottleneck)
-    decoder_widths = encoder_widths[::-1]
+    decoder_widths = (bottleneck + len(studies), *encoder_widths[-2::-1])
 
     def dense(widths: Sequence[int]) -> nnx.List:
       init = nnx.initializers.glorot_uniform()
@@ -45,6 +50,7 @@ class AutoEncoder(nnx.Module):
     self.decoder = dense(decoder_widths)
     self.activation = activation
     self.output_activation = output_activation
+    self.studies = tuple(studies)
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def _stack(self, layers, x, rngs, last):
@@ -59,10 +65,23 @@ class AutoEncoder(nnx.Module):
     """Bottleneck activations: the learned sample features."""
     return self._stack(self.encoder, x, rngs, ACTIVATIONS[self.activation])
 
-  def __call__(self, x, *, rngs=None):
-    """Reconstruction of `x`; `rngs` (an nnx.Rngs) overrides the dropout stream."""
-    return self._stack(self.decoder, self.encode(x, rngs=rngs), rngs,
-                       OUTPUT_ACTIVATIONS[self.output_activation])
+  def __call__(self, x: jax.Array, study_codes: jax.Array | None = None, *,
+               rngs: nnx.Rngs | None = None) -> jax.Array:
+    """Reconstruction of `x`; a study-conditional model needs each row's `study_codes`
+    (`study_codes()`); `rngs` (an nnx.Rngs) overrides the dropout stream."""
+    features = self.encode(x, rngs=rngs)
+    if self.studies:
+      if study_codes is None:
+        raise ValueError('a study-conditional AutoEncoder needs the study of every sample')
+      features = jnp.concatenate(
+          [features, jax.nn.one_hot(study_codes, len(self.studies), dtype=features.dtype)], 1)
+    return self._stack(self.decoder, features, rngs, OUTPUT_ACTIVATIONS[self.output_activation])
+
+  def study_codes(self, study_labels: Sequence[str]) -> np.ndarray:
+    """Each label's index in `studies` (float32, as data batches hold it); -1 for a study
+    the model was not trained on."""
+    index = {study: code for code, study in enumerate(self.studies)}
+    return np.array([index.get(str(label), -1) for label in study_labels], np.float32)
 
   def encoder_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
     """Encoder (W, b) pairs as float32 numpy arrays (the parameters, whatever the compute

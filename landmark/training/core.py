@@ -34,6 +34,7 @@ from absl import logging
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 import optax
 
@@ -109,7 +110,7 @@ class TrainState:
 
 
 def new_state(model: nnx.Module, optimizer: optax.GradientTransformation, key: jax.Array,
-              mesh) -> TrainState:
+              mesh: Mesh) -> TrainState:
   """A fresh state of `model` (in training mode) with its optimizer, replicated over `mesh`."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   params = nnx.to_pure_dict(params)
@@ -118,7 +119,7 @@ def new_state(model: nnx.Module, optimizer: optax.GradientTransformation, key: j
   return TrainState(graphdef, placed['params'], rest, placed['opt_state'], placed['rng'])
 
 
-def device_data(data: Mapping[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+def device_data(data: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Host arrays with the same number of rows, zero-padded to a multiple of the device count
   and split over the mesh's 'batch' axis: the device-resident training set of `train_epoch`."""
   return {name: sharding.put_batch(mesh, sharding.pad_rows(np.asarray(array, np.float32),
@@ -127,7 +128,8 @@ def device_data(data: Mapping[str, np.ndarray], mesh) -> dict[str, jax.Array]:
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
-def epoch_batches(key: jax.Array, n_samples: int, batch_size: int, epoch: int):
+def epoch_batches(key: jax.Array, n_samples: int, batch_size: int,
+                  epoch: int) -> tuple[jax.Array, jax.Array]:
   """Sample indices (steps, batch_size) and row mask of one epoch, from (key, epoch).
 
   Every sample once, in a permutation drawn from fold_in(key, epoch); the last batch is
@@ -203,7 +205,7 @@ def _compiler_options():
 
 
 @functools.cache
-def scanned_epoch():
+def scanned_epoch() -> Callable[..., tuple[dict, Any, jax.Array]]:
   """The jitted, donating epoch over device-resident data (built on first use: no backend
   query at import). Its cache holds one executable per (graph, objective, optimizer, shapes)."""
   return jax.jit(_scanned_epoch, donate_argnums=(0, 1), compiler_options=_compiler_options(),
@@ -219,7 +221,7 @@ def _streamed_step_fn():
 
 def train_epoch(state: TrainState, objective: Objective, optimizer: optax.GradientTransformation,
                 data: Mapping[str, jax.Array], epoch: int, batch_size: int, n_rows: int,
-                mesh) -> tuple[TrainState, jax.Array]:
+                mesh: Mesh) -> tuple[TrainState, jax.Array]:
   """Runs epoch `epoch` (1-based) of the first `n_rows` rows of `device_data` output `data`.
 
   Returns the updated state (the old one's parameters and optimizer state are donated)
@@ -255,7 +257,8 @@ def _stream_epoch(state, objective, optimizer, stream, epoch, batch_size, seed, 
            batches.wait_seconds / (time.perf_counter() - started)})
 
 
-def set_learning_rate(opt_state, learning_rate: float):
+def set_learning_rate(opt_state: optax.InjectStatefulHyperparamsState,
+                      learning_rate: float) -> optax.InjectStatefulHyperparamsState:
   """`opt_state` of an `optax.inject_hyperparams` optimizer with a new learning rate.
 
   Same dtype, shape and sharding as the current value: no recompilation, and in a
@@ -283,7 +286,7 @@ class Result:
 
 def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransformation,
         data: Mapping[str, np.ndarray] | splits.Split, loop: Loop, *, seed: int,
-        mesh, workdir: str | None = None, identity: dict | None = None,
+        mesh: Mesh, workdir: str | None = None, identity: dict | None = None,
         evaluate: Callable[[dict], Mapping[str, float]] | None = None,
         select_best: str | None = None,
         learning_rate_rule: Callable[[dict[str, list]], float] | None = None,

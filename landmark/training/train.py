@@ -12,11 +12,13 @@ the held-out reconstruction metrics.
 import dataclasses
 import functools
 import os
+from typing import Sequence
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import optax
 import pandas as pd
 
@@ -41,8 +43,10 @@ DESCRIPTIONS = {
 }
 
 
-def build_model(config, n_features, key):
-  """The AutoEncoder of `config.model` with parameters and dropout stream drawn from `key`.
+def build_model(config: ml_collections.ConfigDict, n_features: int, key: jax.Array,
+                studies: Sequence[str] = ()) -> autoencoder.AutoEncoder:
+  """The AutoEncoder of `config.model` with parameters and dropout stream drawn from `key`,
+  conditioned on `studies` (the training studies) when `config.model.study_conditional`.
 
   It computes in `config.model.compute_dtype` from float32 parameters.
   """
@@ -51,7 +55,9 @@ def build_model(config, n_features, key):
       n_features, tuple(config.model.hidden), config.model.bottleneck,
       config.model.activation, config.model.dropout,
       precision.compute_dtype(config.model.compute_dtype, 'config.model.compute_dtype'),
-      config.model.output_activation, rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
+      config.model.output_activation,
+      tuple(studies) if config.model.study_conditional else (),
+      rngs=nnx.Rngs(params=init_key, dropout=dropout_key))
 
 
 LOSSES = ('mae', 'mse')
@@ -79,6 +85,9 @@ def check_config(config) -> None:
   if not 0 <= config.train.warmup_fraction < 1:
     raise errors.ConfigError('config.train.warmup_fraction',
                              f'{config.train.warmup_fraction} is not in [0, 1)')
+  if not isinstance(config.model.study_conditional, bool):
+    raise errors.ConfigError('config.model.study_conditional',
+                             f'must be true or false, got {config.model.study_conditional!r}')
 
 
 def build_optimizer(config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
@@ -106,10 +115,10 @@ def _adam(peak, b1, b2, eps, schedule, warmup_fraction, steps):
   return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-def loss_fn(model, x, mask, l2, rngs=None, loss='mae'):
+def loss_fn(model, x, mask, l2, rngs=None, loss='mae', study_codes=None):
   """MAE (or MSE, `loss`) over the unmasked rows of `x` plus l2 * (sum of squared Dense
-  kernels), Keras style."""
-  residual = model(x, rngs=rngs) - x
+  kernels), Keras style; `study_codes` feed a study-conditional decoder."""
+  residual = model(x, study_codes, rngs=rngs) - x
   error = jnp.mean(jnp.abs(residual) if loss == 'mae' else residual ** 2, axis=1)
   return core.masked_mean(error, mask) + l2 * sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
 
@@ -123,24 +132,29 @@ class Reconstruction:
 
   def __call__(self, model, batch, mask, key, step):
     del step   # the AE's loss does not change over the run
-    return loss_fn(model, batch['x'], mask, self.l2, nnx.Rngs(dropout=key), self.loss)
+    return loss_fn(model, batch['x'], mask, self.l2, nnx.Rngs(dropout=key), self.loss,
+                   batch.get('study'))
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply(graphdef, state, x):
-  return nnx.merge(graphdef, state)(x)
+def _apply(graphdef, state, x, study_codes):
+  return nnx.merge(graphdef, state)(x, study_codes)
 
 
-def reconstruct(model, x, batch_size=1024):
-  """Dropout-free reconstruction of scaled `x` in fixed-size batches (the last padded)."""
+def reconstruct(model: autoencoder.AutoEncoder, x: np.ndarray, batch_size: int = 1024,
+                study_codes: np.ndarray | None = None) -> jax.Array:
+  """Dropout-free reconstruction of scaled `x` in fixed-size batches (the last padded);
+  a study-conditional model needs each row's `study_codes` (model.study_codes)."""
   graphdef, state = nnx.split(nnx.view(model, deterministic=True))
   x = jnp.asarray(x, jnp.float32)
+  codes = jnp.full(len(x), -1.0) if study_codes is None else jnp.asarray(study_codes, jnp.float32)
   batch_size = min(batch_size, len(x))
   outputs = []
   for start in range(0, len(x), batch_size):
-    batch = x[start:start + batch_size]
+    batch, batch_codes = x[start:start + batch_size], codes[start:start + batch_size]
     padding = batch_size - len(batch)
-    outputs.append(_apply(graphdef, state, jnp.pad(batch, ((0, padding), (0, 0))))[:len(batch)])
+    outputs.append(_apply(graphdef, state, jnp.pad(batch, ((0, padding), (0, 0))),
+                          jnp.pad(batch_codes, (0, padding), constant_values=-1))[:len(batch)])
   return jnp.concatenate(outputs)
 
 
@@ -162,44 +176,59 @@ def _heldout_summary(reconstruction, x, offset, span):
 
 def _score_heldout(graphdef, rest, heldout, batch_size, params):
   """EVAL_MAE and EVAL_PCC of the model with `params` on the scaled held-out set."""
-  reconstruction = reconstruct(nnx.merge(graphdef, params, rest), heldout[0], batch_size)
-  mae, pcc = _heldout_summary(reconstruction, *heldout[1:])
+  scaled, codes, *unscaled = heldout
+  reconstruction = reconstruct(nnx.merge(graphdef, params, rest), scaled, batch_size, codes)
+  mae, pcc = _heldout_summary(reconstruction, *unscaled)
   return {EVAL_MAE: mae, EVAL_PCC: pcc}
 
 
-def train_autoencoder(config, workdir: str, train_x: splits.Split | np.ndarray,
-                      eval_x: np.ndarray | None, identity: dict | None = None):
+def train_autoencoder(config: ml_collections.ConfigDict, workdir: str,
+                      train_x: splits.Split | np.ndarray,
+                      eval_x: splits.Split | np.ndarray | None,
+                      identity: dict | None = None
+                      ) -> tuple[autoencoder.AutoEncoder, scalers.AffineScaler, dict]:
   """Trains (or resumes, or reloads) the AutoEncoder on `train_x`; returns (model, scaler, history).
 
-  `train_x` is a split (landmark.data.splits: in memory, or a stream of a GCTX's rows) or
-  a float32 (samples x features) array, `eval_x` such an array, both in the data's original
-  units; `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. The
-  scaler is fitted on `train_x` and saved to `<workdir>/scaler.npz`. Training runs through
-  the one training core (landmark.training.core) on the mesh of `config.mesh`,
-  checkpointing to `<workdir>/checkpoints` under `identity` (landmark.run_identity);
-  `history` maps the core's tags and EVAL_MAE / EVAL_PCC (and 'epoch') to per-epoch lists.
-  The returned model is in eval mode. A NaN or infinite training loss stops the run with a
-  NumericalError, saving nothing.
+  `train_x` and `eval_x` are splits (landmark.data.splits: in memory, or for `train_x` a
+  stream of a GCTX's rows) or float32 (samples x features) arrays, in the data's original
+  units; `eval_x` (may be None) is scored every `config.train.log_every_epochs` epochs. A
+  study-conditional model (`config.model.study_conditional`) is told each row's study
+  from the splits' `meta['study']` (held-out studies it never saw get none). The scaler
+  is fitted on `train_x` and saved to `<workdir>/scaler.npz`. Training runs through the
+  one training core (landmark.training.core) on the mesh of `config.mesh`, checkpointing
+  to `<workdir>/checkpoints` under `identity` (landmark.run_identity); `history` maps the
+  core's tags and EVAL_MAE / EVAL_PCC (and 'epoch') to per-epoch lists. The returned model
+  is in eval mode. A NaN or infinite training loss stops the run with a NumericalError,
+  saving nothing.
   """
   check_config(config)
   mesh = sharding.make_mesh(config)
   sharding.check_divisible(mesh, config.train.batch_size, 'config.train.batch_size')
   train_x = splits.as_split(train_x)
+  if config.model.study_conditional and not train_x.resident:
+    raise errors.ConfigError('config.model.study_conditional', 'a study-conditional '
+                             'AutoEncoder needs the training split in memory (data.stream off)')
   scaler = train_x.fit_scaler(config.model.scale)
   if sharding.is_primary():
     scaler.save(os.path.join(workdir, 'scaler.npz'))
 
   model = build_model(config, train_x.shape[1],
-                      jax.random.fold_in(jax.random.key(config.seed), core.INIT_STREAM))
+                      jax.random.fold_in(jax.random.key(config.seed), core.INIT_STREAM),
+                      sorted(set(train_x.meta['study'].astype(str))))
   steps_per_epoch = train_x.steps_per_epoch(config.train.batch_size)
   eval_graphdef, _, rest = nnx.split(nnx.view(model, deterministic=True), nnx.Param, ...)
   score_heldout = None
-  if eval_x is not None and len(eval_x):
-    heldout = (jnp.asarray(scaler.transform(eval_x)), jnp.asarray(eval_x, jnp.float32),
-               jnp.asarray(scaler.offset), jnp.asarray(scaler.span))
+  eval_x = None if eval_x is None else splits.as_split(eval_x)
+  if eval_x is not None and eval_x.shape[0]:
+    heldout = (jnp.asarray(scaler.transform(eval_x.values)),
+               jnp.asarray(model.study_codes(eval_x.meta['study'])),
+               jnp.asarray(eval_x.values, jnp.float32), jnp.asarray(scaler.offset),
+               jnp.asarray(scaler.span))
     score_heldout = functools.partial(_score_heldout, eval_graphdef, rest, heldout,
                                       config.train.batch_size)
   data = train_x.with_transform(scaler.transform).training_data()
+  if model.studies:
+    data = {**data, 'study': model.study_codes(train_x.meta['study'])}
   loop = core.Loop(config.train.epochs, config.train.batch_size, name='AutoEncoder',
                    eval_every=config.train.log_every_epochs,
                    checkpoint_every=config.train.checkpoint_every_epochs,
@@ -212,16 +241,22 @@ def train_autoencoder(config, workdir: str, train_x: splits.Split | np.ndarray,
   return nnx.merge(eval_graphdef, result.state.params, rest), scaler, result.history
 
 
-def evaluate_reconstruction(model, scaler, x, workdir, permutation_block=2048, features=None,
-                            alpha=0.01):
-  """Per-gene MAE, PCC and permutation p-value of reconstructing held-out `x` (original units).
+def evaluate_reconstruction(model: autoencoder.AutoEncoder, scaler: scalers.AffineScaler,
+                            x: splits.Split | np.ndarray, workdir: str,
+                            permutation_block: int = 2048, features: Sequence[str] | None = None,
+                            alpha: float = 0.01) -> dict:
+  """Per-gene MAE, PCC and permutation p-value of reconstructing held-out `x` (original units;
+  a split, whose studies a study-conditional model is told, or an array).
 
   Writes `<workdir>/ae_gene_metrics.tsv` (feature, mae, pcc, perm_p) and the density plot
   `<workdir>/ae_density.png` (Fig. 2a) from process 0 (`sharding.is_primary`); returns a
   summary dict.
   """
-  x = np.asarray(x, np.float32)
-  prediction = scaler.inverse_transform(np.asarray(reconstruct(model, scaler.transform(x))))
+  x = splits.as_split(x)
+  codes = model.study_codes(x.meta['study'])
+  x = np.asarray(x.values, np.float32)
+  prediction = scaler.inverse_transform(
+      np.asarray(reconstruct(model, scaler.transform(x), study_codes=codes)))
   mae = evaluate.per_gene_mae(x, prediction)
   pcc = evaluate.per_gene_pcc(x, prediction)
   perm_p = evaluate.permutation_test(x, prediction, block_size=permutation_block)
