@@ -9,6 +9,7 @@ import os
 import ml_collections
 
 from landmark.data import preprocess
+from landmark.training import train
 from landmark.errors import ConfigError
 
 SPLITS = ('train', 'val', 'test')
@@ -62,6 +63,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not config.data.studies:
     raise ConfigError('config.data.studies', 'names no study file')
   preprocess.check_config(config.preprocess)
+  train.check_config(config)
 
 
 DATA_FILES = ('studies', 'samples_table', 'annotation', 'l1000_landmarks', 'dgex_landmarks',

@@ -84,7 +84,9 @@ def test_a_second_run_into_a_busy_workdir_stops_at_once(tmp_path):
 
 @pytest.mark.parametrize('field, value', [('seeds', 0), ('train.epochs', -1),
                                           ('model.bottleneck', 0), ('deeplift.top_k', 0),
-                                          ('train.learning_rate', float('inf'))])
+                                          ('train.learning_rate', float('inf')),
+                                          ('model.scale', 'zscore'), ('train.loss', 'huber'),
+                                          ('train.schedule', 'step')])
 def test_config_checks_name_the_field(field, value):
   config = _config()
   section, _, name = field.rpartition('.')

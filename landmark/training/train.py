@@ -64,7 +64,7 @@ LOSSES = ('mae', 'mse')
 SCHEDULES = ('constant', 'cosine')
 
 
-def check_config(config) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises a ConfigError for a `config.model` / `config.train` choice training cannot use.
 
   A sigmoid output can only reach [0, 1], so it needs min-max scaled inputs; standardised
@@ -85,12 +85,10 @@ def check_config(config) -> None:
   if not 0 <= config.train.warmup_fraction < 1:
     raise errors.ConfigError('config.train.warmup_fraction',
                              f'{config.train.warmup_fraction} is not in [0, 1)')
-  if not isinstance(config.model.study_conditional, bool):
-    raise errors.ConfigError('config.model.study_conditional',
-                             f'must be true or false, got {config.model.study_conditional!r}')
 
 
-def build_optimizer(config, steps_per_epoch: int = 1) -> optax.GradientTransformation:
+def build_optimizer(config: ml_collections.ConfigDict,
+                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
   """Adam with the hyperparameters of `config.train`, kept in its state (to log and resume).
 
   The learning rate rises linearly from 0 over the first `config.train.warmup_fraction` of
@@ -115,7 +113,9 @@ def _adam(peak, b1, b2, eps, schedule, warmup_fraction, steps):
   return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate, b1=b1, b2=b2, eps=eps)
 
 
-def loss_fn(model, x, mask, l2, rngs=None, loss='mae', study_codes=None):
+def loss_fn(model: autoencoder.AutoEncoder, x: jax.Array, mask: jax.Array, l2: float,
+            rngs: nnx.Rngs | None = None, loss: str = 'mae',
+            study_codes: jax.Array | None = None) -> jax.Array:
   """MAE (or MSE, `loss`) over the unmasked rows of `x` plus l2 * (sum of squared Dense
   kernels), Keras style; `study_codes` feed a study-conditional decoder."""
   residual = model(x, study_codes, rngs=rngs) - x
