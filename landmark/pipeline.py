@@ -53,7 +53,7 @@ TENSORBOARD = 'tensorboard'     # the run's figures and report, as TensorBoard i
 # stage's record, when `overwrite` recomputes a stale stage.
 STAGE_OUTPUTS = {
     'data': ('config.json', 'data_summary.json', 'quantile_reference.npy',
-             'study_correction.npz'),
+             'study_correction.npz', preprocess.DEDUP_FILE),
     'train': ('checkpoints', 'checkpoints.rejected', 'tensorboard', 'scaler.npz',
               'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json'),
     'explain': (LANDMARKS_FILE, 'l1000_overlap.json', 'deeplift'),

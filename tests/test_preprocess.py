@@ -78,6 +78,27 @@ def test_near_duplicates_removes_planted_copies(real_compendium):
   assert keep[:40].all() and keep[40:].sum() == 0
 
 
+def test_near_duplicate_removal_runs_once_per_data_and_settings(real_compendium, real_config,
+                                                                  tmp_path, monkeypatch):
+  """A rerun on the same values reuses the saved mask (`--mode=evaluate` does not redo the
+  slowest step); other values or other settings compute it again."""
+  small = real_compendium.take_samples(np.arange(len(real_compendium.samples)) < 60)
+  config = real_config.copy_and_resolve_references()
+  config.preprocess.dedup = True
+  first = preprocess.prepare(small, config, 0, tmp_path)
+  assert (tmp_path / preprocess.DEDUP_FILE).exists()
+  calls = []
+  monkeypatch.setattr(preprocess, 'near_duplicates',
+                      lambda *args: calls.append(args) or np.ones(len(args[0]), bool))
+  again = preprocess.prepare(small, config, 0, tmp_path)
+  assert calls == []
+  np.testing.assert_array_equal(again.train.values, first.train.values)
+  preprocess.prepare(small, config, 1, tmp_path)                      # another seed
+  changed = dataclasses.replace(small, values=small.values * np.float32(1.01))
+  preprocess.prepare(changed, config, 0, tmp_path)                    # other values
+  assert len(calls) == 2
+
+
 def test_splits_random_and_leave_study_out():
   train, val, test = preprocess.random_split(100, 0.1, 0.2, seed=3)
   assert (len(train), len(val), len(test)) == (70, 10, 20)

@@ -6,6 +6,8 @@ correction, both fitted on the training split.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Sequence
 
@@ -345,6 +347,28 @@ def check_study_sizes(splits: Splits, kind: str) -> None:
                           "split: set it to 'none' or leave the study out of config.data.studies")
 
 
+DEDUP_FILE = 'near_duplicates.json'   # the kept-profile mask, with what it was computed on
+
+
+def _near_duplicates_once(compendium, pre, seed, workdir):
+  """`near_duplicates`' mask, reused from `<workdir>/DEDUP_FILE` when that was computed on
+  these very values (SHA-256), samples and settings (a rerun, `--mode=evaluate`): the
+  slowest step of preparing a large compendium is then done once. Returns (mask, the record
+  to save once the preparation succeeds, or None when it was reused)."""
+  key = {'values_sha256': hashlib.sha256(np.ascontiguousarray(compendium.values)).hexdigest(),
+         'samples': [str(sample) for sample in compendium.samples],
+         'clusters': pre.dedup_clusters, 'threshold': pre.dedup_threshold, 'seed': seed}
+  path = workdir and os.path.join(workdir, DEDUP_FILE)
+  if path and os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved.get('key') == key:
+      logging.info('Near-duplicate removal: reusing the mask of %s', path)
+      return np.asarray(saved['keep'], bool), None
+  keep = near_duplicates(compendium.values, pre.dedup_clusters, pre.dedup_threshold, seed)
+  return keep, {'key': key, 'keep': keep.tolist()}
+
+
 def prepare(compendium: readers.Compendium, config: ml_collections.ConfigDict, seed: int,
             workdir: str | os.PathLike | None = None) -> Splits:
   """Runs the preprocessing of `config.preprocess` and returns normalised Splits.
@@ -363,8 +387,9 @@ def prepare(compendium: readers.Compendium, config: ml_collections.ConfigDict, s
     compendium = drop_control_probes(compendium)
   if pre.feature_list:
     compendium = restrict_features(compendium, read_id_list(pre.feature_list), pre.feature_list)
+  dedup_record = None
   if pre.dedup:
-    keep = near_duplicates(compendium.values, pre.dedup_clusters, pre.dedup_threshold, seed)
+    keep, dedup_record = _near_duplicates_once(compendium, pre, seed, workdir)
     logging.info('Near-duplicate removal kept %d of %d profiles', keep.sum(), len(keep))
     compendium = compendium.take_samples(keep)
   splits = split_compendium(compendium, pre, seed)
@@ -383,6 +408,8 @@ def prepare(compendium: readers.Compendium, config: ml_collections.ConfigDict, s
     normalizer.save(f'{workdir}/quantile_reference.npy')
   if workdir and correction is not None:
     correction.save(f'{workdir}/study_correction.npz')
+  if workdir and dedup_record is not None:
+    fileio.write_text(os.path.join(workdir, DEDUP_FILE), json.dumps(dedup_record))
   logging.info('Splits: %s', {name: c.shape for name, c in splits.items()})
   return splits
 
