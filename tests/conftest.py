@@ -84,3 +84,22 @@ def expression():
   values = np.log2(np.maximum(table.to_numpy(np.float64)[probes].T, 1.0))
   low, high = values.min(axis=0), values.max(axis=0)
   return (values - low) / np.where(high > low, high - low, 1.0)
+
+
+@pytest.fixture
+def crash_on_call(monkeypatch):
+  """install(module, name, n): `module.name` raises KeyboardInterrupt (a crash in the middle
+  of training) on its n-th call; `monkeypatch.undo()` restores it for the resumed run."""
+
+  def install(module, name, n):
+    original, calls = getattr(module, name), []
+
+    def crashing(*args):
+      calls.append(args)
+      if len(calls) == n:
+        raise KeyboardInterrupt
+      return original(*args)
+
+    monkeypatch.setattr(module, name, crashing)
+
+  return install

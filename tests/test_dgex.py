@@ -225,20 +225,13 @@ def test_best_validation_epoch_is_kept(noisy_data, noisy_fit):
   assert_trees_equal(truncated.params, noisy_fit.params)
 
 
-def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, monkeypatch):
+def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, monkeypatch,
+                                                          crash_on_call):
   """A fit that crashes in epoch 6 resumes from its epoch-5 checkpoint and ends exactly as an
   uninterrupted one; its TensorBoard curves hold each epoch once."""
   config = small_config(epochs=12)
   uninterrupted = fit_dgex(config, *noisy_data, seed=5)
-  mean_abs_error, calls = regression._mean_abs_error, []
-
-  def crash_in_epoch_6(*args):
-    calls.append(args)
-    if len(calls) > 2 * 5:            # two MAEs (train, val) per epoch
-      raise KeyboardInterrupt
-    return mean_abs_error(*args)
-
-  monkeypatch.setattr(regression, '_mean_abs_error', crash_in_epoch_6)
+  crash_on_call(regression, '_mean_abs_error', 2 * 5 + 1)   # two MAEs (train, val) an epoch
   with pytest.raises(KeyboardInterrupt):
     fit_dgex(config, *noisy_data, seed=5, workdir=str(tmp_path))
   monkeypatch.undo()

@@ -118,20 +118,13 @@ def test_selection_is_seeded(drivers):
   assert not np.array_equal(other.model.gates.log_alpha[...], first.model.gates.log_alpha[...])
 
 
-def test_interrupted_and_resumed_selection_equals_uninterrupted(drivers, tmp_path, monkeypatch):
+def test_interrupted_and_resumed_selection_equals_uninterrupted(drivers, tmp_path, monkeypatch,
+                                                                crash_on_call):
   """A selection that crashes in its second bisection fit (at that fit's third open-gate
   count, epoch 45 of 150) resumes it from its checkpoint of epoch 30, the first fit
   restored whole, and ends as an uninterrupted one, bit for bit."""
   values, _, uninterrupted = drivers
-  open_gates, calls = persist._open_gates, []
-
-  def crash_in_the_second_fit(*args):
-    calls.append(args)
-    if len(calls) == 13:
-      raise KeyboardInterrupt
-    return open_gates(*args)
-
-  monkeypatch.setattr(persist, '_open_gates', crash_in_the_second_fit)
+  crash_on_call(persist, '_open_gates', 13)
   with pytest.raises(KeyboardInterrupt):
     persist.select(values, N_DRIVERS, settings(), seed=0, workdir=str(tmp_path))
   monkeypatch.undo()
