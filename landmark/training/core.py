@@ -300,12 +300,13 @@ def fit(model: nnx.Module, objective: Objective, optimizer: optax.GradientTransf
   held-out metrics (tags such as 'eval/mae'); `select_best` names one of them to minimise,
   whose best epoch's parameters are kept (and saved, for exact resumption);
   `learning_rate_rule(history)` sets the learning rate of the next epoch (the optimizer
-  must be `optax.inject_hyperparams`). With a `workdir`, checkpoints
-  go to `<workdir>/checkpoints` (each with `identity`; one saved under another is refused
-  with a RunIdentityError) and TensorBoard events to `<workdir>/tensorboard`: the curves,
-  and at a fresh start the run's `config_text` and a table of what each tag means
-  (DESCRIPTIONS and the model's `descriptions` of its evaluation tags). `loop.checkpoint_every`
-  0 writes TensorBoard events only, no checkpoints.
+  must be `optax.inject_hyperparams`).
+
+  With a `workdir`, checkpoints go to `<workdir>/checkpoints` (each with `identity`; one
+  saved under another is refused with a RunIdentityError) and TensorBoard events to
+  `<workdir>/tensorboard`: the curves and, at a fresh start, the run's `config_text` and a
+  table of what each tag means (DESCRIPTIONS and the model's `descriptions` of its
+  evaluation tags). `loop.checkpoint_every` 0 writes TensorBoard events only.
   """
   streamed = not getattr(data, 'resident', True)   # a mapping of host arrays is resident
   n_rows = data.shape[0] if streamed else len(next(iter(data.values())))
