@@ -208,7 +208,10 @@ def base_config():
   config.selectors.concrete.hidden = (512,)
   config.selectors.concrete.epochs = 1000
   config.selectors.concrete.batch_size = 64
-  config.selectors.concrete.learning_rate = 1e-2   # paper 1e-3; 1e-2 better on planted data
+  config.selectors.concrete.learning_rate = 1e-3   # decoder's Adam rate (paper); with 1e-2
+  # more units share a gene at k = 943 (811 distinct genes, not 915)
+  config.selectors.concrete.selector_learning_rate = 0.3   # logits' Adam rate: converges at
+  # k = 943 of 9,403 genes (1e-2 does not; experiments/results/concrete_convergence.md)
   config.selectors.concrete.start_temperature = 10.0
   config.selectors.concrete.end_temperature = 0.01
   config.selectors.persist = ml_collections.ConfigDict()   # PERSIST gates (selection/persist.py)

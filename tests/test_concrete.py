@@ -18,7 +18,7 @@ from landmark.training import metric_writing
 
 def settings(**overrides):
   defaults = dict(hidden=(16,), epochs=150, batch_size=8, learning_rate=1e-2,
-                  start_temperature=10.0, end_temperature=0.01)
+                  selector_learning_rate=1e-2, start_temperature=10.0, end_temperature=0.01)
   return ml_collections.ConfigDict({**defaults, **overrides})
 
 
@@ -91,20 +91,12 @@ def test_training_is_seeded_and_keeps_each_module_exact_gene():
     assert set(concrete_selection.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
 
 
-def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch):
+def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch, crash_on_call):
   """A fit that crashes at its second convergence check (epoch 20 of 100) resumes from the
   checkpoint of epoch 19 and ends with the logits of an uninterrupted fit, bit for bit."""
   x, config = module_data(), settings(epochs=100)
   uninterrupted = concrete_selection.fit(x, 4, config, seed=3)
-  max_probability, calls = concrete_selection._max_probability, []
-
-  def crash_at_second_check(*args):
-    calls.append(args)
-    if len(calls) == 2:
-      raise KeyboardInterrupt
-    return max_probability(*args)
-
-  monkeypatch.setattr(concrete_selection, '_max_probability', crash_at_second_check)
+  crash_on_call(concrete_selection, '_max_probability', 2)
   with pytest.raises(KeyboardInterrupt):
     concrete_selection.fit(x, 4, config, seed=3, workdir=str(tmp_path))
   monkeypatch.undo()
@@ -120,3 +112,21 @@ def test_bad_arguments():
     concrete_selection.fit(x, 0, settings())
   with pytest.raises(ValueError, match='epochs'):
     concrete_selection.fit(x, 2, settings(epochs=0))
+
+
+def test_converges_with_many_more_inputs_than_samples():
+  """Issue #16: with thousands of inputs the near-uniform logits must separate within the
+  run's few steps. At one Adam rate (1e-2) for logits and decoder the mean max probability
+  stays low after 300 steps; the selector's own, higher rate (the default
+  selector_learning_rate) gets every unit past CONVERGED."""
+  rng = np.random.default_rng(0)
+  factors = rng.normal(size=(64, 8))
+  x = np.concatenate([factors, 0.3 * rng.normal(size=(64, 2000))], axis=1)
+  x[:, 8:] += np.repeat(factors, 250, axis=1)    # 2000 noisy copies of the 8 planted factors
+  config = settings(hidden=(16,), epochs=150, batch_size=32, selector_learning_rate=0.3)
+  model = concrete_selection.fit(x.astype(np.float32), 8, config, seed=0)
+  assert float(np.asarray(model.selector.probabilities()).max(axis=1).mean()) > (
+      concrete_selection.CONVERGED)
+  slow = concrete_selection.fit(x.astype(np.float32), 8,
+                                settings(**{**config, 'selector_learning_rate': 1e-2}), seed=0)
+  assert float(np.asarray(slow.selector.probabilities()).max(axis=1).mean()) < 0.5

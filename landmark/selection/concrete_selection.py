@@ -58,9 +58,23 @@ def _max_probability(graphdef, params):
   return nnx.merge(graphdef, params).selector.probabilities().max(axis=1).mean()
 
 
+def _part(params):
+  """'selector' for the selector's logits, 'decoder' for every other parameter."""
+  return {name: jax.tree.map(lambda _: 'selector' if name == 'selector' else 'decoder', tree)
+          for name, tree in params.items()}
+
+
+def _two_rate_adam(learning_rate, selector_learning_rate):
+  return optax.multi_transform({'decoder': optax.adam(learning_rate),
+                                'selector': optax.adam(selector_learning_rate)}, _part)
+
+
 @functools.lru_cache(maxsize=16)
-def _adam(learning_rate):
-  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+def _adam(learning_rate, selector_learning_rate):
+  """Adam at `learning_rate` for the decoder and `selector_learning_rate` for the logits
+  (the core sets and logs 'learning_rate', the decoder's)."""
+  return optax.inject_hyperparams(_two_rate_adam)(
+      learning_rate=learning_rate, selector_learning_rate=selector_learning_rate)
 
 
 def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
@@ -68,12 +82,18 @@ def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
   """Trains a Concrete Autoencoder selecting k of x's columns; returns the model.
 
   x: (samples, inputs) training matrix, standardised here per column. config: hidden,
-  epochs, batch_size, learning_rate (Adam), start_temperature, end_temperature. Trains
+  epochs, batch_size, learning_rate (Adam, the decoder's), selector_learning_rate (Adam,
+  the selector's logits), start_temperature, end_temperature. Trains
   through the one training core (with a `workdir`: TensorBoard curves and resumable
   checkpoints there). Logs the mean over units of the largest selection probability
   (MAX_PROBABILITY), the paper's convergence measure (near 1 when every unit has settled
   on one input), and warns if it ends below CONVERGED: the logits must separate before the
-  temperature falls, which takes more steps the more inputs there are.
+  temperature falls, which takes more steps the more inputs there are. Glorot-initialised
+  logits over n inputs are nearly uniform (probabilities ~1/n), and a unit is converged only
+  once its best logit leads the rest by about log(9 n) (11.4 for n = 9,403); Adam moves a
+  logit by at most about its rate per step, so at the decoder's 1e-2 a few thousand steps
+  of noisy gradients do not get there (experiments/results/concrete_convergence.md). Hence
+  the selector's own, higher rate.
   """
   if not 1 <= k <= x.shape[1]:
     raise ValueError(f'Concrete Autoencoder: need 1 <= k <= {x.shape[1]} inputs, got k={k}')
@@ -88,11 +108,12 @@ def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
   graphdef = nnx.graphdef(model)
   objective = AnnealedReconstruction(config.epochs * -(-len(data) // batch_size),
                                      config.start_temperature, config.end_temperature)
+  optimizer = _adam(config.learning_rate, config.selector_learning_rate)
   every = max(1, config.epochs // 10)
   loop = core.Loop(config.epochs, batch_size, name=f'Concrete AE (k={k})',
                    diverged_field='selectors.concrete.learning_rate', eval_every=every,
                    log_every=every)
-  result = core.fit(model, objective, _adam(config.learning_rate), {'x': data}, loop, seed=seed,
+  result = core.fit(model, objective, optimizer, {'x': data}, loop, seed=seed,
                     mesh=mesh, workdir=workdir,
                     evaluate=lambda params: {MAX_PROBABILITY: _max_probability(graphdef, params)},
                     config_text=config.to_json_best_effort(indent=2),
