@@ -132,16 +132,6 @@ def test_gct(real_compendium, tmp_path, version):
     assert list(back.meta['label'].fillna('')) == list(small.meta['label'].fillna(''))
 
 
-def test_dgex_npy_layout(real_compendium, tmp_path):
-  small = real_compendium.take_samples(np.arange(10)).take_features(np.arange(30))
-  path = str(tmp_path / 'bgedv2_test.npy')
-  np.save(path, small.values.T.astype(np.float64))
-  back = readers.read_dgex_npy(path, small.features)
-  np.testing.assert_array_equal(back.values, small.values)
-  with pytest.raises(readers.DataError, match='transposed'):
-    readers.read_dgex_npy(path, small.features[:10])
-
-
 @pytest.mark.parametrize('sparse', [False, True])
 def test_h5ad(real_compendium, tmp_path, sparse):
   import scipy.sparse

@@ -1,4 +1,4 @@
-"""Readers for expression compendia: GEO/TSV tables, CMap GCT/GCTX, D-GEX .npy, AnnData .h5ad.
+"""Readers for expression compendia: GEO/TSV tables, CMap GCT/GCTX, AnnData .h5ad.
 
 Every reader returns a `Compendium` (samples x features, float32) and fails with a
 one-line `DataError` that names the file and the problem.
@@ -195,7 +195,7 @@ def _numeric(source, frame):
 
 def _study_name(path):
   name = os.path.basename(path)
-  for ext in ('.gz', '.tsv', '.txt', '.csv', '.gctx', '.gct', '.npy', '.h5ad'):
+  for ext in ('.gz', '.tsv', '.txt', '.csv', '.gctx', '.gct', '.h5ad'):
     name = name[:-len(ext)] if name.endswith(ext) else name
   return name.replace('_series_matrix', '')
 
@@ -390,27 +390,6 @@ def write_gctx(path: str | os.PathLike, compendium: Compendium, chunk_samples: i
         for column in () if meta is None else meta.columns:
           f.create_dataset(f'{group}/{column}',
                            data=np.char.encode(meta[column].to_numpy(str), 'utf-8'))
-
-
-def read_dgex_npy(path: str, features: ArrayLike, study: str | None = None) -> Compendium:
-  """Reads D-GEX's .npy layout: genes x samples float64, landmark genes first.
-
-  The file has no IDs: `features` names its rows in order (e.g. D-GEX's landmark then
-  target genes, 943 + 9,520).
-  """
-  _check_file(path)
-  try:
-    array = np.load(path, mmap_mode='r')
-  except ValueError as e:
-    raise DataError(path, f'not a .npy array ({e})') from None
-  if array.ndim != 2:
-    raise DataError(path, f'expected a 2-D genes x samples array, got shape {array.shape}')
-  if array.shape[0] != len(features):
-    hint = ' (transposed? rows must be genes)' if array.shape[1] == len(features) else ''
-    raise DataError(path, f'{array.shape[0]} rows but {len(features)} feature IDs given{hint}')
-  samples = [f'{_study_name(path)}_{i}' for i in range(array.shape[1])]
-  return Compendium(np.asarray(array.T, dtype=np.float32), features, samples,
-                    _meta(samples, study or _study_name(path), path=path), source=path)
 
 
 def _h5ad_index(group, path):
