@@ -156,9 +156,9 @@ def fit_dgex(config_dgex: ml_collections.ConfigDict, x_train: np.ndarray, y_trai
   between epochs) is measured after each epoch, without dropout, on a fixed subset of
   `train_monitor` training samples (as D-GEX does); both MAEs are in the data's original
   units. With a `workdir`, the fit writes TensorBoard curves there and, unless
-  `checkpoints` is off, checkpoints that a rerun resumes from. Each training batch is split over the 'batch' axis of `mesh`
-  (default: all devices; landmark.training.sharding); the batch size is rounded up to a multiple
-  of the device count.
+  `checkpoints` is off, checkpoints that a rerun resumes from. Each training batch is split
+  over the 'batch' axis of `mesh` (default: all devices; landmark.training.sharding); the
+  batch size is rounded up to a multiple of the device count.
   """
   n_train, epochs = len(x_train), config_dgex.epochs
   if epochs < 1:

@@ -14,7 +14,7 @@ STOCHASTIC depend on the seed.
   deeplift_stratified   deeplift_ae scored within each training study; genes by their rank
                         aggregated over the studies (selectors.stratified_aggregate)
   gradient_x_input_stratified   the same with gradient x input
-  concrete_ae           Concrete Autoencoder (landmark.selection.concrete_selection) trained for this k
+  concrete_ae           Concrete Autoencoder (selection.concrete_selection) trained for this k
   persist               PERSIST (landmark.selection.persist): a learned hard-concrete gate per gene
                         before a reconstruction MLP, its sparsity price tuned to leave k open
   l1000                 the L1000 landmarks, in their listed order

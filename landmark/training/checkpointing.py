@@ -110,8 +110,8 @@ def restore(manager: ocp.CheckpointManager,
     logging.warning('Checkpoint step %d in %s %s; moved to %s, falling back to an older step.',
                     step, manager.directory, problem, rejected)
   if steps:
-    raise CheckpointError(manager.directory, f'none of the steps {steps} restores intact (set aside '
-                          'beside it); remove the directory to train from scratch')
+    raise CheckpointError(manager.directory, f'none of the steps {steps} restores intact (set '
+                          'aside beside it); remove the directory to train from scratch')
   return None
 
 

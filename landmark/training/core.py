@@ -1,4 +1,5 @@
-"""The one training core: every model of the project (AutoEncoder, D-GEX, Concrete AE) trains here.
+"""The one training core: every model of the project (AutoEncoder, D-GEX, Concrete AE,
+PERSIST gates) trains here.
 
 A model brings three things: an nnx module, an `Objective` (the loss of one batch; a
 frozen dataclass, so it hashes by value) and an optax optimizer (built once per setting by
@@ -13,8 +14,8 @@ a cached builder, so it hashes by identity). `fit` then runs, epoch after epoch:
 - D-GEX-style rules between epochs: keep the parameters of the best epoch of a metric
   (`select_best`), set the learning rate from the history (`learning_rate_rule`);
 - a NaN/inf stop (NumericalError naming `Loop.diverged_field`), TensorBoard scalars, a
-  progress line with rate and ETA, and orbax checkpoints (landmark.training.checkpointing) that a
-  rerun resumes from exactly, refusing those saved under another run identity.
+  progress line with rate and ETA, and orbax checkpoints (landmark.training.checkpointing)
+  that a rerun resumes from exactly, refusing those saved under another run identity.
 
 Every random draw is a function of (key, epoch, step), never of how many draws came
 before: epoch e's batches come from fold_in(shuffle key, e) and global step s (0-based)

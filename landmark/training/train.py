@@ -120,7 +120,8 @@ def loss_fn(model: autoencoder.AutoEncoder, x: jax.Array, mask: jax.Array, l2: f
   kernels), Keras style; `study_codes` feed a study-conditional decoder."""
   residual = model(x, study_codes, rngs=rngs) - x
   error = jnp.mean(jnp.abs(residual) if loss == 'mae' else residual ** 2, axis=1)
-  return core.masked_mean(error, mask) + l2 * sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
+  penalty = sum(jnp.sum(kernel ** 2) for kernel in model.kernels())
+  return core.masked_mean(error, mask) + l2 * penalty
 
 
 @dataclasses.dataclass(frozen=True)
