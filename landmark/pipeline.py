@@ -24,6 +24,7 @@ import pandas as pd
 from landmark import dry_run
 from landmark import errors
 from landmark import fileio
+from landmark import progress
 from landmark import run_identity
 from landmark import sweep
 from landmark import validation
@@ -165,8 +166,8 @@ def write_hparams(config: ml_collections.ConfigDict, workdir: str, quality: dict
   logdir = os.path.join(workdir, 'tensorboard')
   if os.path.isdir(logdir) and 'hparams/test_pcc' in metric_writing.read_scalars(logdir):
     return
-  hparams = {field: config[field.split('.')[0]][field.split('.')[1]] if '.' in field
-             else config[field] for field in HPARAMS}
+  fields = run_identity.flatten(config)
+  hparams = {field: fields[field] for field in HPARAMS}
   with metric_writing.MetricWriter(logdir) as writer:
     writer.write_hparams(hparams, {'hparams/test_mae': quality['mean_mae'],
                                    'hparams/test_pcc': quality['mean_pcc']})
@@ -212,7 +213,7 @@ def train_stage(config: ml_collections.ConfigDict, workdir: str, splits: preproc
     trained.append(train_seed(seeded, seed_dir, splits, baselines, identity.identity(stage)))
     identity.mark_done(stage)
     logging.info('AutoEncoder %d of %d done%s', done, len(runs),
-                 _stage_eta(started, done, len(runs)))
+                 progress.eta(started, done, len(runs)))
   per_seed = [quality for _, _, quality in trained]
   quality = dict(per_seed[0], seeds=[seeded.seed for seeded, _ in runs])
   for figure in SEED_VARYING:
@@ -475,8 +476,8 @@ def write_report_to_tensorboard(config: ml_collections.ConfigDict, workdir: str)
 def _run_stages(config, workdir, mode, identity, stale):
   """The stages of `mode`; the outputs of `stale` ones are removed once the data are read and
   prepared, so bad input never costs a result (the data stage rewrites its own)."""
-  progress = _Progress(mode)
-  progress.stage('prepare: reading and normalising the compendium')
+  stages = _Progress(mode)
+  stages.stage('prepare: reading and normalising the compendium')
   splits = prepare_data(config, workdir)
   identity.forget(list(stale))
   for stage in stale:
@@ -486,12 +487,12 @@ def _run_stages(config, workdir, mode, identity, stale):
   identity.mark_done('data')
   if mode == 'prepare':
     return
-  progress.stage(f'train: {config.seeds} AutoEncoder(s)')
+  stages.stage(f'train: {config.seeds} AutoEncoder(s)')
   trained, quality = train_stage(config, workdir, splits, identity)
   if mode == 'train':
     return
   annotation = readers.read_probe_annotation(config.data.annotation)
-  progress.stage('explain: DeepLIFT scores and landmarks of each seed, and their consensus')
+  stages.stage('explain: DeepLIFT scores and landmarks of each seed, and their consensus')
   seed_rankings, started = [], time.monotonic()
   for done, ((seeded, seed_dir), (model, scaler)) in enumerate(
       zip(seed_runs(config, workdir), trained), start=1):
@@ -502,7 +503,7 @@ def _run_stages(config, workdir, mode, identity, stale):
       seed_rankings.append(explain_stage(seeded, seed_dir, splits, model, scaler, annotation))
       identity.mark_done(stage)
     logging.info('DeepLIFT ranking %d of %d done%s', done, len(trained),
-                 _stage_eta(started, done, len(trained)))
+                 progress.eta(started, done, len(trained)))
   ranking = consensus_stage(config, workdir, seed_rankings)
   identity.mark_done('consensus')
   if mode == 'explain':
@@ -511,7 +512,7 @@ def _run_stages(config, workdir, mode, identity, stale):
     logging.info('The evaluation of these landmarks is current (%s); nothing to do.',
                  os.path.join(workdir, 'report.md'))
     return
-  progress.stage('evaluate: target-gene inference from each panel, GO, clustering, report')
+  stages.stage('evaluate: target-gene inference from each panel, GO, clustering, report')
   splits = in_memory(config, splits)
   panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings,
                                  identity.identity('evaluate'))
@@ -520,16 +521,7 @@ def _run_stages(config, workdir, mode, identity, stale):
   report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
   write_report_to_tensorboard(config, workdir)
   identity.mark_done('evaluate')
-  logging.info('Done in %s; the report: %s', progress.elapsed(), os.path.join(workdir, 'report.md'))
-
-
-def _stage_eta(started: float, done: int, total: int) -> str:
-  """'; the stage ends in about <h:mm:ss>' from the mean time of the `done` items since
-  `started` (time.monotonic), or '' when none is left."""
-  if done >= total:
-    return ''
-  left = (time.monotonic() - started) / done * (total - done)
-  return f'; the stage ends in about {datetime.timedelta(seconds=round(left))}'
+  logging.info('Done in %s; the report: %s', stages.elapsed(), os.path.join(workdir, 'report.md'))
 
 
 class _Progress:

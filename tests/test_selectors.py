@@ -341,8 +341,8 @@ def test_greedy_ridge_penalty_is_chosen_leaving_studies_out():
   # A penalty of 10 mean squared gene norms shrinks every prediction towards zero.
   for alphas in [(10.0, 1e-2), (1e-2, 10.0)]:
     for n_folds in (2, 4):   # pairs of studies held out; each study alone
-      assert selectors._leave_study_out_alpha(values, studies, alphas, N_DRIVERS,
-                                              n_folds) == 1e-2
+      assert selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS,
+                                                  n_folds) == 1e-2
   # The held-out error is that of an explicit ridge fit in gene space.
   train, test, chosen, penalty = values[:300] - 8, values[300:] - 8, drivers, 50.0
   targets = np.setdiff1d(np.arange(values.shape[1]), chosen)

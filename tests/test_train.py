@@ -14,6 +14,7 @@ from landmark import errors
 from landmark.data import readers
 from landmark.data import scalers
 from landmark.data import streaming
+from landmark.evaluation import diagnostics
 from landmark.models import autoencoder
 from landmark.training import core
 from landmark.training import metric_writing
@@ -223,15 +224,6 @@ def test_a_second_run_of_the_same_shapes_compiles_no_epoch(trained, real_slice, 
   assert core.scanned_epoch()._cache_size() == epochs_compiled
 
 
-def _eta_squared(features, studies):
-  """Mean over columns of the fraction of their variance between studies."""
-  total = ((features - features.mean(axis=0)) ** 2).sum(axis=0)
-  between = sum(np.sum(studies == s) * (features[studies == s].mean(axis=0)
-                                        - features.mean(axis=0)) ** 2
-                for s in np.unique(studies))
-  return float(np.mean(between / total))
-
-
 def test_a_study_conditional_ae_keeps_the_study_out_of_its_bottleneck(tmp_path):
   """Planted: four studies differ by large offsets; two factors, the same in every study,
   carry the biology. Told each sample's study, the decoder adds the offset itself, so the
@@ -256,8 +248,8 @@ def test_a_study_conditional_ae_keeps_the_study_out_of_its_bottleneck(tmp_path):
     model, scaler, _ = train.train_autoencoder(config, str(tmp_path / str(conditional)), split,
                                                split)
     assert model.studies == (('s0', 's1', 's2', 's3') if conditional else ())
-    eta[conditional] = _eta_squared(np.asarray(model.encode(scaler.transform(values))),
-                                    codes)
+    eta[conditional] = float(diagnostics.study_eta_squared(
+        np.asarray(model.encode(scaler.transform(values))), codes).mean())
     unseen = train.reconstruct(model, scaler.transform(values[:5]),
                                study_codes=np.full(5, -1.0))
     assert np.isfinite(np.asarray(unseen)).all()

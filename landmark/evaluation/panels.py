@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from landmark import fileio
+from landmark import progress
 from landmark.data import preprocess
 from landmark.evaluation import evaluate
 from landmark.inference import regression
@@ -147,21 +148,13 @@ def evaluate_panels(config: ml_collections.ConfigDict, data: GeneSplits,
     what = (f'random panel {int(name.split("_")[1]) + 1} of {n_random_by_kind[kind]}'
             if name.startswith('random_') else f'panel {name}')
     logging.info('Fit %d of %d: inferring %d targets from %s with %s%s', done + 1, len(fits),
-                 len(targets), what, kind, _eta(started, done, len(fits)))
+                 len(targets), what, kind, progress.eta(started, done, len(fits)))
     named = not name.startswith('random_')
     keep = functools.partial(on_fit, kind, name, panel) if named and on_fit else None
     curves = os.path.join(curves_dir, f'{name}_{kind}') if named and curves_dir else None
     results[kind, name] = evaluate_panel(kind, config, data, panel, targets, seed, on_fit=keep,
                                          workdir=curves)
   return results
-
-
-def _eta(started, done, total):
-  """', ETA <s> s' for the `total - done` items left, from the mean time of the `done` ones
-  since `started` (time.monotonic); '' before the first is done."""
-  if not done:
-    return ''
-  return f', ETA {(time.monotonic() - started) / done * (total - done):.0f} s'
 
 
 def summarize(results: Mapping[tuple[str, str], pd.DataFrame], alpha: float) -> pd.DataFrame:
@@ -235,7 +228,7 @@ def score_panels(config: ml_collections.ConfigDict, data: GeneSplits,
   started = time.monotonic()
   for done, (kind, name, panel) in enumerate(fits):
     logging.info('Scoring panel %s (%d of %d) with %s%s', name, done + 1, len(fits), kind,
-                 _eta(started, done, len(fits)))
+                 progress.eta(started, done, len(fits)))
     targets = [g for g in data.genes if g not in set(panel)]
     frame = evaluate_panel(kind, config, data, panel, targets, seed, permutation=False)
     frames.append(frame.reset_index().assign(model=kind, panel=name))

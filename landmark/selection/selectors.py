@@ -41,6 +41,7 @@ from scipy.linalg import blas
 from sklearn import cluster
 from sklearn import decomposition
 
+from landmark import progress
 from landmark.attribution import attributions
 from landmark.attribution import deeplift
 from landmark.attribution import ranking
@@ -310,7 +311,7 @@ def _ridge_error(train, test, chosen, penalty):
   return float(np.sum((test[:, targets] - predicted) ** 2))
 
 
-def _leave_study_out_alpha(train, studies, alphas, k, n_folds):
+def _alpha_on_held_out_studies(train, studies, alphas, k, n_folds):
   """The relative penalty of `alphas` whose greedy k-gene panels, each chosen without one
   group of training studies, predict the other genes of that group best (squared error
   summed over the groups held out in turn; each study centred on its own mean). The
@@ -324,19 +325,18 @@ def _leave_study_out_alpha(train, studies, alphas, k, n_folds):
                      'least two studies (context.studies); give one penalty instead')
   group_of = {name: i % n_folds for i, name in enumerate(names)}
   groups = np.array([group_of[label] for label in labels])
+  n_groups = min(n_folds, len(names))
   errors = np.zeros(len(alphas))
   started = time.monotonic()
-  for done, group in enumerate(np.unique(groups)):
+  for done, group in enumerate(range(n_groups), start=1):
     held = groups == group
     fit = _study_centred(train[~held], labels[~held])
     test = _study_centred(train[held], labels[held])
+    scale = _penalty_scale(fit)
     for i, alpha in enumerate(alphas):
-      penalty = alpha * _penalty_scale(fit)
-      errors[i] += _ridge_error(fit, test, ridge_path(fit, k, penalty), penalty)
-    elapsed = time.monotonic() - started
-    logging.info('greedy_ridge: validation fold %d of %d done (%d held-out samples), ETA %.0f s',
-                 done + 1, len(set(group_of.values())), held.sum(),
-                 elapsed / (done + 1) * (len(set(group_of.values())) - done - 1))
+      errors[i] += _ridge_error(fit, test, ridge_path(fit, k, alpha * scale), alpha * scale)
+    logging.info('greedy_ridge: validation fold %d of %d done (%d held-out samples)%s', done,
+                 n_groups, held.sum(), progress.eta(started, done, n_groups))
   logging.info('greedy_ridge: held-out squared error %s for relative penalties %s '
                '(%d genes)', np.round(errors, 1).tolist(), list(alphas), k)
   return alphas[int(np.argmin(errors))]
@@ -350,7 +350,7 @@ def greedy_ridge(context: SelectionContext, k: int, seed: int) -> list[str]:
   squared gene norm of that matrix, one for all genes as in the evaluation's ridge model
   (so a gene of small variance pays relatively more). Given several, the one chosen by
   validation inside the training studies, holding out `selectors.greedy_ridge_validation_folds`
-  groups of studies in turn (`_leave_study_out_alpha`), at
+  groups of studies in turn (`_alpha_on_held_out_studies`), at
   `selectors.greedy_ridge_validation_k` genes (or half the universe if fewer), not at k:
   the ranking is one path whose prefixes are the selections at every k.
   """
@@ -361,8 +361,8 @@ def greedy_ridge(context: SelectionContext, k: int, seed: int) -> list[str]:
   alpha = alphas[0]
   if len(alphas) > 1:
     validation_k = min(settings.greedy_ridge_validation_k, len(context.genes) // 2)
-    alpha = _leave_study_out_alpha(context.train, context.studies, alphas, validation_k,
-                                   settings.greedy_ridge_validation_folds)
+    alpha = _alpha_on_held_out_studies(context.train, context.studies, alphas, validation_k,
+                                       settings.greedy_ridge_validation_folds)
   x = _study_centred(context.train, context.studies)
   return list(context.genes[ridge_path(x, k, alpha * _penalty_scale(x))])
 
