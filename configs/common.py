@@ -198,9 +198,10 @@ def base_config():
   config.selectors.peel_off_restarts = 4   # k-means initialisations
   config.selectors.stratified_aggregate = 'mean'   # *_stratified: a gene's rank over the
                                            # training studies: 'mean', 'median', 'trimmed_mean'
-  config.selectors.greedy_ridge_alphas = (0.1, 1.0, 10.0)   # ridge penalties x mean squared
-                                           # gene norm; several: chosen leave-study-out (on the
-                                           # 5 studies' training split, 1 beat 0.1 and 0.01)
+  config.selectors.greedy_ridge_alphas = (1.0, 10.0, 100.0, 1000.0)   # ridge penalties x mean
+                                           # squared gene norm; several: chosen on held-out
+                                           # groups of training studies (on 17 studies the
+                                           # grid (0.1, 1, 10) chose its edge, 10)
   config.selectors.greedy_ridge_validation_k = 943   # panel size of that validation
   config.selectors.greedy_ridge_validation_folds = 3   # groups of training studies held out
                                            # in turn by that validation

@@ -14,12 +14,14 @@ PCC and mean per-gene MAE after centring each held-out study (`mae_centred`; pla
 also kept, is dominated by a held-out study's offset); `pcc_z_random` is a selector's
 mean PCC against the random panels' (mean and sd over seeds) of its fold, k and model.
 
-Writes per fold and model `selectors_<model>.tsv` (one row per selector, seed and k; a fold
-and model whose table exists is read back, not rerun: delete it to rerun), then
+Writes per fold and model `selectors_<model>.tsv` (one row per selector, seed and k; rows
+already there are read back, not rerun, and only missing ones are scored: delete a table
+to rerun it), then
 `selectors_folds.tsv` (per fold, seeds averaged: mean and sd, largest t-test p over seeds),
 `selectors_summary.tsv` (mean over folds for each seed, then mean and sd over seeds, and the
 number of folds where the selector beats or trails L1000 at p < evaluate.permutation_alpha
-for every seed) and `selectors.png`. --summarize_only tabulates the finished folds.
+for every seed; each gap to L1000 also in random-panel sds, `_gap_z`, with its empirical
+p-value among the random panels, `_gap_p`) and `selectors.png`. --summarize_only tabulates the finished folds.
 
   python -m experiments.selector_benchmark --config=configs/quick.py --workdir=runs/selectors
   # Leave one study out, all five folds; then D-GEX at k = 943 on the same panels:
@@ -36,6 +38,7 @@ for every seed) and `selectors.png`. --summarize_only tabulates the finished fol
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -46,10 +49,12 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags
+import numpy as np
 import pandas as pd
 
 from landmark import fileio
 from landmark import pipeline
+from landmark import run_identity
 from landmark import sweep
 from landmark.data import readers
 from landmark.evaluation import evaluate
@@ -82,6 +87,19 @@ _MODELS = flags.DEFINE_list('models', ['linear'],
 flags.mark_flag_as_required('workdir')
 
 PANELS_FILE = 'selector_panels.tsv'
+IDENTITY_FILE = 'benchmark_identity.json'
+# Config fields a selector's panels depend on beyond the fold's data and AutoEncoders.
+SELECTOR_FIELDS = {
+    'integrated_gradients': ('selectors.ig_',),
+    'deeplift_stratified': ('selectors.stratified_aggregate',),
+    'gradient_x_input_stratified': ('selectors.stratified_aggregate',),
+    'pca_loadings': ('selectors.pca_',),
+    'peel_off': ('selectors.peel_off_',),
+    'greedy_ridge': ('selectors.greedy_ridge_',),
+    'greedy_ridge_standardised': ('selectors.greedy_ridge_',),
+    'concrete_ae': ('selectors.concrete.',),
+    'persist': ('selectors.persist.',),
+}
 METRICS = {'pcc': False, 'mae_centred': True}   # metric: lower is better
 LABELS = {'pcc': 'PCC', 'mae_centred': 'MAE, each held-out study centred'}
 ATTRIBUTION = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients',
@@ -151,45 +169,51 @@ def trained_encoder(config, workdir, splits, annotation, seed):
                                   annotation)
 
 
-def fold_panels(config, workdir, names, sizes, seeds):
-  """The fold's gene-level splits and panels, chosen once and kept in `PANELS_FILE`.
+def fold_panels(config, workdir, names, sizes, seeds, stale=frozenset()):
+  """The fold's gene-level splits and panels, each chosen once and kept in `PANELS_FILE`.
 
-  The kept panels are reused when they hold every (selector, seed, k) asked for; otherwise
-  the AutoEncoders are trained (or reloaded) and every selector chooses again.
+  Kept panels are reused, except those of the `stale` selectors; only the selectors missing
+  a (seed, k) asked for choose (training or reloading the AutoEncoders if an attribution
+  selector is among them), and their panels replace theirs in the file.
   """
   splits = pipeline.prepare_data(config, workdir)
   annotation = readers.read_probe_annotation(config.data.annotation)
   genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
-  wanted = [(name, seed) for name in names for seed in seeds_of(name, seeds)]
   path = os.path.join(workdir, PANELS_FILE)
+  kept = {}
   if os.path.exists(path):
-    kept = pd.read_csv(path, sep='\t', dtype={'gene': str}).sort_values('rank')
-    kept = {key: group['gene'].tolist() for key, group in kept.groupby(['selector', 'seed', 'k'])}
-    if all((name, seed, k) in kept for name, seed in wanted for k in sizes):
-      logging.info('Reusing the panels in %s', path)
-      return genes, {(name, seed): {k: kept[name, seed, k] for k in sizes}
-                     for name, seed in wanted}
-  context = selectors.SelectionContext(genes.genes, genes.train,
-                                       panels_lib.read_symbols(config.data.dgex_landmarks),
-                                       config, studies=genes.train_studies)
-  panels = ranked_panels(context, [n for n in names if n not in ATTRIBUTION], sizes, seeds)
-  for seed in seeds_of('deeplift_ae', seeds):
-    encoder = trained_encoder(config, workdir, splits, annotation, seed)
-    one_seed = dict(seeds, ae=1)
-    for (name, _), by_size in ranked_panels(dataclasses.replace(context, encoder=encoder),
-                                            [n for n in names if n in ATTRIBUTION], sizes,
-                                            one_seed).items():
-      panels[name, seed] = by_size
-  fileio.write_table(path, pd.DataFrame(
-      [(name, seed, k, rank, gene) for (name, seed), by_size in panels.items()
-       for k, panel in by_size.items() for rank, gene in enumerate(panel)],
-      columns=['selector', 'seed', 'k', 'rank', 'gene']), index=False)
-  return genes, panels
+    table = pd.read_csv(path, sep='\t', dtype={'gene': str}).sort_values('rank')
+    kept = {(name, seed): {} for name, seed in zip(table['selector'], table['seed'])}
+    for (name, seed, k), group in table.groupby(['selector', 'seed', 'k']):
+      kept[name, seed][k] = group['gene'].tolist()
+    kept = {(name, seed): by_size for (name, seed), by_size in kept.items() if name not in stale}
+  missing = [name for name in names if any(k not in kept.get((name, seed), {})
+                                           for seed in seeds_of(name, seeds) for k in sizes)]
+  if missing:
+    logging.info('Choosing panels for %s (kept in %s: %d)', missing, path, len(kept))
+    context = selectors.SelectionContext(genes.genes, genes.train,
+                                         panels_lib.read_symbols(config.data.dgex_landmarks),
+                                         config, studies=genes.train_studies)
+    chosen = ranked_panels(context, [n for n in missing if n not in ATTRIBUTION], sizes, seeds)
+    if any(name in ATTRIBUTION for name in missing):
+      for seed in seeds_of('deeplift_ae', seeds):
+        encoder = trained_encoder(config, workdir, splits, annotation, seed)
+        for (name, _), by_size in ranked_panels(
+            dataclasses.replace(context, encoder=encoder),
+            [n for n in missing if n in ATTRIBUTION], sizes, dict(seeds, ae=1)).items():
+          chosen[name, seed] = by_size
+    for key, by_size in chosen.items():
+      kept[key] = {**kept.get(key, {}), **by_size}
+    fileio.write_table(path, pd.DataFrame(
+        [(name, seed, k, rank, gene) for (name, seed), by_size in kept.items()
+         for k, panel in by_size.items() for rank, gene in enumerate(panel)],
+        columns=['selector', 'seed', 'k', 'rank', 'gene']), index=False)
+  return genes, {(name, seed): {k: kept[name, seed][k] for k in sizes}
+                 for name in names for seed in seeds_of(name, seeds)}
 
 
-def score(config, genes, panels, kind, sizes):
-  """Per-gene metrics of every (selector, seed, k) panel on its own complement with `kind`."""
-  jobs = [(name, seed, k, kind) for k in sizes for name, seed in panels]
+def score(config, genes, panels, jobs):
+  """Per-gene metrics of each (selector, seed, k, model) job's panel on its own complement."""
   results, start = {}, time.time()
   for done, (name, seed, k, kind) in enumerate(jobs, 1):
     panel = panels[name, seed][k]
@@ -221,42 +245,127 @@ def tabulate(results, fold):
   return pd.DataFrame(rows)
 
 
+def fold_identity(config, names, models):
+  """What the fold's results are computed from (landmark.run_identity): `fold`, the data and
+  AutoEncoder fields and input files; `selectors`, each selector's own fields; `scores`, each
+  inference model's evaluation fields."""
+  stages = run_identity.RunIdentity(config, '')
+  fold = stages.identity('consensus')
+  scores = {f: v for f, v in stages.identity('evaluate').items() if f not in fold}
+  flat = run_identity.flatten(config)
+  return {'fold': fold,
+          'selectors': {name: {f: v for f, v in flat.items()
+                               if f.startswith(SELECTOR_FIELDS.get(name, ()))} for name in names},
+          'scores': {kind: scores for kind in models}}
+
+
+def stale_results(config, workdir, current):
+  """(selectors, models) whose kept panels or scores in `workdir` were computed under other
+  settings than `current` (`fold_identity`): to be chosen or scored again. Raises ValueError
+  when the fold's data or AutoEncoders were, or when results carry no identity."""
+  path = os.path.join(workdir, IDENTITY_FILE)
+  if not os.path.exists(path):
+    if os.path.exists(os.path.join(workdir, PANELS_FILE)):
+      raise ValueError(f'{workdir}: its panels carry no {IDENTITY_FILE} (settings unknown); '
+                       'use another --workdir')
+    return set(), set()
+  with open(path) as f:
+    recorded = json.load(f)
+  if recorded['fold'] != current['fold']:
+    changes = run_identity.RunIdentity(config, workdir).changes('consensus', recorded['fold'])
+    raise ValueError(f'{workdir}: its data and AutoEncoders were made under another config or '
+                     f'other data ({"; ".join(changes[:3])}); use another --workdir')
+  selectors_now, scores_now = current['selectors'], current['scores']
+  return ({name for name, fields in recorded['selectors'].items()
+           if name in selectors_now and fields != selectors_now[name]},
+          {kind for kind, fields in recorded['scores'].items()
+           if kind in scores_now and fields != scores_now[kind]})
+
+
+def record_identity(workdir, current):
+  """Records `current`'s selectors and models as those the fold's results now hold."""
+  path = os.path.join(workdir, IDENTITY_FILE)
+  recorded = {'selectors': {}, 'scores': {}}
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)
+  fileio.write_text(path, json.dumps(
+      {'fold': current['fold'],
+       'selectors': {**recorded['selectors'], **current['selectors']},
+       'scores': {**recorded['scores'], **current['scores']}}, indent=1, sort_keys=True))
+
+
 def run_fold(fold, config, workdir, names, by_model, seeds, summarize_only=False):
-  """The fold's table over every model; a model's finished table is read back (and only
-  those with `summarize_only`)."""
-  tables, todo = [], {}
+  """The fold's rows of selectors `names` over every model. A model's table
+  (`selectors_<model>.tsv`) keeps every row scored so far; only the (selector, seed, k) rows
+  it lacks, or that were computed under other settings (`stale_results`), are scored (none
+  with `summarize_only`, which leaves stale rows out), L1000's again beside them for the
+  paired tests."""
+  current = fold_identity(config, names, by_model)
+  stale_selectors, stale_models = stale_results(config, workdir, current)
+  if stale_selectors or stale_models:
+    logging.warning('Fold %s: results of %s were computed under other settings; %s', fold,
+                    sorted(stale_selectors | stale_models),
+                    'left out' if summarize_only else 'computing them again')
+  tables, todo = {}, {}
   for kind, sizes in by_model.items():
     path = os.path.join(workdir, f'selectors_{kind}.tsv')
-    if os.path.exists(path):
-      logging.info('Fold %s, %s is finished (%s); reading it back', fold, kind, path)
-      tables.append(pd.read_csv(path, sep='\t', keep_default_na=False, na_values=['']))
-    else:
-      todo[kind] = sizes
+    table = None
+    if os.path.exists(path) and kind not in stale_models:
+      table = pd.read_csv(path, sep='\t', keep_default_na=False, na_values=[''])
+      table = table[~table['selector'].isin(stale_selectors)]
+    done = set() if table is None else set(zip(table['selector'], table['seed'], table['k']))
+    missing = [(name, seed, k, kind) for k in sizes for name in names
+               for seed in seeds_of(name, seeds) if (name, seed, k) not in done]
+    tables[kind] = table
+    if missing:
+      todo[kind] = missing
   if todo and not summarize_only:
     start = time.time()
-    genes, panels = fold_panels(config, workdir, names, sorted(set().union(*todo.values())),
-                                seeds)
-    for kind, sizes in todo.items():
-      table = tabulate(score(config, genes, panels, kind, sizes), fold)
-      fileio.write_table(os.path.join(workdir, f'selectors_{kind}.tsv'), table, index=False)
-      tables.append(table)
+    with run_identity.lock(workdir):
+      # The fold's own identity first, so that a run stopped before its first table is
+      # still checked when it is resumed.
+      record_identity(workdir, dict(current, selectors={}, scores={}))
+      sizes = sorted({k for missing in todo.values() for _, _, k, _ in missing})
+      genes, panels = fold_panels(config, workdir, names, sizes, seeds, stale_selectors)
+      for kind, missing in todo.items():
+        references = [('l1000', 0, k, kind) for k in sorted({k for _, _, k, _ in missing})]
+        scored = tabulate(score(config, genes, panels, missing + [
+            job for job in references if job not in missing]), fold)
+        if tables[kind] is not None:
+          known = set(zip(tables[kind]['selector'], tables[kind]['seed'], tables[kind]['k']))
+          scored = scored[[key not in known for key in
+                           zip(scored['selector'], scored['seed'], scored['k'])]]
+          scored = pd.concat([tables[kind], scored], ignore_index=True)
+        fileio.write_table(os.path.join(workdir, f'selectors_{kind}.tsv'), scored, index=False)
+        tables[kind] = scored
+      record_identity(workdir, current)
     logging.info('Fold %s done in %.0f s', fold, time.time() - start)
-  return pd.concat(tables, ignore_index=True) if tables else None
+  kept = [table[table['selector'].isin(names)] for table in tables.values() if table is not None]
+  return pd.concat(kept, ignore_index=True) if kept else None
 
 
 def summarize(table, alpha):
-  """(per-fold table, summary over folds); see the module docstring."""
+  """(per-fold table, summary over folds); see the module docstring.
+
+  A gap to L1000 is set against the gaps of the random panels of the same fold, model and
+  k (`<metric>_gap_z`: the gap over their sd; over folds, the fold-mean gap over the sd of
+  the random seeds' fold-mean gaps) and `<metric>_gap_p`: the share of random panels whose
+  fold-mean gap is at least as good (one-sided, counting the selector itself).
+  """
   table = table.copy()
   for metric, lower_is_better in METRICS.items():
     gap, significant = table[f'{metric}_vs_l1000'], table[f'{metric}_vs_l1000_t_p'] < alpha
     table[f'{metric}_better'] = significant & ((gap < 0) if lower_is_better else (gap > 0))
     table[f'{metric}_worse'] = significant & ((gap > 0) if lower_is_better else (gap < 0))
-  means = ['pcc_mean', 'mae_centred_mean', 'mae_mean', 'pcc_vs_l1000', 'mae_centred_vs_l1000']
+  gaps = [f'{m}_vs_l1000' for m in METRICS]
+  means = ['pcc_mean', 'mae_centred_mean', 'mae_mean', *gaps]
+  spread = ['pcc_mean', 'mae_centred_mean', *gaps]
   key = ['model', 'k', 'selector']
   per_fold = table.groupby(['fold', *key], as_index=False, sort=False).agg(
       seeds=('seed', 'count'), targets=('targets', 'mean'),
       **{name: (name, 'mean') for name in means},
-      **{f'{name}_sd': (name, 'std') for name in ('pcc_mean', 'mae_centred_mean')},
+      **{f'{name}_sd': (name, 'std') for name in spread},
       **{f'{m}_vs_l1000_t_p': (f'{m}_vs_l1000_t_p', 'max') for m in METRICS},
       **{f'{m}_{side}': (f'{m}_{side}', 'all') for m in METRICS for side in ('better', 'worse')})
   over_folds = table.groupby([*key, 'seed'], as_index=False, sort=False).agg(
@@ -264,38 +373,74 @@ def summarize(table, alpha):
   summary = over_folds.groupby(key, as_index=False, sort=False).agg(
       folds=('folds', 'min'), seeds=('seed', 'count'),
       **{name: (name, 'mean') for name in means},
-      **{f'{name}_sd': (name, 'std') for name in ('pcc_mean', 'mae_centred_mean')})
-  random = per_fold[per_fold['selector'] == 'random'].set_index(['fold', 'model', 'k'])
-  position = pd.MultiIndex.from_frame(per_fold[['fold', 'model', 'k']])
-  per_fold['pcc_z_random'] = (
-      (per_fold['pcc_mean'].to_numpy() - random['pcc_mean'].reindex(position).to_numpy())
-      / random['pcc_mean_sd'].reindex(position).to_numpy())
+      **{f'{name}_sd': (name, 'std') for name in spread})
+  _against_random(per_fold, ['fold', 'model', 'k'])
+  _against_random(summary, ['model', 'k'])
+  random_gaps = over_folds[over_folds['selector'] == 'random'].groupby(['model', 'k'])
+  for metric, lower_is_better in METRICS.items():
+    sign = -1 if lower_is_better else 1
+    null = {group: sign * frame[f'{metric}_vs_l1000'].to_numpy() for group, frame in random_gaps}
+    summary[f'{metric}_gap_p'] = [
+        (1 + np.sum(null[model, k] >= sign * gap)) / (1 + len(null[model, k]))
+        if (model, k) in null else np.nan
+        for model, k, gap in zip(summary['model'], summary['k'], summary[f'{metric}_vs_l1000'])]
   wins = per_fold.groupby(key, as_index=False, sort=False)[
       [f'{m}_{side}' for m in METRICS for side in ('better', 'worse')]].sum()
   wins.columns = [*key, *(f'folds_{c}' for c in wins.columns[len(key):])]
-  z = per_fold.groupby(key, as_index=False, sort=False)['pcc_z_random'].mean()
-  summary = summary.merge(wins, on=key).merge(z, on=key).sort_values(key, ignore_index=True)
+  summary = summary.merge(wins, on=key).sort_values(key, ignore_index=True)
   return per_fold.sort_values(['fold', *key], ignore_index=True), summary
 
 
+def _against_random(frame, group):
+  """Adds `pcc_z_random` (mean PCC against the random panels' mean and sd) and each metric's
+  `_gap_z` (its gap to L1000 over the sd of the random panels' gaps) to `frame`, matching
+  rows on `group` (NaN where there are no random panels, inf where they do not vary)."""
+  random = frame[frame['selector'] == 'random'].set_index(group)
+  position = pd.MultiIndex.from_frame(frame[group])
+  def of_random(column):
+    return random[column].reindex(position).to_numpy()
+  with np.errstate(divide='ignore', invalid='ignore'):
+    frame['pcc_z_random'] = ((frame['pcc_mean'].to_numpy() - of_random('pcc_mean'))
+                             / of_random('pcc_mean_sd'))
+    for metric in METRICS:
+      frame[f'{metric}_gap_z'] = (frame[f'{metric}_vs_l1000'].to_numpy()
+                                  / of_random(f'{metric}_vs_l1000_sd'))
+
+
 def plot(path, summary, run):
-  """Mean PCC and centred MAE against k, one column per model; bars: sd over seeds.
+  """Mean PCC and centred MAE against k, one column per model: every selector (bars: sd over
+  seeds), L1000 (dashed) and the random panels' mean ± 2 sd (grey band).
 
   L1000 has at most 943 genes: above that its points repeat its whole list.
   """
   models = summary['model'].unique()
-  figure, axes = plt.subplots(len(METRICS), len(models), figsize=(5.5 * len(models), 8),
+  names = [n for n in summary['selector'].unique() if n not in ('l1000', 'random')]
+  colours = dict(zip(names, plt.get_cmap('tab20').colors))
+  markers = dict(zip(names, 'osD^v<>pPhX*d'))
+  figure, axes = plt.subplots(len(METRICS), len(models), figsize=(6.5 * len(models), 9),
                               squeeze=False, layout='constrained')
   for column, kind in enumerate(models):
+    of_model = summary[summary['model'] == kind]
     for row, metric in enumerate(METRICS):
       ax = axes[row, column]
-      for name, group in summary[summary['model'] == kind].groupby('selector'):
-        ax.errorbar(group['k'], group[f'{metric}_mean'], yerr=group[f'{metric}_mean_sd'].fillna(0),
-                    marker='o', capsize=3, label=name)
-      folds_done = int(summary[summary['model'] == kind]['folds'].min())
-      sizes = sorted(summary['k'].unique())
-      ax.set(xscale='log', xlabel='panel size k', ylabel=f'mean target-gene {LABELS[metric]}',
-             title=f'{run}: {kind} inference, mean over {folds_done} held-out folds')
+      random = of_model[of_model['selector'] == 'random'].sort_values('k')
+      ax.fill_between(random['k'], random[f'{metric}_mean'] - 2 * random[f'{metric}_mean_sd'],
+                      random[f'{metric}_mean'] + 2 * random[f'{metric}_mean_sd'], color='0.85',
+                      label=f'random genes, mean ± 2 sd ({int(random["seeds"].min())} panels)')
+      l1000 = of_model[of_model['selector'] == 'l1000'].sort_values('k')
+      ax.plot(l1000['k'], l1000[f'{metric}_mean'], 'k--', marker='s', label='L1000')
+      for name in names:
+        group = of_model[of_model['selector'] == name].sort_values('k')
+        if len(group):
+          ax.errorbar(group['k'], group[f'{metric}_mean'],
+                      yerr=group[f'{metric}_mean_sd'].fillna(0), marker=markers[name],
+                      color=colours[name], capsize=3, label=name)
+      sizes = sorted(of_model['k'].unique())
+      better = 'lower' if METRICS[metric] else 'higher'
+      ax.set(xscale='log', xlabel='panel size k (genes)',
+             ylabel=f'mean target-gene {LABELS[metric]} ({better} is better)',
+             title=f'{run}: {kind} inference, mean over {int(of_model["folds"].min())} '
+                   f'held-out folds')
       ax.set_xticks(sizes, [str(k) for k in sizes])
       ax.minorticks_off()
   axes[0, 0].legend(fontsize=8, title='selector (bars: sd over seeds)')

@@ -9,6 +9,7 @@ import pytest
 
 from configs import compendium
 from configs import cross_study
+from configs import test as test_config
 from experiments import selector_benchmark
 
 
@@ -51,3 +52,99 @@ def test_summary_sets_each_selector_against_its_folds_random_panels():
   assert l1000['pcc_z_random'].to_numpy() == pytest.approx([z, z])
   row = summary.set_index('selector').loc['l1000']
   assert row['pcc_z_random'] == pytest.approx(z) and row['folds'] == 2
+
+
+def test_gaps_are_set_against_the_random_panels_gaps():
+  rows = [{'fold': fold, 'selector': 'random', 'seed': seed, 'pcc_vs_l1000': gap,
+           'mae_centred_vs_l1000': -gap}
+          for fold in ('fold_0', 'fold_1') for seed, gap in enumerate((-0.02, -0.01, 0.0, 0.01))]
+  rows += [{'fold': 'fold_0', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.03,
+            'mae_centred_vs_l1000': -0.03},
+           {'fold': 'fold_1', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.01,
+            'mae_centred_vs_l1000': -0.01}]
+  table = pd.DataFrame(rows).assign(k=943, model='ridge', targets=50, pcc_mean=0.3,
+                                    mae_centred_mean=0.5, mae_mean=1.0, pcc_vs_l1000_t_p=1.0,
+                                    mae_centred_vs_l1000_t_p=1.0)
+  per_fold, summary = selector_benchmark.summarize(table, alpha=0.01)
+  null_sd = np.std([-0.02, -0.01, 0.0, 0.01], ddof=1)
+  best = per_fold[per_fold['selector'] == 'best'].set_index('fold')
+  assert best.loc['fold_0', 'pcc_gap_z'] == pytest.approx(0.03 / null_sd)
+  assert best.loc['fold_1', 'mae_centred_gap_z'] == pytest.approx(-0.01 / null_sd)
+  row = summary.set_index('selector').loc['best']
+  assert row['pcc_gap_z'] == pytest.approx(0.02 / null_sd)
+  # No random panel's fold-mean gap (-0.02 .. 0.01) reaches 0.02 on either metric.
+  assert row['pcc_gap_p'] == pytest.approx(1 / 5)
+  assert row['mae_centred_gap_p'] == pytest.approx(1 / 5)
+  # The random panels' mean gap (-0.005) is reached by two of their four.
+  assert summary.set_index('selector').loc['random', 'pcc_gap_p'] == pytest.approx(3 / 5)
+
+
+def fake_fold(monkeypatch):
+  """Replaces choosing and scoring panels by fakes; returns the list of jobs scored."""
+  genes = [f'G{i}' for i in range(6)]
+  def fake_panels(config, workdir, names, sizes, seeds, stale=frozenset()):
+    return None, {(name, seed): {k: genes[:k] for k in sizes}
+                  for name in names for seed in selector_benchmark.seeds_of(name, seeds)}
+  scored = []
+  def fake_score(config, gene_splits, panels, jobs):
+    scored.extend(jobs)
+    rng = np.random.default_rng(len(scored))
+    return {job: pd.DataFrame({'pcc': rng.uniform(size=3), 'mae_centred': rng.uniform(size=3),
+                               'mae': rng.uniform(size=3)}, index=['G3', 'G4', 'G5'])
+            for job in jobs}
+  monkeypatch.setattr(selector_benchmark, 'fold_panels', fake_panels)
+  monkeypatch.setattr(selector_benchmark, 'score', fake_score)
+  return scored
+
+
+def test_a_fold_scores_only_the_rows_its_table_lacks(tmp_path, monkeypatch):
+  """Adding a selector to a finished fold scores that selector (and L1000 beside it, for the
+  paired tests) and keeps every row already there."""
+  scored = fake_fold(monkeypatch)
+  seeds = {'stochastic': 1, 'random': 2, 'ae': 1}
+  config = test_config.get_config()
+  first = selector_benchmark.run_fold('fold_0', config, str(tmp_path), ['l1000', 'random'],
+                                      {'ridge': [2, 3]}, seeds)
+  assert len(first) == 6 and len(scored) == 6
+  scored.clear()
+  both = selector_benchmark.run_fold('fold_0', config, str(tmp_path),
+                                     ['l1000', 'random', 'variance'], {'ridge': [2, 3]}, seeds)
+  assert sorted(scored) == [('l1000', 0, 2, 'ridge'), ('l1000', 0, 3, 'ridge'),
+                            ('variance', 0, 2, 'ridge'), ('variance', 0, 3, 'ridge')]
+  assert len(both) == 8 and not both.duplicated(['selector', 'seed', 'k']).any()
+  saved = pd.read_csv(tmp_path / 'selectors_ridge.tsv', sep='\t')
+  assert len(saved) == 8
+  scored.clear()
+  # Asking for fewer selectors reads their rows back and scores nothing.
+  only = selector_benchmark.run_fold('fold_0', config, str(tmp_path), ['l1000', 'variance'],
+                                     {'ridge': [2, 3]}, seeds)
+  assert not scored and sorted(set(only['selector'])) == ['l1000', 'variance']
+
+
+def test_a_fold_never_reuses_results_of_other_settings(tmp_path, monkeypatch):
+  scored = fake_fold(monkeypatch)
+  seeds = {'stochastic': 1, 'random': 2, 'ae': 1}
+  names, models = ['l1000', 'random', 'peel_off', 'variance'], {'ridge': [2]}
+  config = test_config.get_config()
+  selector_benchmark.run_fold('fold_0', config, str(tmp_path), names, models, seeds)
+  assert len(scored) == 5
+  # A peel-off setting: peel-off's panel is chosen and scored again, nothing else.
+  scored.clear()
+  changed = config.copy_and_resolve_references()
+  changed.selectors.peel_off_restarts += 1
+  table = selector_benchmark.run_fold('fold_0', changed, str(tmp_path), names, models, seeds)
+  assert sorted(scored) == [('l1000', 0, 2, 'ridge'), ('peel_off', 0, 2, 'ridge')]
+  assert len(table) == 5
+  # Summarising under the old setting leaves the now-stale peel-off rows out.
+  summary = selector_benchmark.run_fold('fold_0', config, str(tmp_path), names, models, seeds,
+                                        summarize_only=True)
+  assert sorted(set(summary['selector'])) == ['l1000', 'random', 'variance']
+  # An evaluation setting: every panel is scored again.
+  scored.clear()
+  changed.evaluate.ridge_grid = (0.0, 1.0, 10.0)
+  selector_benchmark.run_fold('fold_0', changed, str(tmp_path), names, models, seeds)
+  assert len(scored) == 5
+  # The AutoEncoder's settings: the fold's AEs are stale; the run stops and names the field.
+  changed.train.epochs += 1
+  with pytest.raises(ValueError, match='train.epochs'):
+    selector_benchmark.run_fold('fold_0', changed, str(tmp_path), names, models, seeds)

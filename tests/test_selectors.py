@@ -341,19 +341,66 @@ def test_greedy_ridge_penalty_is_chosen_leaving_studies_out():
   # A penalty of 10 mean squared gene norms shrinks every prediction towards zero.
   for alphas in [(10.0, 1e-2), (1e-2, 10.0)]:
     for n_folds in (2, 4):   # pairs of studies held out; each study alone
-      assert selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS,
-                                                  n_folds) == 1e-2
+      for standardise in (False, True):
+        assert selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS,
+                                                    n_folds, standardise) == 1e-2
   # The held-out error is that of an explicit ridge fit in gene space.
   train, test, chosen, penalty = values[:300] - 8, values[300:] - 8, drivers, 50.0
   targets = np.setdiff1d(np.arange(values.shape[1]), chosen)
   b = np.linalg.solve(train[:, chosen].T @ train[:, chosen] + penalty * np.eye(len(chosen)),
                       train[:, chosen].T @ train[:, targets])
-  assert selectors._ridge_error(train, test, chosen, penalty) == pytest.approx(
+  assert selectors._ridge_error(train, test, chosen, targets, penalty) == pytest.approx(
       np.sum((test[:, targets] - test[:, chosen] @ b) ** 2), rel=1e-6)
   one_study = selectors.SelectionContext(symbols(values.shape[1]), values, [], make_config(),
                                          studies=np.zeros(len(values)))
   with pytest.raises(ValueError, match='at least two studies'):
     selectors.select('greedy_ridge', one_study, 5)
+
+
+def test_greedy_ridge_standardised_is_the_brute_force_greedy_on_unit_sd_genes():
+  rng = np.random.default_rng(3)
+  values = (rng.normal(size=(30, 3)) @ rng.normal(size=(3, 8))
+            + rng.normal(size=(30, 8)) * rng.uniform(0.2, 2.0, 8) + 8)
+  studies = np.arange(30) % 2
+  context = selectors.SelectionContext(symbols(8), values, [],
+                                       make_config(greedy_ridge_alphas=(0.1,)), studies=studies)
+  centred = values - np.stack([values[studies == s].mean(axis=0) for s in (0, 1)])[studies]
+  scaled = centred / centred.std(axis=0)
+  expected = brute_force_greedy(scaled, 3, 0.1 * np.mean(np.sum(scaled ** 2, axis=0)))
+  assert selectors.select('greedy_ridge_standardised', context, 3) == list(context.genes[expected])
+
+
+def test_greedy_ridge_standardised_finds_drivers_of_small_variance():
+  """Drivers measured on a twentieth of the targets' scale: in log2 units the greedy prefers
+  the variable targets (taking one out of the loss removes its large error); on unit-sd genes
+  the selection does not depend on any gene's scale and finds the drivers."""
+  values, drivers = planted_drivers()
+  values[:, drivers] = 8 + (values[:, drivers] - 8) / 20
+  studies = np.repeat(np.arange(4), len(values) // 4)
+  context = selectors.SelectionContext(symbols(values.shape[1]), values, [],
+                                       make_config(greedy_ridge_validation_k=N_DRIVERS),
+                                       studies=studies)
+  genes = set(context.genes[drivers])
+  assert set(selectors.select('greedy_ridge_standardised', context, N_DRIVERS)) == genes
+  assert len(genes & set(selectors.select('greedy_ridge', context, N_DRIVERS))) < N_DRIVERS // 2
+
+
+def test_greedy_ridge_penalties_are_compared_on_common_targets(monkeypatch):
+  """Each penalty's held-out error counts the same genes: those outside every panel."""
+  values, drivers = planted_drivers(n_samples=200)
+  studies = np.repeat(np.arange(4), 50)
+  alphas = (1e-2, 10.0)
+  errors = []
+  original = selectors._ridge_error
+  def recording(train, test, chosen, targets, penalty):
+    errors.append((set(chosen), tuple(targets)))
+    return original(train, test, chosen, targets, penalty)
+  monkeypatch.setattr(selectors, '_ridge_error', recording)
+  selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS, 2, True)
+  for (panel_a, targets_a), (panel_b, targets_b) in zip(errors[::2], errors[1::2]):
+    assert targets_a == targets_b
+    assert not (panel_a | panel_b) & set(targets_a)
+    assert len(targets_a) == values.shape[1] - len(panel_a | panel_b)
 
 
 def test_aggregate_ranks():

@@ -23,7 +23,9 @@ STOCHASTIC depend on the seed.
   pca_loadings          genes by the norm of their loadings on the top principal components
   peel_off              one central gene per cluster of correlated genes (LINCS-style)
   greedy_ridge          greedy forward selection: each step adds the gene that most lowers the
-                        ridge loss of predicting every gene from the chosen ones
+                        ridge loss of predicting every gene from the chosen ones (log2 units)
+  greedy_ridge_standardised   the same with every gene scaled to unit sd, so that each gene's
+                        fraction of variance explained counts alike
 """
 
 import dataclasses
@@ -299,10 +301,9 @@ def ridge_path(x: np.ndarray, k: int, penalty: float) -> np.ndarray:
   return np.array(order, dtype=int)
 
 
-def _ridge_error(train, test, chosen, penalty):
-  """Squared error on `test` of ridge (fitted on `train`) predicting the genes outside
-  `chosen` from those in it."""
-  targets = np.setdiff1d(np.arange(train.shape[1]), chosen)
+def _ridge_error(train, test, chosen, targets, penalty):
+  """Squared error on `test` of ridge (fitted on `train`) predicting the columns `targets`
+  from the columns `chosen`."""
   panel = train[:, chosen]
   # B = (x_Sᵀx_S + λI)⁻¹x_Sᵀy = x_Sᵀ(x_S x_Sᵀ + λI)⁻¹y: a samples x samples solve.
   dual = linalg.solve(panel @ panel.T + penalty * np.eye(len(panel)), train[:, targets],
@@ -311,12 +312,20 @@ def _ridge_error(train, test, chosen, penalty):
   return float(np.sum((test[:, targets] - predicted) ** 2))
 
 
-def _alpha_on_held_out_studies(train, studies, alphas, k, n_folds):
+def _gene_scale(x):
+  """Per-gene standard deviations of (centred) x, 1 where a gene does not vary."""
+  sd = x.std(axis=0)
+  return np.where(sd > 0, sd, 1.0)
+
+
+def _alpha_on_held_out_studies(train, studies, alphas, k, n_folds, standardise):
   """The relative penalty of `alphas` whose greedy k-gene panels, each chosen without one
-  group of training studies, predict the other genes of that group best (squared error
-  summed over the groups held out in turn; each study centred on its own mean). The
-  studies, sorted, are dealt into at most `n_folds` groups (leave one study out when there
-  are no more studies than that)."""
+  group of training studies, predict that group best. The studies, sorted, are dealt into
+  at most `n_folds` groups (leave one study out when there are no more studies than that);
+  each study is centred on its own mean and, with `standardise`, every gene scaled by its
+  sd in the fitted studies. All penalties are scored on the same targets, the genes outside
+  every penalty's panel, so that no penalty gains by taking hard genes out of its targets:
+  squared error summed over those genes and the groups held out in turn."""
   labels = np.asarray(studies)
   names = np.unique(labels)
   if len(names) < 2:
@@ -331,28 +340,36 @@ def _alpha_on_held_out_studies(train, studies, alphas, k, n_folds):
   for done, group in enumerate(range(n_groups), start=1):
     held = groups == group
     fit = _study_centred(train[~held], labels[~held])
-    test = _study_centred(train[held], labels[held])
-    scale = _penalty_scale(fit)
-    for i, alpha in enumerate(alphas):
-      errors[i] += _ridge_error(fit, test, ridge_path(fit, k, alpha * scale), alpha * scale)
-    logging.info('greedy_ridge: validation fold %d of %d done (%d held-out samples)%s', done,
-                 n_groups, held.sum(), progress.eta(started, done, n_groups))
+    scale = _gene_scale(fit) if standardise else 1.0
+    fit, test = fit / scale, _study_centred(train[held], labels[held]) / scale
+    penalties = [alpha * _penalty_scale(fit) for alpha in alphas]
+    panels = [ridge_path(fit, k, penalty) for penalty in penalties]
+    targets = np.setdiff1d(np.arange(train.shape[1]), np.concatenate(panels))
+    for i, (panel, penalty) in enumerate(zip(panels, penalties)):
+      errors[i] += _ridge_error(fit, test, panel, targets, penalty)
+    logging.info('greedy_ridge: validation fold %d of %d done (%d held-out samples, %d '
+                 'common targets)%s', done, n_groups, held.sum(), len(targets),
+                 progress.eta(started, done, n_groups))
   logging.info('greedy_ridge: held-out squared error %s for relative penalties %s '
                '(%d genes)', np.round(errors, 1).tolist(), list(alphas), k)
   return alphas[int(np.argmin(errors))]
 
 
-def greedy_ridge(context: SelectionContext, k: int, seed: int) -> list[str]:
+def greedy_ridge(context: SelectionContext, k: int, seed: int,
+                 standardise: bool = False) -> list[str]:
   """Greedy forward selection under ridge (`ridge_path`) on per-study-centred training data.
 
   Centring each study on its own mean keeps study offsets (batch effects) from passing for
-  structure worth a landmark. The penalty is `selectors.greedy_ridge_alphas` times the mean
-  squared gene norm of that matrix, one for all genes as in the evaluation's ridge model
-  (so a gene of small variance pays relatively more). Given several, the one chosen by
-  validation inside the training studies, holding out `selectors.greedy_ridge_validation_folds`
-  groups of studies in turn (`_alpha_on_held_out_studies`), at
-  `selectors.greedy_ridge_validation_k` genes (or half the universe if fewer), not at k:
-  the ranking is one path whose prefixes are the selections at every k.
+  structure worth a landmark. In log2 units (`greedy_ridge`) the loss is dominated by the
+  most variable genes; `standardise` (`greedy_ridge_standardised`) scales every gene to unit
+  sd first, so each gene's fraction of variance explained counts alike, as in the per-gene
+  PCC the panels are judged by. The penalty is `selectors.greedy_ridge_alphas` times the
+  mean squared gene norm of that matrix, one for all genes as in the evaluation's ridge
+  model. Given several, the one chosen by validation inside the training studies, holding
+  out `selectors.greedy_ridge_validation_folds` groups of studies in turn
+  (`_alpha_on_held_out_studies`), at `selectors.greedy_ridge_validation_k` genes (or half
+  the universe if fewer), not at k: the ranking is one path whose prefixes are the
+  selections at every k.
   """
   del seed
   settings = context.config.selectors
@@ -362,8 +379,10 @@ def greedy_ridge(context: SelectionContext, k: int, seed: int) -> list[str]:
   if len(alphas) > 1:
     validation_k = min(settings.greedy_ridge_validation_k, len(context.genes) // 2)
     alpha = _alpha_on_held_out_studies(context.train, context.studies, alphas, validation_k,
-                                       settings.greedy_ridge_validation_folds)
+                                       settings.greedy_ridge_validation_folds, standardise)
   x = _study_centred(context.train, context.studies)
+  if standardise:
+    x /= _gene_scale(x)
   return list(context.genes[ridge_path(x, k, alpha * _penalty_scale(x))])
 
 
@@ -379,6 +398,7 @@ SELECTORS = {
     'pca_loadings': pca_loadings,
     'peel_off': peel_off,
     'greedy_ridge': greedy_ridge,
+    'greedy_ridge_standardised': functools.partial(greedy_ridge, standardise=True),
     'deeplift_stratified': functools.partial(_stratified_ranking, 'deeplift'),
     'gradient_x_input_stratified': functools.partial(_stratified_ranking, 'gradient_x_input'),
 }
