@@ -190,6 +190,8 @@ def base_config():
   config.dgex.std_epsilon = 1e-3
   config.dgex.compute_dtype = 'float32'    # or 'bfloat16' (GPUs); parameters stay float32
 
+  config.selector = ''   # a landmark selector (selection/selectors.py) whose panel the run scores
+                         # beside the paper's DeepLIFT panel, e.g. 'greedy_ridge_standardised'
   config.selectors = ml_collections.ConfigDict()   # landmark selectors beside the paper's
   config.selectors.ig_steps = 32           # integrated gradients: path intervals
   config.selectors.ig_rule = 'trapezoid'   # or 'midpoint'

@@ -40,6 +40,7 @@ from landmark.evaluation import panels as panels_lib
 from landmark.evaluation import report
 from landmark.inference import saved_models
 from landmark.models import autoencoder
+from landmark.selection import selectors
 from landmark.training import checkpointing
 from landmark.training import metric_writing
 from landmark.training import sharding
@@ -286,7 +287,8 @@ def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
                           seed_rankings: Sequence[pd.DataFrame],
                           evaluate_identity: dict[str, Any]) -> dict[str, Any]:
   """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
-  own panel `deeplift_seed_<s>`), L1000, top-variance and random panels.
+  own panel `deeplift_seed_<s>`), `config.selector`'s panel if one is named, L1000,
+  top-variance and random panels.
 
   The linear, ridge and D-GEX models of the named panels are saved for `--mode=infer`
   (`_save_model`), marked with `evaluate_identity` (the stage's run identity).
@@ -296,6 +298,11 @@ def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
                                        config.deeplift.top_k, ev.random_sets, config.seed)
+  if config.selector:
+    context = selectors.SelectionContext(
+        genes.genes, genes.train, panels_lib.read_symbols(config.data.dgex_landmarks), config,
+        studies=genes.train_studies)
+    panels[config.selector] = selectors.select(config.selector, context, len(panels['l1000']))
   if len(seed_rankings) > 1:
     universe = set(genes.genes)
     for (seeded, _), seed_ranking in zip(seed_runs(config, workdir), seed_rankings):

@@ -40,7 +40,7 @@ _TRAIN_NO_EFFECT = ('train.checkpoint_every_epochs', 'train.keep_checkpoints',
                     'train.log_every_epochs')
 _EXPLAIN_FIELDS = ('deeplift.',)
 _EXPLAIN_NO_EFFECT = ('deeplift.max_chunk_mb',)
-_EVALUATE_FIELDS = ('evaluate.', 'dgex.')
+_EVALUATE_FIELDS = ('evaluate.', 'dgex.', 'selector', 'selectors.')
 # Input files, by the stage that first reads them: fingerprinted by name, size and content
 # (not by path, so a run can be continued from a clone elsewhere).
 _DATA_FILES = ('data.studies', 'data.samples_table', 'data.annotation')

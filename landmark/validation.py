@@ -9,8 +9,9 @@ import os
 import ml_collections
 
 from landmark.data import preprocess
-from landmark.training import train
 from landmark.errors import ConfigError
+from landmark.selection import selectors
+from landmark.training import train
 
 SPLITS = ('train', 'val', 'test')
 INFERENCE_MODELS = ('linear', 'ridge', 'dgex', 'knn')
@@ -64,6 +65,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('config.data.studies', 'names no study file')
   preprocess.check_config(config.preprocess)
   train.check_config(config)
+  _check_selector(config)
+
+
+# Panels every run scores already (panels.reference_panels); the paper's DeepLIFT panel too.
+_REFERENCE_SELECTORS = ('l1000', 'random', 'variance')
+
+
+def _check_selector(config):
+  """config.selector must name a selector that chooses from the data alone."""
+  if not config.selector:
+    return
+  usable = sorted(set(selectors.SELECTORS) - selectors.NEEDS_ENCODER - set(_REFERENCE_SELECTORS))
+  if config.selector not in usable:
+    raise ConfigError('config.selector', f'must be one of {usable} (the run scores DeepLIFT, '
+                      f'L1000, top-variance and random panels anyway), got {config.selector!r}')
+  selectors.check_config(config.selectors)
 
 
 DATA_FILES = ('studies', 'samples_table', 'annotation', 'l1000_landmarks', 'dgex_landmarks',

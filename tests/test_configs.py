@@ -17,6 +17,7 @@ from configs import sweep as sweep_config
 from configs import test as test_config
 from landmark import errors
 from landmark import sweep
+from landmark import validation
 from landmark.training import train
 
 
@@ -141,3 +142,18 @@ def test_compendium_is_quick_on_17_studies_and_sweeps_study_folds():
   assert tuple(compendium.get_config('folds=5,fold=2').sweep.grid) == (2,)
   with pytest.raises(errors.ConfigError, match='config argument fold: needs folds=N'):
     compendium.get_config('fold=2')
+
+
+@pytest.mark.parametrize('selector, problem', [
+    ('deeplift_ae', 'must be one of'),          # needs the AE: the run's own DeepLIFT panel
+    ('l1000', 'must be one of'),                # scored by every run anyway
+    ('greedy', "got 'greedy'"),
+])
+def test_a_selector_the_run_cannot_add_is_a_config_error(selector, problem):
+  config = test_config.get_config()
+  config.selector = selector
+  with pytest.raises(errors.ConfigError, match=problem) as raised:
+    validation.check_config(config)
+  assert raised.value.where == 'config.selector'
+  config.selector = 'greedy_ridge_standardised'
+  validation.check_config(config)

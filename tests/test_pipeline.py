@@ -33,13 +33,14 @@ EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOTTLENECK, EPOCHS = 6, 2   # set on the command line: configs/test.py has 8 and 3
 PANEL_SIZE = 100   # deeplift.top_k: the 17 panel fits on the paper's 943 genes crawl on a busy CPU
+SELECTOR = 'greedy_ridge_standardised'   # config.selector: its panel is scored beside DeepLIFT's
 
 
 def _main(workdir, *flags):
   return subprocess.run(
       [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
        f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
-       f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
+       f'--config.selector={SELECTOR}', f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
 
 
 @pytest.fixture(scope='module')
@@ -136,16 +137,19 @@ def test_panels_compare_on_common_targets(workdir):
   summary = pd.read_csv(os.path.join(workdir, 'panel_summary.tsv'), sep='\t')
   fixed = summary[~summary['panel'].str.startswith('random_')]
   assert set(fixed['panel']) == {'deeplift', 'deeplift_seed_0', 'deeplift_seed_1', 'l1000',
-                                 'variance'}
+                                 'variance', SELECTOR}
   assert fixed.groupby('model')['targets'].nunique().eq(1).all()
   genes = pd.read_csv(os.path.join(workdir, 'panels.tsv'), sep='\t')
   assert not genes.duplicated().any()
   assert genes.groupby('panel').size().eq(PANEL_SIZE).all()
   counts = summary.groupby('model')['panel'].count()
-  assert counts['linear'] == 5 + 4 and counts['dgex'] == 5 + 3   # configs/test.py
+  assert counts['linear'] == 6 + 4 and counts['dgex'] == 6 + 3   # configs/test.py
   assert summary['pcc_mean'].between(-1, 1).all() and (summary['mae_mean'] > 0).all()
   comparisons = pd.read_csv(os.path.join(workdir, 'panel_comparisons.tsv'), sep='\t')
   assert comparisons['null_z'].notna().all()
+  assert set(comparisons[comparisons['set_a'] == SELECTOR]['set_b']) == {'l1000'}
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert f"**linear: the {SELECTOR} panel's mean target PCC" in report
 
 
 def _forward(layers, activation, x):

@@ -186,7 +186,8 @@ FIXED_PAIRS = (('deeplift', 'l1000'), ('deeplift', 'variance'), ('l1000', 'varia
 
 def compare_panels(results: Mapping[tuple[str, str], pd.DataFrame], kinds: Iterable[str],
                    alpha: float, workdir: str | os.PathLike) -> pd.DataFrame:
-  """Paired tests and noise-calibrated gaps between the fixed panels, per model kind.
+  """Paired tests and noise-calibrated gaps between the fixed panels (and of a selector's
+  panel, `config.selector`, against L1000), per model kind.
 
   Each gap is set beside the same gap between random panels of equal size (z-score and
   empirical p from `evaluate.calibrated_gap`). Writes the paper's Fig. 3 for DeepLIFT vs
@@ -196,7 +197,10 @@ def compare_panels(results: Mapping[tuple[str, str], pd.DataFrame], kinds: Itera
   for kind in kinds:
     randoms = [frame for (k, name), frame in results.items()
                if k == kind and name.startswith('random_')]
-    for a, b in FIXED_PAIRS:
+    fixed = {name for pair in FIXED_PAIRS for name in pair}
+    chosen = [(name, 'l1000') for k, name in results if k == kind and name not in fixed
+              and not name.startswith(('random_', 'deeplift_seed_'))]
+    for a, b in (*FIXED_PAIRS, *chosen):
       summary, failing = evaluate.compare_landmark_sets(results[kind, a], results[kind, b],
                                                         (a, b), alpha)
       common = results[kind, a].index.intersection(results[kind, b].index, sort=False)

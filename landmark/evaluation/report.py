@@ -118,12 +118,16 @@ def _verdict_tables(workdir, summary):
         row[f'{short} vs L1000'] = verdicts.get('L1000', '—')
         row[f'{short} vs random'] = verdicts['random panels']
       rows.append(row)
-    deeplift = group[(group['panel'] == 'deeplift') & (group['short'] == 'PCC')]
-    headline = (f"**{model}: the DeepLIFT panel's mean target PCC "
-                f"({deeplift['value'].iloc[0]:.4f}) is {'; '.join(deeplift['verdict'])}.**"
-                if len(deeplift) else '')
-    lines += [f"### {model} ({group['n_random_panels'].iloc[0]} random panels)", '', headline,
-              '', _table(pd.DataFrame(rows)), '',
+    headlines = []
+    for panel in group['panel'].unique():
+      if panel in ('l1000', 'variance') or panel.startswith('deeplift_seed_'):
+        continue
+      pcc = group[(group['panel'] == panel) & (group['short'] == 'PCC')]
+      title = "the DeepLIFT panel's" if panel == 'deeplift' else f'the {panel} panel\'s'
+      headlines += [f"**{model}: {title} mean target PCC ({pcc['value'].iloc[0]:.4f}) is "
+                    f"{'; '.join(pcc['verdict'])}.**", '']
+    lines += [f"### {model} ({group['n_random_panels'].iloc[0]} random panels)", '', *headlines,
+              _table(pd.DataFrame(rows)), '',
               _link(workdir, f'headline_{model}.png', f'{model}: panels against random panels',
                     image=True), '']
   return lines

@@ -403,6 +403,8 @@ SELECTORS = {
     'gradient_x_input_stratified': functools.partial(_stratified_ranking, 'gradient_x_input'),
 }
 STOCHASTIC = frozenset({'concrete_ae', 'persist', 'random', 'peel_off'})
+NEEDS_ENCODER = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients',
+                           'deeplift_stratified', 'gradient_x_input_stratified'})
 K_SPECIFIC = frozenset({'concrete_ae', 'persist', 'peel_off'})
 
 
