@@ -40,6 +40,7 @@ p-value among the random panels, `_gap_p`) and `selectors.png`. --summarize_only
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 from absl import app
@@ -88,6 +89,7 @@ flags.mark_flag_as_required('workdir')
 
 PANELS_FILE = 'selector_panels.tsv'
 IDENTITY_FILE = 'benchmark_identity.json'
+CURVES = 'curves'   # D-GEX fits' TensorBoard curves, one run per fit
 # Config fields a selector's panels depend on beyond the fold's data and AutoEncoders.
 SELECTOR_FIELDS = {
     'integrated_gradients': ('selectors.ig_',),
@@ -212,14 +214,18 @@ def fold_panels(config, workdir, names, sizes, seeds, stale=frozenset()):
                  for name in names for seed in seeds_of(name, seeds)}
 
 
-def score(config, genes, panels, jobs):
-  """Per-gene metrics of each (selector, seed, k, model) job's panel on its own complement."""
+def score(config, genes, panels, jobs, workdir):
+  """Per-gene metrics of each (selector, seed, k, model) job's panel on its own complement;
+  a fit that trains (D-GEX) writes its TensorBoard curves into
+  `<workdir>/<CURVES>/<selector>_seed<seed>_k<k>_<model>`."""
   results, start = {}, time.time()
   for done, (name, seed, k, kind) in enumerate(jobs, 1):
     panel = panels[name, seed][k]
     targets = [g for g in genes.genes if g not in set(panel)]
+    curves = os.path.join(workdir, CURVES, f'{name}_seed{seed}_k{k}_{kind}')
+    shutil.rmtree(curves, ignore_errors=True)   # a fit scored again replaces its curves
     results[name, seed, k, kind] = panels_lib.evaluate_panel(
-        kind, config, genes, panel, targets, config.seed, permutation=False)
+        kind, config, genes, panel, targets, config.seed, permutation=False, workdir=curves)
     rate = done / (time.time() - start)
     logging.info('Scored %d/%d panels (%s, seed %d, k=%d, %s): %.2f panels/s, ETA %.0f s',
                  done, len(jobs), name, seed, k, kind, rate, (len(jobs) - done) / rate)
@@ -251,7 +257,8 @@ def fold_identity(config, names, models):
   inference model's evaluation fields."""
   stages = run_identity.RunIdentity(config, '')
   fold = stages.identity('consensus')
-  scores = {f: v for f, v in stages.identity('evaluate').items() if f not in fold}
+  scores = {f: v for f, v in stages.identity('evaluate').items()   # each panel's are its own
+            if f not in fold and not f.startswith('selector')}
   flat = run_identity.flatten(config)
   return {'fold': fold,
           'selectors': {name: {f: v for f, v in flat.items()
@@ -331,7 +338,7 @@ def run_fold(fold, config, workdir, names, by_model, seeds, summarize_only=False
       for kind, missing in todo.items():
         references = [('l1000', 0, k, kind) for k in sorted({k for _, _, k, _ in missing})]
         scored = tabulate(score(config, genes, panels, missing + [
-            job for job in references if job not in missing]), fold)
+            job for job in references if job not in missing], workdir), fold)
         if tables[kind] is not None:
           known = set(zip(tables[kind]['selector'], tables[kind]['seed'], tables[kind]['k']))
           scored = scored[[key not in known for key in

@@ -86,7 +86,7 @@ def fake_fold(monkeypatch):
     return None, {(name, seed): {k: genes[:k] for k in sizes}
                   for name in names for seed in selector_benchmark.seeds_of(name, seeds)}
   scored = []
-  def fake_score(config, gene_splits, panels, jobs):
+  def fake_score(config, gene_splits, panels, jobs, workdir):
     scored.extend(jobs)
     rng = np.random.default_rng(len(scored))
     return {job: pd.DataFrame({'pcc': rng.uniform(size=3), 'mae_centred': rng.uniform(size=3),
