@@ -43,9 +43,9 @@ import pandas as pd
 
 from configs import quick
 from landmark import fileio
+from landmark import metrics
 from landmark import pipeline
 from landmark.evaluation import diagnostics
-from landmark.evaluation import evaluate
 from landmark.training import core
 from landmark.training import train
 
@@ -115,8 +115,8 @@ def curve_path(workdir, name, seed):
 
 def reconstruction_scores(values, reconstruction):
   """Mean per-gene MAE and PCC, as the pipeline reports them."""
-  return (float(np.mean(evaluate.per_gene_mae(values, reconstruction))),
-          float(np.mean(evaluate.per_gene_pcc(values, reconstruction))))
+  return (float(np.mean(metrics.per_gene_mae(values, reconstruction))),
+          float(np.mean(metrics.per_gene_pcc(values, reconstruction))))
 
 
 def run_variant(config, workdir, splits, name, seed):

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from landmark import fileio
+from landmark import metrics
 from landmark.data import preprocess
 from landmark.data import readers
 from landmark.errors import DataError
@@ -124,9 +125,9 @@ def mapping_table(lines: Lines, seed: int) -> pd.DataFrame:
   lines shuffled (`r_shuffled`, what no shared biology gives)."""
   shuffled = lines.rnaseq_mapped[np.random.default_rng(seed).permutation(len(lines.rnaseq))]
   return pd.DataFrame({
-      'r_mapped': evaluate.per_gene_pcc(lines.array, lines.rnaseq_mapped),
-      'r_log2': evaluate.per_gene_pcc(lines.array, lines.rnaseq),
-      'r_shuffled': evaluate.per_gene_pcc(lines.array, shuffled),
+      'r_mapped': metrics.per_gene_pcc(lines.array, lines.rnaseq_mapped),
+      'r_log2': metrics.per_gene_pcc(lines.array, lines.rnaseq),
+      'r_shuffled': metrics.per_gene_pcc(lines.array, shuffled),
       'array_mean': lines.array.mean(axis=0),
   }, index=pd.Index(lines.genes, name='gene'))
 
@@ -140,7 +141,7 @@ def mapping_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def score_panels(config, data: panels_lib.GeneSplits, lines: Lines,
                  panels: dict[str, list[str]], targets: list[str]) -> dict:
-  """{(input, panel): `evaluate.gene_metrics`} of ridge fits on the compendium inferring
+  """{(input, panel): `metrics.gene_metrics`} of ridge fits on the compendium inferring
   `targets` (a random panel: those outside it) of the lines from each input of INPUTS."""
   results = {}
   batch = np.zeros(len(lines.array))   # the lines are one batch: mae_centred centres on it
@@ -152,7 +153,7 @@ def score_panels(config, data: panels_lib.GeneSplits, lines: Lines,
     model = regression.fit_ridge(data.train[:, x], data.train[:, y], data.val[:, x],
                                  data.val[:, y], config.evaluate.ridge_grid)
     for source, values in (('rnaseq', lines.rnaseq_mapped), ('array', lines.array_mapped)):
-      results[source, name] = evaluate.gene_metrics(
+      results[source, name] = metrics.gene_metrics(
           lines.array_mapped[:, y], model.predict(values[:, x]), own, batch,
           config.evaluate.block_size)
   return results

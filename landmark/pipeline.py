@@ -37,6 +37,7 @@ from landmark.data import streaming
 from landmark.evaluation import diagnostics
 from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
+from landmark.evaluation import reconstruction
 from landmark.evaluation import report
 from landmark.inference import saved_models
 from landmark.models import autoencoder
@@ -180,9 +181,10 @@ def train_seed(config: ml_collections.ConfigDict, workdir: str, splits: preproce
   """Trains (or resumes, or reloads) one AutoEncoder and scores it on the test split,
   beside `baselines` (`study_baselines(splits)`); `identity` goes into its checkpoints."""
   model, scaler, _ = train.train_autoencoder(config, workdir, splits.train, splits.val, identity)
-  quality = train.evaluate_reconstruction(model, scaler, splits.test, workdir,
-                                          config.evaluate.block_size, splits.train.features,
-                                          config.evaluate.permutation_alpha)
+  quality = reconstruction.evaluate_reconstruction(model, scaler, splits.test, workdir,
+                                                   config.evaluate.block_size,
+                                                   splits.train.features,
+                                                   config.evaluate.permutation_alpha)
   quality['baselines'] = diagnostics.ae_vs_baselines(quality['mean_mae'], baselines,
                                                      quality['mean_pcc'], config.model.bottleneck)
   fileio.write_text(os.path.join(workdir, 'ae_summary.json'), json.dumps(quality, indent=2))

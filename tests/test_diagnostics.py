@@ -7,11 +7,11 @@ import pytest
 from scipy import stats
 from sklearn import decomposition
 
+from landmark import metrics
 from landmark.data import correction
 from landmark.data import preprocess
 from landmark.data import readers
 from landmark.evaluation import diagnostics
-from landmark.evaluation import evaluate
 
 EPITHELIAL = ['CDH1', 'EPCAM', 'KRT7']
 
@@ -78,8 +78,8 @@ def test_pca_baselines_equal_sklearn_reconstruction():
     direct = decomposition.PCA(used, svd_solver='full').fit(train)
     reconstruction = direct.inverse_transform(direct.transform(test))
     assert baselines[f'pca_{width}'] == pytest.approx({
-        'components': used, 'mae': np.mean(evaluate.per_gene_mae(test, reconstruction)),
-        'pcc': np.mean(evaluate.per_gene_pcc(test, reconstruction))}, rel=1e-5)
+        'components': used, 'mae': np.mean(metrics.per_gene_mae(test, reconstruction)),
+        'pcc': np.mean(metrics.per_gene_pcc(test, reconstruction))}, rel=1e-5)
   assert len(diagnostics.fit_pca(train[:5], 100)[1]) == 4   # rank of 5 centred profiles
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from configs import test as test_config
 from landmark import errors
+from landmark import metrics
 from landmark import pipeline
 from landmark.data import preprocess
 from landmark.data import readers
-from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
 from landmark.inference import regression
 from landmark.inference import saved_models
@@ -88,7 +88,7 @@ def test_a_reloaded_model_predicts_exactly_what_it_did(kind, real_slice, tmp_pat
   names = [f'g{j}' for j in range(240)]
   genes = pd.DataFrame({'entrez': '', 'ensembl': '', 'probes': ''},
                        index=pd.Index(names, name='symbol'))
-  accuracy = evaluate.gene_metrics(test[:, y], model.predict(test[:, x]), names[y], np.zeros(12))
+  accuracy = metrics.gene_metrics(test[:, y], model.predict(test[:, x]), names[y], np.zeros(12))
   saved_models.save_model(str(tmp_path / kind), model, kind=kind, panel='p', config=config,
                        genes=genes, accuracy=accuracy, train_x=train[:, x], train_y=train[:, y],
                        test_x=test[:, x], test_y=test[:, y], identity='id',
@@ -102,9 +102,9 @@ def test_a_reloaded_model_predicts_exactly_what_it_did(kind, real_slice, tmp_pat
 def test_saved_models_reproduce_their_held_out_accuracy(workdir, held_out, kind):
   saved = saved_models.load_model(os.path.join(workdir, 'models', f'l1000_{kind}'))
   x, y = held_out.columns(saved.landmarks.index), held_out.columns(saved.targets.index)
-  metrics = evaluate.gene_metrics(held_out.test[:, y], saved.predict(held_out.test[:, x]),
+  accuracy = metrics.gene_metrics(held_out.test[:, y], saved.predict(held_out.test[:, x]),
                                   saved.targets.index, held_out.test_studies, permutation=False)
-  np.testing.assert_allclose(metrics['mae'], saved.accuracy['mae'], rtol=1e-6)
+  np.testing.assert_allclose(accuracy['mae'], saved.accuracy['mae'], rtol=1e-6)
   reported = pd.read_csv(os.path.join(workdir, 'panel_gene_metrics.tsv'), sep='\t')
   reported = reported[(reported['model'] == kind) & (reported['panel'] == 'l1000')]
   np.testing.assert_allclose(reported['mae'], saved.accuracy['mae'])
@@ -137,11 +137,11 @@ def test_infer_on_the_test_split_reproduces_the_held_out_accuracy(workdir, held_
   output = os.path.join(workdir, 'infer', f'l1000_{kind}')
   profiles = readers.read_any(os.path.join(output, 'profiles.gctx'))
   inferred = profiles.select_features(saved.targets.index).values
-  metrics = evaluate.gene_metrics(held_out.test[:, held_out.columns(saved.targets.index)],
+  accuracy = metrics.gene_metrics(held_out.test[:, held_out.columns(saved.targets.index)],
                                   inferred, saved.targets.index, held_out.test_studies,
                                   permutation=False)
-  assert metrics['mae'].mean() == pytest.approx(saved.accuracy['mae'].mean(), rel=0.1)
-  assert metrics['pcc'].mean() == pytest.approx(saved.accuracy['pcc'].mean(), abs=0.08)
+  assert accuracy['mae'].mean() == pytest.approx(saved.accuracy['mae'].mean(), rel=0.1)
+  assert accuracy['pcc'].mean() == pytest.approx(saved.accuracy['pcc'].mean(), abs=0.08)
   measured = profiles.select_features(saved.landmarks.index).values
   np.testing.assert_array_equal(saved.predict(measured), inferred)
   table = pd.read_csv(os.path.join(output, 'profiles.tsv'), sep='\t', index_col=0)

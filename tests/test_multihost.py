@@ -40,6 +40,7 @@ import pandas as pd
 from configs import test as test_config
 from configs import common
 from landmark.attribution import deeplift
+from landmark.evaluation import reconstruction
 from landmark.inference import regression
 from landmark.training import checkpointing
 from landmark.training import core
@@ -72,7 +73,7 @@ train.train_autoencoder(config, workdir, train_x, eval_x)
 config.train.epochs = 3   # resumes from the checkpoint of epoch 2
 model, scaler, history = train.train_autoencoder(config, workdir, train_x, eval_x)
 params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-summary = train.evaluate_reconstruction(model, scaler, eval_x, workdir)
+summary = reconstruction.evaluate_reconstruction(model, scaler, eval_x, workdir)
 
 scaled = scaler.transform(train_x)
 scores = deeplift.score_inputs(model.encoder_layers(), config.model.activation, scaled[:13],

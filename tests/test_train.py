@@ -15,6 +15,7 @@ from landmark.data import readers
 from landmark.data import scalers
 from landmark.data import streaming
 from landmark.evaluation import diagnostics
+from landmark.evaluation import reconstruction
 from landmark.models import autoencoder
 from landmark.training import core
 from landmark.training import metric_writing
@@ -46,10 +47,10 @@ def test_loss_is_mae_plus_l2_of_kernels():
   x = np.random.default_rng(0).uniform(size=(5, 30)).astype(np.float32)
   mask = np.array([1, 1, 1, 0, 0], np.float32)
   l2 = 0.01
-  reconstruction = np.asarray(model(x), np.float64)
+  reconstructed = np.asarray(model(x), np.float64)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   kernels = [layer['kernel'] for part in ('encoder', 'decoder') for layer in params[part].values()]
-  expected = (np.abs(reconstruction[:3] - x[:3]).mean()
+  expected = (np.abs(reconstructed[:3] - x[:3]).mean()
               + l2 * sum(np.sum(np.asarray(k, np.float64) ** 2) for k in kernels))
   assert len(kernels) == 4
   np.testing.assert_allclose(float(train.loss_fn(model, x, mask, l2)), expected, rtol=1e-6)
@@ -122,8 +123,8 @@ def test_model_and_scaler_are_saved_for_scoring(trained, real_slice):
 
 def test_evaluate_reconstruction_matches_training_summary(trained, real_slice):
   workdir, model, scaler, history = trained
-  summary = train.evaluate_reconstruction(model, scaler, real_slice[1], workdir,
-                                          permutation_block=256)
+  summary = reconstruction.evaluate_reconstruction(model, scaler, real_slice[1], workdir,
+                                                   permutation_block=256)
   table = pd.read_csv(os.path.join(workdir, 'ae_gene_metrics.tsv'), sep='\t')
   assert list(table.columns) == ['feature', 'mae', 'pcc', 'perm_p']
   assert len(table) == 1000 and summary['n_features'] == 1000
@@ -142,9 +143,9 @@ def test_mse_loss_is_mean_squared_error_plus_l2():
   model.eval()
   x = np.random.default_rng(0).normal(size=(5, 30)).astype(np.float32)
   mask = np.array([1, 1, 0, 1, 0], np.float32)
-  reconstruction = np.asarray(model(x), np.float64)
+  reconstructed = np.asarray(model(x), np.float64)
   penalty = 0.01 * sum(np.sum(np.asarray(k, np.float64) ** 2) for k in model.kernels())
-  expected = ((reconstruction - x) ** 2)[mask > 0].mean() + penalty
+  expected = ((reconstructed - x) ** 2)[mask > 0].mean() + penalty
   np.testing.assert_allclose(float(train.loss_fn(model, x, mask, 0.01, loss='mse')), expected,
                              rtol=1e-6)
 
@@ -195,8 +196,8 @@ def test_standardised_linear_mse_training_scores_in_original_units(real_slice, t
   np.testing.assert_allclose(scaler.mean, real_slice[0].mean(axis=0), rtol=1e-5, atol=1e-5)
   loaded = scalers.StandardScaler.load(tmp_path / 'scaler.npz')
   np.testing.assert_array_equal(loaded.std, scaler.std)
-  summary = train.evaluate_reconstruction(model, scaler, real_slice[1], str(tmp_path),
-                                          permutation_block=256)
+  summary = reconstruction.evaluate_reconstruction(model, scaler, real_slice[1], str(tmp_path),
+                                                   permutation_block=256)
   np.testing.assert_allclose(summary['mean_mae'], history[train.EVAL_MAE][-1], rtol=1e-4)
   np.testing.assert_allclose(summary['mean_pcc'], history[train.EVAL_PCC][-1], rtol=1e-3,
                              atol=1e-4)

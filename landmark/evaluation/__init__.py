@@ -1,2 +1,2 @@
-"""Floor 7, evaluation: per-gene metrics, statistical tests, panels, diagnostics,
-plots and the report."""
+"""Floor 7, evaluation: statistical tests, the AutoEncoder's reconstruction quality, panels,
+diagnostics, plots and the report."""

@@ -17,10 +17,10 @@ from numpy.typing import ArrayLike
 import pandas as pd
 from sklearn import decomposition
 
+from landmark import metrics
 from landmark.data import correction
 from landmark.data import preprocess
 from landmark.data import readers
-from landmark.evaluation import evaluate
 
 SIMILAR = 0.10   # relative MAE gap under which the AE is "about" the per-study mean
 PCA_WIDTHS = (10, 50)   # PCA baselines of every run, beside the one of the AE's bottleneck
@@ -94,7 +94,7 @@ def pca_baselines(pca: tuple[np.ndarray, np.ndarray], values: ArrayLike,
   """Reconstruction of held-out `values` by the first w components of `pca` (`fit_pca`),
   for every w in `widths`: mean + (x - mean) V_w' V_w.
 
-  Scored as the AE is: mean over genes of evaluate.per_gene_mae and per_gene_pcc, in the
+  Scored as the AE is: mean over genes of metrics.per_gene_mae and per_gene_pcc, in the
   units of `values`. Keys 'pca_<w>'; each entry has the components used (w capped by the
   components fitted), mae and pcc.
   """
@@ -107,8 +107,8 @@ def pca_baselines(pca: tuple[np.ndarray, np.ndarray], values: ArrayLike,
     reconstruction = mean + scores[:, :used] @ components[:used]
     baselines[f'pca_{width}'] = {
         'components': used,
-        'mae': float(np.mean(evaluate.per_gene_mae(values, reconstruction))),
-        'pcc': float(np.mean(evaluate.per_gene_pcc(values, reconstruction)))}
+        'mae': float(np.mean(metrics.per_gene_mae(values, reconstruction))),
+        'pcc': float(np.mean(metrics.per_gene_pcc(values, reconstruction)))}
   return baselines
 
 

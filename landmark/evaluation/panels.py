@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from landmark import fileio
+from landmark import metrics
 from landmark import progress
 from landmark.data import preprocess
 from landmark.evaluation import evaluate
@@ -108,7 +109,7 @@ def evaluate_panel(
     on_fit: Callable[[regression.LinearModel | regression.KNNModel | regression.DGEXModel,
                       list[str], pd.DataFrame], None] | None = None,
     workdir: str | None = None) -> pd.DataFrame:
-  """`evaluate.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`.
+  """`metrics.gene_metrics` (indexed by target) of `kind` inferring `targets` from `panel`.
 
   `on_fit(model, targets, metrics)`, if given, receives the fitted model with the targets
   it infers and their metrics (the pipeline saves it for `--mode=infer`); a D-GEX fit
@@ -120,11 +121,11 @@ def evaluate_panel(
                                          data.val[:, x], data.val[:, y], seed=seed,
                                          workdir=workdir)
   predicted = np.asarray(model.predict(data.test[:, x]))
-  metrics = evaluate.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
+  accuracy = metrics.gene_metrics(data.test[:, y], predicted, targets, data.test_studies,
                                   config.evaluate.block_size, permutation)
   if on_fit is not None:
-    on_fit(model, targets, metrics)
-  return metrics
+    on_fit(model, targets, accuracy)
+  return accuracy
 
 
 def evaluate_panels(config: ml_collections.ConfigDict, data: GeneSplits,

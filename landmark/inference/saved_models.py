@@ -43,13 +43,13 @@ from numpy.typing import ArrayLike
 import pandas as pd
 
 from landmark import fileio
+from landmark import metrics
 from landmark import run_identity
 from landmark.data import preprocess
 from landmark.data import readers
 from landmark.errors import ConfigError
 from landmark.errors import DataError
 from landmark.errors import RunIdentityError
-from landmark.evaluation import evaluate
 from landmark.inference import regression
 from landmark.models import dgex
 from landmark.training import checkpointing
@@ -128,7 +128,7 @@ def save_model(directory: str, model: regression.LinearModel | regression.DGEXMo
   """Saves a fitted linear/ridge/D-GEX `model` with all that applying it needs.
 
   `genes`: `gene_ids` of the landmarks then the targets, in the model's column order;
-  `accuracy`: its `evaluate.gene_metrics` on the test split (`test_x`, `test_y`);
+  `accuracy`: its `metrics.gene_metrics` on the test split (`test_x`, `test_y`);
   `identity`: the run_identity.digest of the evaluation that fitted it;
   `quantile_reference`: the run's quantile_reference.npy ('' if it has none).
   """
@@ -145,7 +145,7 @@ def save_model(directory: str, model: regression.LinearModel | regression.DGEXMo
   }
   predicted = np.asarray(model.predict(test_x))
   alpha = config.evaluate.permutation_alpha
-  accuracy = accuracy.assign(passes=evaluate.permutation_pass(accuracy['p_value'], alpha))
+  accuracy = accuracy.assign(passes=metrics.permutation_pass(accuracy['p_value'], alpha))
   manifest = {
       'kind': kind, 'panel': panel, 'landmarks': len(landmarks), 'targets': len(targets),
       'identity': identity,

@@ -43,12 +43,12 @@ from scipy.linalg import blas
 from sklearn import cluster
 from sklearn import decomposition
 
+from landmark import metrics
 from landmark import progress
 from landmark.attribution import attributions
 from landmark.attribution import deeplift
 from landmark.attribution import ranking
 from landmark.errors import ConfigError
-from landmark.evaluation import evaluate
 from landmark.selection import concrete_selection
 from landmark.selection import persist
 
@@ -239,7 +239,7 @@ def peel_off(context: SelectionContext, k: int, seed: int) -> list[str]:
   r). Each cluster contributes its most central gene: the highest mean correlation with
   the other members. Clusters are ranked by size, ties by that mean correlation.
   """
-  profiles = evaluate.standardise(context.train).T
+  profiles = metrics.standardise(context.train).T
   labels = cluster.KMeans(n_clusters=k, n_init=context.config.selectors.peel_off_restarts,
                           random_state=seed).fit_predict(profiles)
   centres = []

@@ -1,4 +1,4 @@
-"""Trains the paper's AutoEncoder (method.md section 2) and evaluates its reconstructions.
+"""Trains the paper's AutoEncoder (method.md section 2) and reconstructs with it.
 
 The AutoEncoder trains through the one training core (landmark.training.core): a jitted,
 donated `lax.scan` epoch over device-resident data split over the mesh's 'batch' axis
@@ -6,7 +6,8 @@ donated `lax.scan` epoch over device-resident data split over the mesh's 'batch'
 landmark.data.splits), orbax checkpoints every `config.train.checkpoint_every_epochs`
 epochs and at the end, exact resume, TensorBoard and a NaN stop. This module holds what
 is the AE's own: the model and optimizer built from the config, its loss, its scaler and
-the held-out reconstruction metrics.
+the per-epoch held-out summary (the evaluation floor's `evaluate_reconstruction` scores
+the trained model per gene).
 """
 
 import dataclasses
@@ -20,13 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import ml_collections
 import optax
-import pandas as pd
 
 from landmark import errors
-from landmark import fileio
 from landmark.data import scalers
 from landmark.data import splits
-from landmark.evaluation import evaluate
 from landmark.models import autoencoder
 from landmark.models import precision
 from landmark.training import core
@@ -164,8 +162,8 @@ def _heldout_summary(reconstruction, x, offset, span):
   """Mean per-gene MAE and PCC of a scaled reconstruction against `x`, in x's units.
 
   The per-epoch summary, on device so that the held-out set never leaves it; the same
-  values as the means of evaluate.per_gene_mae / per_gene_pcc (a gene constant in either
-  has PCC 0), which `evaluate_reconstruction` reports per gene.
+  values as the means of metrics.per_gene_mae / per_gene_pcc (a gene constant in either
+  has PCC 0), which the evaluation floor's `evaluate_reconstruction` reports per gene.
   """
   prediction = reconstruction * span + offset
   centred_x = x - x.mean(axis=0)
@@ -240,33 +238,3 @@ def train_autoencoder(config: ml_collections.ConfigDict, workdir: str,
                     mesh=mesh, workdir=workdir, identity=identity, evaluate=score_heldout,
                     config_text=config.to_json_best_effort(indent=2), descriptions=DESCRIPTIONS)
   return nnx.merge(eval_graphdef, result.state.params, rest), scaler, result.history
-
-
-def evaluate_reconstruction(model: autoencoder.AutoEncoder, scaler: scalers.AffineScaler,
-                            x: splits.Split | np.ndarray, workdir: str,
-                            permutation_block: int = 2048, features: Sequence[str] | None = None,
-                            alpha: float = 0.01) -> dict:
-  """Per-gene MAE, PCC and permutation p-value of reconstructing held-out `x` (original units;
-  a split, whose studies a study-conditional model is told, or an array).
-
-  Writes `<workdir>/ae_gene_metrics.tsv` (feature, mae, pcc, perm_p) and the density plot
-  `<workdir>/ae_density.png` (Fig. 2a) from process 0 (`sharding.is_primary`); returns a
-  summary dict.
-  """
-  x = splits.as_split(x)
-  codes = model.study_codes(x.meta['study'])
-  x = np.asarray(x.values, np.float32)
-  prediction = scaler.inverse_transform(
-      np.asarray(reconstruct(model, scaler.transform(x), study_codes=codes)))
-  mae = evaluate.per_gene_mae(x, prediction)
-  pcc = evaluate.per_gene_pcc(x, prediction)
-  perm_p = evaluate.permutation_test(x, prediction, block_size=permutation_block)
-  features = np.arange(x.shape[1]) if features is None else np.asarray(features)
-  if sharding.is_primary():
-    table = pd.DataFrame({'feature': features, 'mae': mae, 'pcc': pcc, 'perm_p': perm_p})
-    fileio.write_table(os.path.join(workdir, 'ae_gene_metrics.tsv'), table, index=False)
-    evaluate.plot_density(os.path.join(workdir, 'ae_density.png'),
-                          {'MAE': mae, 'PCC': pcc}, 'per-gene value on held-out samples')
-  return {'n_samples': len(x), 'n_features': x.shape[1], 'mean_mae': float(np.mean(mae)),
-          'mean_pcc': float(np.mean(pcc)), 'n_pass': int(np.sum(perm_p < alpha)),
-          'alpha': alpha}
