@@ -38,6 +38,7 @@ p-value among the random panels, `_gap_p`) and `selectors.png`. --summarize_only
 """
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -60,7 +61,9 @@ from landmark import sweep
 from landmark.data import readers
 from landmark.evaluation import evaluate
 from landmark.evaluation import panels as panels_lib
+from landmark.inference import regression
 from landmark.selection import selectors
+from landmark.training import metric_writing
 from landmark.training import train
 
 # Experiment modules share flag names; overridable so that tests can import several.
@@ -454,6 +457,36 @@ def plot(path, summary, run):
   fileio.save_figure(path, figure)
 
 
+def plot_dgex_curves(path, fold_dirs, run):
+  """Each D-GEX fit's validation MAE against epoch, one panel per fold, from the fits'
+  TensorBoard curves: whether `dgex.epochs` let the fits level off."""
+  curves = {fold: sorted(glob.glob(os.path.join(directory, CURVES, '*_dgex')))
+            for fold, directory in fold_dirs}
+  curves = {fold: dirs for fold, dirs in curves.items() if dirs}
+  if not curves:
+    return
+  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4.2), squeeze=False,
+                              sharey=True, layout='constrained')
+  colours = {'l1000': 'black', 'random': '0.6'}
+  palette = iter(plt.get_cmap('tab10').colors)
+  for ax, (fold, dirs) in zip(axes[0], curves.items()):
+    for directory in dirs:
+      name = os.path.basename(directory).split('_seed')[0]
+      if name not in colours:
+        colours[name] = next(palette)
+      steps, values = zip(*metric_writing.read_scalars(
+          os.path.join(directory, 'tensorboard'))[regression.VAL_MAE])
+      ax.plot(steps, values, color=colours[name], alpha=0.8, lw=1,
+              label=name if name != 'random' else 'random panels')
+    ax.set(xlabel='epoch', title=f'{fold}: {len(dirs)} D-GEX fits')
+    ax.grid(alpha=0.3)
+  axes[0, 0].set_ylabel('validation MAE of the targets (log2 units)')
+  handles = dict(zip(*reversed(axes[0, 0].get_legend_handles_labels())))
+  axes[0, 0].legend(handles.values(), handles.keys(), fontsize=8, title='panel')
+  figure.suptitle(f'{run}: D-GEX validation curves (the best epoch is kept)')
+  fileio.save_figure(path, figure)
+
+
 def main(argv):
   del argv
   config, workdir = flags.FLAGS.config, _WORKDIR.value
@@ -474,7 +507,10 @@ def main(argv):
                                 config.evaluate.permutation_alpha)
   fileio.write_table(os.path.join(workdir, 'selectors_folds.tsv'), per_fold, index=False)
   fileio.write_table(os.path.join(workdir, 'selectors_summary.tsv'), summary, index=False)
-  plot(os.path.join(workdir, 'selectors.png'), summary, os.path.basename(workdir.rstrip('/')))
+  run = os.path.basename(workdir.rstrip('/'))
+  plot(os.path.join(workdir, 'selectors.png'), summary, run)
+  plot_dgex_curves(os.path.join(workdir, 'dgex_curves.png'),
+                   [(fold, fold_workdir) for fold, _, fold_workdir in folds(config, workdir)], run)
   with pd.option_context('display.width', 250, 'display.max_columns', 30):
     print(summary.to_string(index=False))
 

@@ -11,6 +11,8 @@ from configs import compendium
 from configs import cross_study
 from configs import test as test_config
 from experiments import selector_benchmark
+from landmark.inference import regression
+from landmark.training import metric_writing
 
 
 def test_folds_are_held_out_studies_or_study_folds():
@@ -148,3 +150,17 @@ def test_a_fold_never_reuses_results_of_other_settings(tmp_path, monkeypatch):
   changed.train.epochs += 1
   with pytest.raises(ValueError, match='train.epochs'):
     selector_benchmark.run_fold('fold_0', changed, str(tmp_path), names, models, seeds)
+
+
+def test_dgex_curves_are_drawn_from_the_fits_tensorboard_runs(tmp_path):
+  for fold in ('fold_0', 'fold_1'):
+    for name in ('l1000_seed0_k943_dgex', 'random_seed3_k943_dgex',
+                 'deeplift_ae_seed0_k943_dgex'):
+      with metric_writing.MetricWriter(
+          tmp_path / fold / selector_benchmark.CURVES / name / 'tensorboard') as writer:
+        for epoch in range(1, 6):
+          writer.write_scalars(epoch, {regression.VAL_MAE: 0.5 - 0.01 * epoch})
+  path = tmp_path / 'dgex_curves.png'
+  selector_benchmark.plot_dgex_curves(
+      path, [(fold, tmp_path / fold) for fold in ('fold_0', 'fold_1', 'fold_2')], 'run')
+  assert path.stat().st_size > 0
