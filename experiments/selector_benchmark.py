@@ -21,7 +21,9 @@ to rerun it), then
 `selectors_summary.tsv` (mean over folds for each seed, then mean and sd over seeds, and the
 number of folds where the selector beats or trails L1000 at p < evaluate.permutation_alpha
 for every seed; each gap to L1000 also in random-panel sds, `_gap_z`, with its empirical
-p-value among the random panels, `_gap_p`) and `selectors.png`. --summarize_only tabulates the finished folds.
+p-value among the random panels, `_gap_p`), `selectors.md` (those tables in Markdown, with
+whether each selector meets the goal against L1000), `selectors.png` and, with D-GEX,
+`dgex_curves.png`. --summarize_only tabulates the finished folds.
 
   python -m experiments.selector_benchmark --config=configs/quick.py --workdir=runs/selectors
   # Leave one study out, all five folds; then D-GEX at k = 943 on the same panels:
@@ -358,10 +360,11 @@ def run_fold(fold, config, workdir, names, by_model, seeds, summarize_only=False
 def summarize(table, alpha):
   """(per-fold table, summary over folds); see the module docstring.
 
-  A gap to L1000 is set against the gaps of the random panels of the same fold, model and
-  k (`<metric>_gap_z`: the gap over their sd; over folds, the fold-mean gap over the sd of
-  the random seeds' fold-mean gaps) and `<metric>_gap_p`: the share of random panels whose
-  fold-mean gap is at least as good (one-sided, counting the selector itself).
+  A gap to L1000 is set against the gaps between random panels of the same fold, model and
+  k, the gaps that panels of equal quality show by chance: `<metric>_gap_z` is the gap over
+  the sd of the random panels' gaps (over folds: the fold-mean gap over the sd of the random
+  seeds' fold-mean gaps) and `<metric>_gap_p` the share of those gaps, taken about their
+  mean, at least as good (one-sided, counting the selector itself).
   """
   table = table.copy()
   for metric, lower_is_better in METRICS.items():
@@ -389,13 +392,16 @@ def summarize(table, alpha):
   random_gaps = over_folds[over_folds['selector'] == 'random'].groupby(['model', 'k'])
   for metric, lower_is_better in METRICS.items():
     sign = -1 if lower_is_better else 1
-    null = {group: sign * frame[f'{metric}_vs_l1000'].to_numpy() for group, frame in random_gaps}
+    # Gaps between panels of equal quality: the random panels' gaps about their mean.
+    null = {group: sign * (frame[f'{metric}_vs_l1000'] - frame[f'{metric}_vs_l1000'].mean()
+                           ).to_numpy() for group, frame in random_gaps}
     summary[f'{metric}_gap_p'] = [
         (1 + np.sum(null[model, k] >= sign * gap)) / (1 + len(null[model, k]))
-        if (model, k) in null else np.nan
+        if (model, k) in null and not np.isnan(gap) else np.nan
         for model, k, gap in zip(summary['model'], summary['k'], summary[f'{metric}_vs_l1000'])]
+    per_fold[f'{metric}_ahead'] = sign * per_fold[f'{metric}_vs_l1000'] > 0
   wins = per_fold.groupby(key, as_index=False, sort=False)[
-      [f'{m}_{side}' for m in METRICS for side in ('better', 'worse')]].sum()
+      [f'{m}_{side}' for m in METRICS for side in ('better', 'worse', 'ahead')]].sum()
   wins.columns = [*key, *(f'folds_{c}' for c in wins.columns[len(key):])]
   summary = summary.merge(wins, on=key).sort_values(key, ignore_index=True)
   return per_fold.sort_values(['fold', *key], ignore_index=True), summary
@@ -415,6 +421,50 @@ def _against_random(frame, group):
     for metric in METRICS:
       frame[f'{metric}_gap_z'] = (frame[f'{metric}_vs_l1000'].to_numpy()
                                   / of_random(f'{metric}_vs_l1000_sd'))
+
+
+GOAL_Z = 2.0   # the goal: gaps of at least this many random-panel sds on both metrics...
+GOAL_FOLDS = 2 / 3   # ...and ahead of L1000 in at least this share of the folds
+
+
+def markdown(summary, run):
+  """The summary as Markdown tables, one per model and k, best PCC gap first, with whether
+  each selector meets the goal (GOAL_Z, GOAL_FOLDS) against L1000."""
+  lines = [f'# {run}: every selector against L1000 and random panels', '',
+           'Means over the held-out folds (for each seed; ± sd over seeds). Gap: to L1000 on '
+           'the targets both leave out; z: the gap over the sd of the gaps between random '
+           'panels; p: the share of those gaps (and the selector\'s) as good. b/w/a: folds '
+           'where the selector is better / worse at paired-t p < alpha for every seed / ahead '
+           f'of L1000 on the fold mean. Goal: |z| >= {GOAL_Z:g} on both metrics and ahead in at '
+           f'least {GOAL_FOLDS:.0%} of the folds on both.', '']
+  for (model, k), group in summary.groupby(['model', 'k'], sort=True):
+    group = group.sort_values('pcc_vs_l1000', ascending=False, na_position='last')
+    lines += [f'## {model}, k = {k}', '',
+              '| selector | folds | seeds | PCC | PCC gap (z, p) | b/w/a | centred MAE '
+              '| MAE gap (z, p) | b/w/a | goal |', '|---|---|---|---|---|---|---|---|---|---|']
+    for _, row in group.iterrows():
+      cells = [row['selector'], str(int(row['folds'])), str(int(row['seeds']))]
+      for metric in METRICS:
+        spread = row[f'{metric}_mean_sd']
+        cells.append(f"{row[f'{metric}_mean']:.4f}" + ('' if np.isnan(spread) else
+                                                       f' ± {spread:.4f}'))
+        gap = row[f'{metric}_vs_l1000']
+        cells.append('—' if np.isnan(gap) else f"{gap:+.4f} ({row[f'{metric}_gap_z']:+.1f}, "
+                     f"{row[f'{metric}_gap_p']:.2f})")
+        cells.append('/'.join(str(int(row[f'folds_{metric}_{side}']))
+                              for side in ('better', 'worse', 'ahead')))
+      cells.append('yes' if meets_goal(row) else '')
+      lines.append('| ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def meets_goal(row):
+  """Whether a summary row beats L1000 by the goal's margin on both metrics."""
+  pcc, mae = row['pcc_gap_z'], row['mae_centred_gap_z']
+  enough = GOAL_FOLDS * row['folds']
+  return bool(pcc >= GOAL_Z and mae <= -GOAL_Z and row['folds_pcc_ahead'] >= enough
+              and row['folds_mae_centred_ahead'] >= enough)
 
 
 def plot(path, summary, run):
@@ -508,6 +558,7 @@ def main(argv):
   fileio.write_table(os.path.join(workdir, 'selectors_folds.tsv'), per_fold, index=False)
   fileio.write_table(os.path.join(workdir, 'selectors_summary.tsv'), summary, index=False)
   run = os.path.basename(workdir.rstrip('/'))
+  fileio.write_text(os.path.join(workdir, 'selectors.md'), markdown(summary, run))
   plot(os.path.join(workdir, 'selectors.png'), summary, run)
   plot_dgex_curves(os.path.join(workdir, 'dgex_curves.png'),
                    [(fold, fold_workdir) for fold, _, fold_workdir in folds(config, workdir)], run)
