@@ -29,8 +29,8 @@ every measurement alike and the ratios stay fair on a shared machine:
             `stream_file_mb`; `stream_baseline_rss_mb` is the process before any work),
             the resident memory at the end of each epoch and its mean growth per epoch
             (`stream_rss_after_epoch_mb`, `stream_rss_growth_per_epoch_mb`: ~0 when no
-            buffers are retained across epochs) and the fraction of the epoch the step waited for data
-            (`stream_data_wait_fraction`). The file is deleted afterwards; it was just
+            buffers are retained across epochs) and the fraction of the epoch the step waited for
+            data (`stream_data_wait_fraction`). The file is deleted afterwards; it was just
             written, so it is read from the page cache, not the disk.
 
 FLOP count of one step, batch B, layer sizes (in, out): forward F = 2 B sum(in * out);

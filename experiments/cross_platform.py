@@ -29,8 +29,9 @@ common targets; z > 0 means better.
 
 Writes into --workdir: mapping.tsv (per gene), mapping.png, cross_platform_panels.tsv (per
 input and panel, `panels.summarize`'s columns; its plain `mae_*` keep each gene's offset
-between platforms and between these lines and the compendium), cross_platform.tsv (each named panel against random panels and L1000),
-cross_platform.png and summary.md. A few minutes on a 2-core CPU.
+between platforms and between these lines and the compendium), cross_platform.tsv (each named
+panel against random panels and L1000), cross_platform.png and summary.md. A few minutes on a
+2-core CPU.
 
   python -m experiments.cross_platform --workdir=experiments/results/cross_platform
   python -m experiments.cross_platform --config=configs/cross_platform.py:random_sets=5 \

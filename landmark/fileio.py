@@ -19,7 +19,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
   directory = os.path.dirname(path) or '.'
   os.makedirs(directory, exist_ok=True)
   suffix = os.path.splitext(path)[1]
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=suffix, dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=suffix,
+                             dir=directory)
   os.close(fd)
   try:
     yield tmp

@@ -342,7 +342,8 @@ def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
 
 def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, model, targets,
                 metrics):
-  """Saves a model of a named panel in `<workdir>/models/<panel>_<kind>/` (landmark.inference.saved_models)."""
+  """Saves a model of a named panel in `<workdir>/models/<panel>_<kind>/`
+  (landmark.inference.saved_models)."""
   if kind not in saved_models.SAVED_KINDS:
     return
   x, y = genes.columns(panel), genes.columns(targets)
@@ -443,8 +444,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'all',
   evaluation, from the landmarks an earlier run of the same config left; `all` runs every
   stage. Results made under another config or other data stop the run before anything is
   written (landmark.run_identity), unless `overwrite` recomputes them. `infer` applies a
-  model the evaluation saved to new landmark measurements (landmark.inference.saved_models) and records
-  no stage.
+  model the evaluation saved to new landmark measurements (landmark.inference.saved_models) and
+  records no stage.
   """
   validation.check_config(config)
   if mode == 'sweep':

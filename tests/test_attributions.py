@@ -1,4 +1,5 @@
-"""Gradient x input and integrated gradients: Jacobians, completeness, streaming, DeepLIFT parity."""
+"""Gradient x input and integrated gradients: Jacobians, completeness, streaming, DeepLIFT
+parity."""
 
 import jax
 import jax.numpy as jnp

@@ -88,7 +88,8 @@ def test_training_is_seeded_and_keeps_each_module_exact_gene():
   # exact copy of its factor: any other choice reconstructs the module worse.
   for model in (first, other):
     assert np.asarray(model.selector.probabilities()).max(axis=1).min() > 0.9
-    assert set(concrete_selection.selected_inputs(model)) == set(range(0, 4 * PER_MODULE, PER_MODULE))
+    assert set(concrete_selection.selected_inputs(model)) == set(
+        range(0, 4 * PER_MODULE, PER_MODULE))
 
 
 def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch, crash_on_call):
@@ -103,7 +104,8 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(tmp_path, monkeypatch,
   resumed = concrete_selection.fit(x, 4, config, seed=3, workdir=str(tmp_path))
   np.testing.assert_array_equal(resumed.selector.logits[...], uninterrupted.selector.logits[...])
   scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
-  assert [step for step, _ in scalars[concrete_selection.MAX_PROBABILITY]] == list(range(10, 101, 10))
+  assert ([step for step, _ in scalars[concrete_selection.MAX_PROBABILITY]]
+          == list(range(10, 101, 10)))
 
 
 def test_bad_arguments():

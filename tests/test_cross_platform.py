@@ -104,7 +104,8 @@ def test_calibrated_z_on_a_tiny_case():
         assert table.loc[panel, f'{metric}_z_l1000'] == pytest.approx(
             sign * gap / np.std(pairs, ddof=1))
   assert np.isnan(table.loc['l1000', 'pcc_z_l1000'])
-  assert table.loc['deeplift', 'pcc_z_random'] > 0 and table.loc['deeplift', 'mae_centred_z_random'] > 0
+  assert (table.loc['deeplift', 'pcc_z_random'] > 0
+          and table.loc['deeplift', 'mae_centred_z_random'] > 0)
 
 
 def test_a_whole_run_scores_rnaseq_landmarks_against_the_array(experiment):

@@ -36,7 +36,8 @@ def test_17_real_studies_combine_on_their_shared_non_control_probes(real_compend
   assert compendium.shape == (580, 22215)
   assert compendium.meta['study'].value_counts().to_dict() == {**STUDY_SIZES, **MORE_STUDY_SIZES}
   assert tuple(compendium.meta['study'].unique()) == common.COMPENDIUM_STUDIES
-  probes = readers.read_probe_annotation(common.data_path('annotation', 'gpl96_probes.tsv'))['probe']
+  probes = readers.read_probe_annotation(
+      common.data_path('annotation', 'gpl96_probes.tsv'))['probe']
   assert set(compendium.features) == {p for p in probes if not p.startswith('AFFX')}
   # Each sample table labels its own folder's samples (GSE781's rows have no label).
   assert compendium.meta.loc['GSM71019', 'label'] == 'Normal'        # hgu133a/samples.tsv
@@ -99,7 +100,8 @@ def test_gctx_round_trip_and_feature_subset(real_compendium, tmp_path):
   np.testing.assert_array_equal(back.features, small.features)
   assert back.meta.loc[small.samples[0], 'label'] == small.meta['label'].iloc[0]
   with readers.GctxReader(path) as reader:
-    np.testing.assert_array_equal(reader.read(5, 17, [3, 1, 200]), small.values[5:17][:, [3, 1, 200]])
+    np.testing.assert_array_equal(reader.read(5, 17, [3, 1, 200]),
+                                  small.values[5:17][:, [3, 1, 200]])
   assert readers.read_gctx(path, max_samples=9).shape == (9, 300)
 
 

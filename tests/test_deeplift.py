@@ -1,4 +1,5 @@
-"""DeepLIFT Rescale: summation-to-delta, an independent NumPy implementation, streaming, a planted signal."""
+"""DeepLIFT Rescale: summation-to-delta, an independent NumPy implementation, streaming, a
+planted signal."""
 
 import jax
 import jax.numpy as jnp
@@ -51,9 +52,11 @@ def numpy_deeplift(layers, activations, x, reference, eps=1e-6):
 
 
 def summation_error(layers, x, reference, dtype):
-  c = np.asarray(deeplift.contributions(layers, 'sigmoid', x.astype(dtype), reference.astype(dtype)))
+  c = np.asarray(deeplift.contributions(layers, 'sigmoid', x.astype(dtype),
+                                        reference.astype(dtype)))
   assert c.dtype == dtype and c.shape == (len(x), layers[-1][0].shape[1], x.shape[1])
-  delta = numpy_forward(layers, ('sigmoid',) * 2, x) - numpy_forward(layers, ('sigmoid',) * 2, reference)
+  delta = (numpy_forward(layers, ('sigmoid',) * 2, x)
+           - numpy_forward(layers, ('sigmoid',) * 2, reference))
   return np.abs(c.sum(axis=-1) - delta).max() / np.abs(delta).max()
 
 

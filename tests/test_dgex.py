@@ -17,8 +17,8 @@ from landmark.training import sharding
 
 
 def fit_dgex(*args, **kwargs):
-  """regression.fit_dgex on one device, whatever the machine has: these batch sizes (10, 50) need not
-  split over more, and more give the same fit (test_sharding.py, test_multihost.py)."""
+  """regression.fit_dgex on one device, whatever the machine has: these batch sizes (10, 50) need
+  not split over more, and more give the same fit (test_sharding.py, test_multihost.py)."""
   return regression.fit_dgex(*args, mesh=sharding.device_mesh(1), **kwargs)
 
 
@@ -243,7 +243,8 @@ def test_interrupted_and_resumed_fit_equals_uninterrupted(noisy_data, tmp_path, 
   assert resumed.best_epoch == uninterrupted.best_epoch
   assert_trees_equal(resumed.history, uninterrupted.history)
   scalars = metric_writing.read_scalars(tmp_path / 'tensorboard')
-  assert {regression.TRAIN_MAE, regression.VAL_MAE, core.TRAIN_LOSS, core.LEARNING_RATE} <= set(scalars)
+  assert ({regression.TRAIN_MAE, regression.VAL_MAE, core.TRAIN_LOSS, core.LEARNING_RATE}
+          <= set(scalars))
   assert [step for step, _ in scalars[regression.VAL_MAE]] == list(range(1, 13))
   np.testing.assert_allclose([value for _, value in scalars[regression.VAL_MAE]],
                              uninterrupted.history['val_mae'], rtol=1e-6)

@@ -26,7 +26,8 @@ SEED_FILES = ('scaler.npz', 'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary
 EXPECTED_FILES = ('config.json', 'data_summary.json', 'quantile_reference.npy', 'ae_summary.json',
                   'landmarks.tsv', 'l1000_overlap.json', 'panel_deeplift.tsv', 'panels.tsv',
                   'panels.gmt',
-                  *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES), 'panel_summary.tsv', 'panel_comparisons.tsv',
+                  *(f'seed_{seed}/{name}' for seed in (0, 1) for name in SEED_FILES),
+                  'panel_summary.tsv', 'panel_comparisons.tsv',
                   'panel_gene_metrics.tsv', 'fig3_linear.png', 'fig3_dgex.png',
                   'go_deeplift.tsv', 'go_deeplift.png', 'go_l1000.png', 'headline_linear.png',
                   'headline_dgex.png', 'clustering.tsv', 'report.md')
@@ -40,7 +41,8 @@ def _main(workdir, *flags):
   return subprocess.run(
       [sys.executable, 'main.py', f'--config=configs/test.py:epochs={EPOCHS}',
        f'--config.model.bottleneck={BOTTLENECK}', f'--config.deeplift.top_k={PANEL_SIZE}',
-       f'--config.selector={SELECTOR}', f'--workdir={workdir}', *flags], capture_output=True, text=True, cwd=REPO)
+       f'--config.selector={SELECTOR}', f'--workdir={workdir}', *flags],
+      capture_output=True, text=True, cwd=REPO)
 
 
 @pytest.fixture(scope='module')

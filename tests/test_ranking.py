@@ -100,7 +100,8 @@ def test_l1000_overlap_by_hand(tmp_path):
   # G1 by symbol, G2 renamed (matched by Entrez), G3 by symbol, G15 outside the top 5, X not ranked.
   table.write_text('probe\tentrez\tsymbol\ttitle\n' + ''.join(
       f'{p}\t{e}\t{s}\t\n' for p, e, s in
-      [('a', '101', 'G1'), ('b', '102', 'OLD2'), ('c', '', 'G3'), ('d', '115', 'G15'), ('e', '999', 'X')]))
+      [('a', '101', 'G1'), ('b', '102', 'OLD2'), ('c', '', 'G3'), ('d', '115', 'G15'),
+       ('e', '999', 'X')]))
   landmarks = ranking.select_landmarks(ranked, k=5)
   result = ranking.l1000_overlap(landmarks, table, ranked)
   assert result['count'] == 3 and result['symbols'] == ['G1', 'G2', 'G3']
@@ -114,7 +115,8 @@ def test_l1000_overlap_by_hand(tmp_path):
 def test_write_landmarks_round_trip(tmp_path, small_annotation):
   ranked = ranking.rank_genes([0.2, 0.9, 0.5], ['p1', 'p3', 'p5'], small_annotation)
   ranking.write_landmarks(tmp_path / 'landmarks.tsv', ranked)
-  back = pd.read_csv(tmp_path / 'landmarks.tsv', sep='\t', dtype={'entrez': str}, keep_default_na=False)
+  back = pd.read_csv(tmp_path / 'landmarks.tsv', sep='\t', dtype={'entrez': str},
+                     keep_default_na=False)
   pd.testing.assert_frame_equal(back, ranked, check_dtype=False)
 
 

@@ -94,8 +94,9 @@ print('deeplift scores match')
 config_dgex = test_config.get_config('epochs=3').dgex
 config_dgex.hidden = (16,)
 config_dgex.optimizer = 'adam'
-fits = {devices: regression.fit_dgex(config_dgex, values[:56, :16], values[:56, 16:], values[56:, :16],
-                               values[56:, 16:], seed=1, mesh=sharding.device_mesh(devices))
+fits = {devices: regression.fit_dgex(config_dgex, values[:56, :16], values[:56, 16:],
+                                     values[56:, :16], values[56:, 16:], seed=1,
+                                     mesh=sharding.device_mesh(devices))
         for devices in (8, 1)}
 for key in ('train_mae', 'val_mae', 'learning_rate'):
   np.testing.assert_allclose(fits[8].history[key], fits[1].history[key], **TOLERANCE)

@@ -166,7 +166,8 @@ def test_streamed_deeplift_equals_in_memory(real_gctx):
   path, compendium = real_gctx
   n_features = compendium.shape[1]
   keys = jax.random.split(jax.random.key(0), 2)
-  layers = [(np.asarray(jax.random.normal(keys[0], (n_features, 12)) / 25), np.zeros(12, np.float32)),
+  layers = [(np.asarray(jax.random.normal(keys[0], (n_features, 12)) / 25),
+             np.zeros(12, np.float32)),
             (np.asarray(jax.random.normal(keys[1], (12, 4)) / 4), np.zeros(4, np.float32))]
   scaler = scalers.MinMaxScaler().fit(compendium.values)
   x = scaler.transform(compendium.values)

@@ -264,7 +264,8 @@ def _next_power_of_two(n):
 def _log_progress(n_done, num_samples, elapsed):
   rate = n_done / elapsed
   eta = f', ETA {(num_samples - n_done) / rate:.0f} s' if num_samples else ''
-  logging.log_every_n_seconds(logging.INFO, 'Attribution scores: %d%s samples, %.1f samples/s%s', 10,
+  logging.log_every_n_seconds(logging.INFO,
+                              'Attribution scores: %d%s samples, %.1f samples/s%s', 10,
                               n_done, f'/{num_samples}' if num_samples else '', rate, eta)
 
 

@@ -40,7 +40,8 @@ def _gene_entrez(annotation):
   """
   single = annotation[annotation.symbol.map(lambda field: len(_split(field)) == 1)]
   ids = single.assign(entrez=single.entrez.map(_split)).explode('entrez').dropna()
-  return ids.groupby('symbol', sort=False).entrez.agg(lambda x: f' {SEPARATOR} '.join(dict.fromkeys(x)))
+  return ids.groupby('symbol', sort=False).entrez.agg(
+      lambda x: f' {SEPARATOR} '.join(dict.fromkeys(x)))
 
 
 def rank_genes(probe_scores: ArrayLike, probes: ArrayLike,

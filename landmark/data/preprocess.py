@@ -215,7 +215,8 @@ def random_split(n: int, val_fraction: float, test_fraction: float,
   """Index arrays (train, val, test) of a seeded random split."""
   order = np.random.default_rng(seed).permutation(n)
   n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-  return np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]), np.sort(order[:n_test])
+  return (np.sort(order[n_test + n_val:]), np.sort(order[n_test:n_test + n_val]),
+          np.sort(order[:n_test]))
 
 
 def _hold_out(test, val_fraction, seed):
@@ -295,7 +296,8 @@ class QuantileNormalizer:
     if n == len(self.reference):
       targets = self.reference
     else:
-      targets = np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(self.reference)), self.reference)
+      targets = np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(self.reference)),
+                          self.reference)
     ranks = np.argsort(np.argsort(values, axis=1, kind='stable'), axis=1, kind='stable')
     return targets[ranks].astype(np.float32)
 
@@ -434,7 +436,8 @@ def collapse_to_genes(compendium: readers.Compendium, annotation: pd.DataFrame,
     if not present:
       raise DataError(compendium.source, 'none of the requested genes has a probe')
     if len(present) < len(genes):
-      logging.info('%d of %d requested genes have no probe in the data', len(genes) - len(present), len(genes))
+      logging.info('%d of %d requested genes have no probe in the data',
+                   len(genes) - len(present), len(genes))
     gene_values = gene_values.loc[present]
   return dataclasses.replace(compendium, values=gene_values.to_numpy(np.float32).T,
                              features=gene_values.index.to_numpy(str))

@@ -269,7 +269,8 @@ def read_gct(path: str, study: str | None = None) -> Compendium:
   col_meta.columns = frame.index[:n_col_meta]
   body = frame.iloc[n_col_meta:, n_row_meta:]
   if body.shape != (n_rows, n_cols):
-    raise DataError(path, f'header says {n_rows} x {n_cols}, body has {body.shape[0]} x {body.shape[1]}')
+    raise DataError(path, f'header says {n_rows} x {n_cols}, '
+                    f'body has {body.shape[0]} x {body.shape[1]}')
   _check_unique(path, body.index, 'feature')
   _check_unique(path, body.columns, 'sample')
   return Compendium(_numeric(path, body).T, body.index, body.columns,
@@ -505,7 +506,8 @@ def combine(compendia: Sequence[Compendium]) -> Compendium:
   if not shared:
     raise DataError(sources, 'the studies share no features')
   features = [f for f in compendia[0].features if f in shared]
-  dropped = {c.source: len(c.features) - len(features) for c in compendia if len(c.features) != len(features)}
+  dropped = {c.source: len(c.features) - len(features) for c in compendia
+             if len(c.features) != len(features)}
   if dropped:
     logging.info('Combining on %d shared features; dropped %s', len(features), dropped)
   parts = [c.select_features(features) for c in compendia]
@@ -598,6 +600,7 @@ def load_compendium(data_config: ml_collections.ConfigDict) -> Compendium:
   if data_config.samples_table:
     compendium = attach_sample_table(compendium, data_config.samples_table)
   if 0 < data_config.max_samples < compendium.shape[0]:
-    subset = np.random.default_rng(0).choice(compendium.shape[0], data_config.max_samples, replace=False)
+    subset = np.random.default_rng(0).choice(compendium.shape[0], data_config.max_samples,
+                                             replace=False)
     compendium = compendium.take_samples(np.sort(subset))
   return compendium

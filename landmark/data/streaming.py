@@ -155,8 +155,9 @@ class SampleStream:
       self.features = (reader.features if feature_index is None
                        else reader.features[self.feature_index])
       self.samples = reader.samples[rows]
-      self.meta = readers._meta(self.samples, readers._study_name(path),  # pylint: disable=protected-access
-                                 reader.sample_meta().iloc[rows])
+      self.meta = readers._meta(  # pylint: disable=protected-access
+          self.samples, readers._study_name(path),  # pylint: disable=protected-access
+          reader.sample_meta().iloc[rows])
     self.path, self.rows = path, rows
     self.chunk_samples, self.shuffle_buffer_chunks = chunk_samples, shuffle_buffer_chunks
     self.prefetch, self.transform = prefetch, transform

@@ -267,11 +267,12 @@ def calibrated_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
   """Each named panel of each model against L1000 and against random panels of its size.
 
   summary: `summarize`'s table (all named panels share the common targets). For each model,
-  panel, metric of `VERDICT_METRICS` (its name and `short` name) and `versus` ('L1000' or 'random panels'): the panel's
-  value, the reference value, the gap, the sd of the same gap among random panels
-  (`null_sd`: random minus random panel for L1000, via `evaluate.calibrated_gap`; random
-  panel minus their mean for random panels), z = gap / null_sd oriented so that positive
-  means this panel is better, whether |z| >= SIGNIFICANT_Z, and the verdict in words.
+  panel, metric of `VERDICT_METRICS` (its name and `short` name) and `versus` ('L1000' or
+  'random panels'): the panel's value, the reference value, the gap, the sd of the same gap
+  among random panels (`null_sd`: random minus random panel for L1000, via
+  `evaluate.calibrated_gap`; random panel minus their mean for random panels), z = gap / null_sd
+  oriented so that positive means this panel is better, whether |z| >= SIGNIFICANT_Z, and the
+  verdict in words.
   z is NaN where a model has fewer than 3 random panels.
   """
   rows = []

@@ -184,7 +184,8 @@ def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   seed_line = (f"Each of the {n_seeds} seeds' own DeepLIFT panel (`deeplift_seed_<s>`), as mean "
                f"± sd over seeds: {_seed_panels(summary)}." if n_seeds > 1 else '')
   comparisons = panels['comparisons']
-  split_sizes = ', '.join(f"{name} {split['samples']} profiles" for name, split in data_summary.items())
+  split_sizes = ', '.join(f"{name} {split['samples']} profiles"
+                          for name, split in data_summary.items())
   seed = quality['seeds'][0]
   lines = [
       f"# landmark run report: {evaluate.run_name(os.path.join(workdir, 'report.md'))}", '',
@@ -201,7 +202,8 @@ def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       _paper_differences(config, data_summary, panels), '',
       '## Details', '',
       f"Data: {split_sizes}; "
-      f"{data_summary['train']['features']} probes; studies {data_summary['train']['studies']}.", '',
+      f"{data_summary['train']['features']} probes; "
+      f"studies {data_summary['train']['studies']}.", '',
       '### AutoEncoder reconstruction (held-out test split, original units)', '',
       _table(_reconstruction_rows(quality, n_seeds)), '',
       'PCA is fitted on the training split and reconstructs each held-out profile from its '
@@ -210,9 +212,9 @@ def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       _link(workdir, f'seed_{seed}/ae_density.png', f'per-gene MAE and PCC, seed {seed}',
             image=True), '',
       '### DeepLIFT landmarks', '',
-      f"{_link(workdir, 'landmarks.tsv', 'landmarks.tsv')} ranks all {len(ranking)} genes by their mean "
-      f"DeepLIFT rank over the {n_seeds} seeds (each seed's own ranking, with scores, is "
-      f"`seed_<s>/landmarks.tsv`). {_seed_stability(ranking, k)} The top {k} share "
+      f"{_link(workdir, 'landmarks.tsv', 'landmarks.tsv')} ranks all {len(ranking)} genes by "
+      f"their mean DeepLIFT rank over the {n_seeds} seeds (each seed's own ranking, with scores, "
+      f"is `seed_<s>/landmarks.tsv`). {_seed_stability(ranking, k)} The top {k} share "
       f"{overlap['count']} genes with L1000's 978 landmarks (expected by chance "
       f"{overlap['expected']:.1f}, hypergeometric p = {overlap['p_value']:.3g}; the paper's "
       f"list shared 129). The top {k} as an assay panel: "
