@@ -262,8 +262,9 @@ def fold_identity(config, names, models):
   inference model's evaluation fields."""
   stages = run_identity.RunIdentity(config, '')
   fold = stages.identity('consensus')
-  scores = {f: v for f, v in stages.identity('evaluate').items()   # each panel's are its own
-            if f not in fold and not f.startswith('selector')}
+  # Selector fields belong to each panel; the random panels' count is a flag here.
+  scores = {f: v for f, v in stages.identity('evaluate').items()
+            if f not in fold and not f.startswith(('selector', 'evaluate.random_sets'))}
   flat = run_identity.flatten(config)
   return {'fold': fold,
           'selectors': {name: {f: v for f, v in flat.items()
@@ -287,11 +288,13 @@ def stale_results(config, workdir, current):
     changes = run_identity.RunIdentity(config, workdir).changes('consensus', recorded['fold'])
     raise ValueError(f'{workdir}: its data and AutoEncoders were made under another config or '
                      f'other data ({"; ".join(changes[:3])}); use another --workdir')
+  def changed(was, now):   # a field no longer part of an identity does not count
+    return any(was.get(field, run_identity.MISSING) != value for field, value in now.items())
   selectors_now, scores_now = current['selectors'], current['scores']
   return ({name for name, fields in recorded['selectors'].items()
-           if name in selectors_now and fields != selectors_now[name]},
+           if name in selectors_now and changed(fields, selectors_now[name])},
           {kind for kind, fields in recorded['scores'].items()
-           if kind in scores_now and fields != scores_now[kind]})
+           if kind in scores_now and changed(fields, scores_now[kind])})
 
 
 def record_identity(workdir, current):

@@ -148,6 +148,11 @@ def test_a_fold_never_reuses_results_of_other_settings(tmp_path, monkeypatch):
   summary = selector_benchmark.run_fold('fold_0', config, str(tmp_path), names, models, seeds,
                                         summarize_only=True)
   assert sorted(set(summary['selector'])) == ['l1000', 'random', 'variance']
+  # The pipeline's random-panel count is no setting of the benchmark's (a flag is).
+  scored.clear()
+  changed.evaluate.random_sets_nonlinear += 2
+  selector_benchmark.run_fold('fold_0', changed, str(tmp_path), names, models, seeds)
+  assert not scored
   # An evaluation setting: every panel is scored again.
   scored.clear()
   changed.evaluate.ridge_grid = (0.0, 1.0, 10.0)
