@@ -33,10 +33,17 @@ whether each selector meets the goal against L1000), `selectors.png` and, with D
   python -m experiments.selector_benchmark --config=configs/cross_study.py \
       --workdir=runs/selectors_loso --models=linear,ridge,dgex --k=100,300,943,2000 \
       --model_k=linear:100,300,943 --model_k=dgex:943 --config.selectors.peel_off_restarts=1
-  # 17 studies, grouped 5-fold CV by study, 3 AE seeds, 20 random panels, ridge:
+  # 17 studies, grouped 5-fold CV by study (every step: README, "Seventeen studies"), e.g.
+  # ridge with 3 AE seeds and 20 random panels:
   python -m experiments.selector_benchmark --config=configs/compendium.py:folds=5 \
       --workdir=runs/selectors_17 --models=ridge --k=100,300,943 --ae_seeds=3 \
       --random_seeds=20 --config.selectors.peel_off_restarts=1 [--summarize_only]
+  # The study-conditional AE's DeepLIFT panels, uncorrected data (the decoder is told the
+  # study instead); AE settings are the fold's, so it gets its own workdir:
+  python -m experiments.selector_benchmark --config=configs/compendium.py:folds=5 \
+      --config.model.study_conditional=True --config.preprocess.study_correction=none \
+      --workdir=runs/selectors_17_conditional \
+      --models=ridge --k=100,300,943 --selectors=deeplift_ae,deeplift_stratified,l1000,random
 """
 
 import dataclasses
@@ -166,11 +173,12 @@ def ranked_panels(context, names, sizes, seeds):
 
 
 def trained_encoder(config, workdir, splits, annotation, seed):
-  """AE seed `seed` of the fold (trained, resumed or reloaded in `<workdir>/seed_<seed>/`)."""
+  """AE seed `seed` of the fold (trained, resumed or reloaded in `<workdir>/seed_<seed>/`);
+  a study-conditional one (`model.study_conditional`) is told each training row's study."""
   seeded = config.copy_and_resolve_references()
   seeded.seed = seed
   model, scaler, _ = train.train_autoencoder(seeded, os.path.join(workdir, f'seed_{seed}'),
-                                             splits.train.values, splits.val.values)
+                                             splits.train, splits.val)
   return selectors.TrainedEncoder(model.encoder_layers(), config.model.activation,
                                   scaler.transform(splits.train.values), splits.train.features,
                                   annotation)
