@@ -18,9 +18,9 @@ Writes per fold and model `selectors_<model>.tsv` (one row per selector, seed an
 already there are read back, not rerun, and only missing ones are scored: delete a table
 to rerun it), then
 `selectors_folds.tsv` (per fold, seeds averaged: mean and sd, largest t-test p over seeds),
-`selectors_summary.tsv` (mean over folds for each seed, then mean and sd over seeds, and the
-number of folds where the selector beats or trails L1000 at p < evaluate.permutation_alpha
-for every seed; each gap to L1000 also in random-panel sds, `_gap_z`, with its empirical
+`selectors_summary.tsv` (mean over folds for each seed that covers them all, then mean and
+sd over seeds, and the number of folds where the selector beats or trails L1000 at
+p < evaluate.permutation_alpha for every seed; each gap to L1000 also in random-panel sds, `_gap_z`, with its empirical
 p-value among the random panels, `_gap_p`), `selectors.md` (those tables in Markdown, with
 whether each selector meets the goal against L1000), `selectors.png` and, with D-GEX,
 `dgex_curves.png`. --summarize_only tabulates the finished folds.
@@ -392,7 +392,10 @@ def summarize(table, alpha):
       **{f'{name}_sd': (name, 'std') for name in spread},
       **{f'{m}_vs_l1000_t_p': (f'{m}_vs_l1000_t_p', 'max') for m in METRICS},
       **{f'{m}_{side}': (f'{m}_{side}', 'all') for m in METRICS for side in ('better', 'worse')})
-  over_folds = table.groupby([*key, 'seed'], as_index=False, sort=False).agg(
+  # Over folds, a seed counts only if it covers every fold its selector has been scored on.
+  covered = (table.groupby([*key, 'seed'])['fold'].transform('nunique')
+             == table.groupby(key)['fold'].transform('nunique'))
+  over_folds = table[covered].groupby([*key, 'seed'], as_index=False, sort=False).agg(
       folds=('fold', 'nunique'), **{name: (name, 'mean') for name in means})
   summary = over_folds.groupby(key, as_index=False, sort=False).agg(
       folds=('folds', 'min'), seeds=('seed', 'count'),

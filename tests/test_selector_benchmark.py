@@ -176,3 +176,20 @@ def test_dgex_curves_are_drawn_from_the_fits_tensorboard_runs(tmp_path):
   selector_benchmark.plot_dgex_curves(
       path, [(fold, tmp_path / fold) for fold in ('fold_0', 'fold_1', 'fold_2')], 'run')
   assert path.stat().st_size > 0
+
+
+def test_a_seed_missing_folds_is_left_out_of_the_means_over_folds():
+  rows = [{'fold': fold, 'selector': 'random', 'seed': seed, 'pcc_mean': 0.3 + 0.01 * seed}
+          for fold in ('fold_0', 'fold_1') for seed in range(3)]
+  rows += [{'fold': 'fold_0', 'selector': 'deeplift_ae', 'seed': 0, 'pcc_mean': 0.40},
+           {'fold': 'fold_1', 'selector': 'deeplift_ae', 'seed': 0, 'pcc_mean': 0.30},
+           {'fold': 'fold_0', 'selector': 'deeplift_ae', 'seed': 1, 'pcc_mean': 0.90}]
+  table = pd.DataFrame(rows).assign(k=943, model='ridge', targets=50, mae_centred_mean=0.5,
+                                    mae_mean=1.0, pcc_vs_l1000=0.0, mae_centred_vs_l1000=0.0,
+                                    pcc_vs_l1000_t_p=1.0, mae_centred_vs_l1000_t_p=1.0)
+  per_fold, summary = selector_benchmark.summarize(table, alpha=0.01)
+  row = summary.set_index('selector').loc['deeplift_ae']
+  assert row['seeds'] == 1 and row['folds'] == 2 and row['pcc_mean'] == pytest.approx(0.35)
+  # Per fold, every seed of the fold counts.
+  fold_0 = per_fold.set_index(['fold', 'selector']).loc[('fold_0', 'deeplift_ae')]
+  assert fold_0['seeds'] == 2 and fold_0['pcc_mean'] == pytest.approx(0.65)
