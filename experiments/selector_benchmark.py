@@ -115,7 +115,7 @@ SELECTOR_FIELDS = {
     'persist': ('selectors.persist.',),
 }
 METRICS = {'pcc': False, 'mae_centred': True}   # metric: lower is better
-LABELS = {'pcc': 'PCC', 'mae_centred': 'MAE, each held-out study centred'}
+LABELS = {'pcc': 'mean target PCC', 'mae_centred': 'mean target MAE, studies centred (log2)'}
 ATTRIBUTION = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients',
                          'deeplift_stratified', 'gradient_x_input_stratified'})
 
@@ -482,42 +482,60 @@ def meets_goal(row):
 
 
 def plot(path, summary, run):
-  """Mean PCC and centred MAE against k, one column per model: every selector (bars: sd over
-  seeds), L1000 (dashed) and the random panels' mean ± 2 sd (grey band).
+  """Each selector's gap to L1000 (on the targets both leave out) against k, per metric
+  (rows) and model (columns), beside the random panels' gaps (mean ± 2 sd, grey): a
+  selector beats L1000 where it lies clear of zero on the better side and of the band.
+  Bars: sd over seeds. Only selectors scored on every fold of the model are drawn.
 
-  L1000 has at most 943 genes: above that its points repeat its whole list.
+  L1000 has at most 943 genes: above that the gaps are to its whole list.
   """
   models = summary['model'].unique()
   names = [n for n in summary['selector'].unique() if n not in ('l1000', 'random')]
   colours = dict(zip(names, plt.get_cmap('tab20').colors))
   markers = dict(zip(names, 'osD^v<>pPhX*d'))
-  figure, axes = plt.subplots(len(METRICS), len(models), figsize=(6.5 * len(models), 9),
+  figure, axes = plt.subplots(len(METRICS), len(models), figsize=(5.5 * len(models) + 3, 8.5),
                               squeeze=False, layout='constrained')
+  left_out = []
   for column, kind in enumerate(models):
     of_model = summary[summary['model'] == kind]
-    for row, metric in enumerate(METRICS):
+    folds_done = int(of_model['folds'].max())
+    complete = of_model[of_model['folds'] == folds_done]
+    left_out += [f'{name} ({kind})' for name in
+                 sorted(set(of_model['selector']) - set(complete['selector']))]
+    sizes = sorted(of_model['k'].unique())
+    for row, (metric, lower_is_better) in enumerate(METRICS.items()):
       ax = axes[row, column]
-      random = of_model[of_model['selector'] == 'random'].sort_values('k')
-      ax.fill_between(random['k'], random[f'{metric}_mean'] - 2 * random[f'{metric}_mean_sd'],
-                      random[f'{metric}_mean'] + 2 * random[f'{metric}_mean_sd'], color='0.85',
-                      label=f'random genes, mean ± 2 sd ({int(random["seeds"].min())} panels)')
-      l1000 = of_model[of_model['selector'] == 'l1000'].sort_values('k')
-      ax.plot(l1000['k'], l1000[f'{metric}_mean'], 'k--', marker='s', label='L1000')
+      ax.axhline(0.0, color='black', ls='--', lw=1.2, label='L1000 (gap 0)')
+      random = complete[complete['selector'] == 'random'].sort_values('k')
+      centre, spread = random[f'{metric}_vs_l1000'], 2 * random[f'{metric}_vs_l1000_sd']
+      ax.errorbar(random['k'], centre, yerr=spread, color='0.55', lw=0, elinewidth=6,
+                  alpha=0.5, label='random genes, mean ± 2 sd')
+      if len(random) > 1:
+        ax.fill_between(random['k'], centre - spread, centre + spread, color='0.88')
       for name in names:
-        group = of_model[of_model['selector'] == name].sort_values('k')
+        group = complete[complete['selector'] == name].sort_values('k')
         if len(group):
-          ax.errorbar(group['k'], group[f'{metric}_mean'],
-                      yerr=group[f'{metric}_mean_sd'].fillna(0), marker=markers[name],
+          ax.errorbar(group['k'], group[f'{metric}_vs_l1000'],
+                      yerr=group[f'{metric}_vs_l1000_sd'].fillna(0), marker=markers[name],
                       color=colours[name], capsize=3, label=name)
-      sizes = sorted(of_model['k'].unique())
-      better = 'lower' if METRICS[metric] else 'higher'
+      side = 'below' if lower_is_better else 'above'
       ax.set(xscale='log', xlabel='panel size k (genes)',
-             ylabel=f'mean target-gene {LABELS[metric]} ({better} is better)',
-             title=f'{run}: {kind} inference, mean over {int(of_model["folds"].min())} '
-                   f'held-out folds')
+             ylabel=f'{LABELS[metric]}: selector − L1000\n({side} 0 = better than L1000)',
+             title=f'{kind}: mean over {folds_done} held-out folds, '
+                   f'{int(random["seeds"].min())} random panels')
       ax.set_xticks(sizes, [str(k) for k in sizes])
+      ax.set_xlim(min(sizes) / 1.5, max(sizes) * 1.5)
       ax.minorticks_off()
-  axes[0, 0].legend(fontsize=8, title='selector (bars: sd over seeds)')
+      ax.grid(alpha=0.3)
+  handles = {}
+  for ax in axes.flat:
+    handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+  figure.legend(handles.values(), handles.keys(), loc='outside right center', fontsize=8,
+                title='selector (bars: sd over seeds)')
+  figure.suptitle(f'{run}: selectors against L1000 on held-out studies, by panel size')
+  if left_out:
+    figure.supxlabel('Not yet scored on every fold, left out: ' + ', '.join(left_out),
+                     fontsize=7, wrap=True)
   fileio.save_figure(path, figure)
 
 

@@ -56,7 +56,7 @@ def test_summary_sets_each_selector_against_its_folds_random_panels():
   assert row['pcc_z_random'] == pytest.approx(z) and row['folds'] == 2
 
 
-def test_gaps_are_set_against_the_random_panels_gaps():
+def test_gaps_are_set_against_the_random_panels_gaps(tmp_path):
   rows = [{'fold': fold, 'selector': 'random', 'seed': seed, 'pcc_vs_l1000': gap,
            'mae_centred_vs_l1000': -gap}
           for fold in ('fold_0', 'fold_1') for seed, gap in enumerate((-0.02, -0.01, 0.0, 0.01))]
@@ -86,6 +86,8 @@ def test_gaps_are_set_against_the_random_panels_gaps():
   stronger['pcc_gap_z'], stronger['mae_centred_gap_z'] = 2.0, -2.0
   assert selector_benchmark.meets_goal(stronger)
   assert '| best | 2 | 1 |' in selector_benchmark.markdown(summary, 'run')
+  selector_benchmark.plot(tmp_path / 'selectors.png', summary, 'run')
+  assert (tmp_path / 'selectors.png').stat().st_size > 0
 
 
 def fake_fold(monkeypatch):
