@@ -547,11 +547,15 @@ def plot_dgex_curves(path, fold_dirs, run):
   curves = {fold: dirs for fold, dirs in curves.items() if dirs}
   if not curves:
     return
-  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4.2), squeeze=False,
-                              sharey=True, layout='constrained')
+  columns = min(3, len(curves))
+  rows = -(-len(curves) // columns)
+  figure, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.8 * rows),
+                              squeeze=False, sharey=True, layout='constrained')
+  for ax in axes.flat[len(curves):]:
+    ax.set_visible(False)
   colours = {'l1000': 'black', 'random': '0.6'}
   palette = iter(plt.get_cmap('tab10').colors)
-  for ax, (fold, dirs) in zip(axes[0], curves.items()):
+  for ax, (fold, dirs) in zip(axes.flat, curves.items()):
     for directory in dirs:
       name = os.path.basename(directory).split('_seed')[0]
       if name not in colours:
@@ -560,9 +564,9 @@ def plot_dgex_curves(path, fold_dirs, run):
           os.path.join(directory, 'tensorboard'))[regression.VAL_MAE])
       ax.plot(steps, values, color=colours[name], alpha=0.8, lw=1,
               label=name if name != 'random' else 'random panels')
-    ax.set(xlabel='epoch', title=f'{fold}: {len(dirs)} D-GEX fits')
+    ax.set(xlabel='epoch', ylabel='validation MAE of the targets (log2)',
+           title=f'{fold}: {len(dirs)} D-GEX fits')
     ax.grid(alpha=0.3)
-  axes[0, 0].set_ylabel('validation MAE of the targets (log2 units)')
   handles = dict(zip(*reversed(axes[0, 0].get_legend_handles_labels())))
   axes[0, 0].legend(handles.values(), handles.keys(), fontsize=8, title='panel')
   figure.suptitle(f'{run}: D-GEX validation curves (the best epoch is kept)')
