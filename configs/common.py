@@ -222,7 +222,10 @@ def base_config():
   config.selectors.persist.epochs = 200            # each bisection fit
   config.selectors.persist.finetune_epochs = 50    # the fit with exactly k gates allowed
   config.selectors.persist.batch_size = 64
-  config.selectors.persist.learning_rate = 1e-2    # Adam
+  config.selectors.persist.learning_rate = 1e-2    # Adam, the reconstruction MLP's
+  config.selectors.persist.gate_learning_rate = 0.1   # Adam, the gates' log α: at 1e-2 a
+                                           # gate needs ~440 steps to close, more than a fit
+                                           # on a few hundred profiles has
   config.selectors.persist.bisection_steps = 8     # fits tuning lambda (fewer if one hits k)
   config.selectors.persist.lambda_min = 1e-3       # price of an open gate, in genes' worth
   config.selectors.persist.lambda_max = 1e2        # of explained variance (per-gene z-scores)

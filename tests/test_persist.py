@@ -19,7 +19,8 @@ EPOCHS, FINETUNE_EPOCHS = 150, 30
 
 def settings(**overrides):
   defaults = dict(hidden=(32,), epochs=EPOCHS, finetune_epochs=FINETUNE_EPOCHS, batch_size=64,
-                  learning_rate=1e-2, bisection_steps=8, lambda_min=1e-3, lambda_max=1e2)
+                  learning_rate=1e-2, gate_learning_rate=0.1, bisection_steps=8,
+                  lambda_min=1e-3, lambda_max=1e2)
   return ml_collections.ConfigDict({**defaults, **overrides})
 
 
@@ -72,8 +73,8 @@ def test_persist_finds_the_planted_drivers(drivers):
   values, planted, selection = drivers
   assert set(selection.columns.tolist()) == planted   # all 5 measured over data seeds 0-2,
                                                       # selection seeds 0-1
-  # Not given away: a low price keeps nearly every gate open (the first bisection fit).
-  assert selection.trials[0][1] > 0.9 * values.shape[1]
+  # Not given away: a low price keeps many more gates open (the first bisection fit).
+  assert selection.trials[0][1] > 4 * N_DRIVERS
 
 
 def test_bisection_closes_the_gates_to_exactly_k(drivers):
@@ -98,11 +99,11 @@ def test_the_rule_for_exactly_k():
 
 
 def test_k_gates_when_the_bisection_cannot_land_on_k():
-  """Two steps try lambda 0.32 (almost every gate open) and 5.6 (none): the genes are the
+  """Two steps try lambda 0.32 (more than k gates open) and 5.6 (fewer): the genes are the
   first fit's k gates of highest log α, and the fine-tune keeps exactly those."""
   values, _ = driver_data()
   selection = persist.select(values, 3, settings(bisection_steps=2), seed=0)
-  assert [n for _, n in selection.trials][1] == 0 and selection.trials[0][1] > 3
+  assert [n for _, n in selection.trials][1] < 3 < selection.trials[0][1]
   assert selection.penalty == selection.trials[0][0] and len(set(selection.columns)) == 3
   allowed = np.flatnonzero(np.asarray(selection.model.gates.allowed[...]))
   assert set(allowed.tolist()) == set(selection.columns.tolist())

@@ -30,7 +30,7 @@ def make_config(**selector_overrides):
       concrete=dict(hidden=(64,), epochs=200, batch_size=50, learning_rate=1e-2,
                     selector_learning_rate=1e-2, start_temperature=10.0, end_temperature=0.01),
       persist=dict(hidden=(16,), epochs=20, finetune_epochs=5, batch_size=32, learning_rate=1e-2,
-                   bisection_steps=3, lambda_min=1e-3, lambda_max=1e2)))
+                   gate_learning_rate=0.1, bisection_steps=3, lambda_min=1e-3, lambda_max=1e2)))
   config.selectors.update(selector_overrides)
   return config
 

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from landmark.inference import regression
 from landmark.models import concrete
@@ -58,25 +57,6 @@ def _max_probability(graphdef, params):
   return nnx.merge(graphdef, params).selector.probabilities().max(axis=1).mean()
 
 
-def _part(params):
-  """'selector' for the selector's logits, 'decoder' for every other parameter."""
-  return {name: jax.tree.map(lambda _: 'selector' if name == 'selector' else 'decoder', tree)
-          for name, tree in params.items()}
-
-
-def _two_rate_adam(learning_rate, selector_learning_rate):
-  return optax.multi_transform({'decoder': optax.adam(learning_rate),
-                                'selector': optax.adam(selector_learning_rate)}, _part)
-
-
-@functools.lru_cache(maxsize=16)
-def _adam(learning_rate, selector_learning_rate):
-  """Adam at `learning_rate` for the decoder and `selector_learning_rate` for the logits
-  (the core sets and logs 'learning_rate', the decoder's)."""
-  return optax.inject_hyperparams(_two_rate_adam)(
-      learning_rate=learning_rate, selector_learning_rate=selector_learning_rate)
-
-
 def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
         workdir: str | None = None) -> concrete.ConcreteAutoencoder:
   """Trains a Concrete Autoencoder selecting k of x's columns; returns the model.
@@ -108,7 +88,8 @@ def fit(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int = 0,
   graphdef = nnx.graphdef(model)
   objective = AnnealedReconstruction(config.epochs * -(-len(data) // batch_size),
                                      config.start_temperature, config.end_temperature)
-  optimizer = _adam(config.learning_rate, config.selector_learning_rate)
+  optimizer = core.adam_with_part_rate(config.learning_rate, 'selector',
+                                       config.selector_learning_rate)
   every = max(1, config.epochs // 10)
   loop = core.Loop(config.epochs, batch_size, name=f'Concrete AE (k={k})',
                    diverged_field='selectors.concrete.learning_rate', eval_every=every,

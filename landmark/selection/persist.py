@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from landmark.errors import ConfigError
 from landmark.inference import regression
@@ -52,7 +51,7 @@ def check_config(settings: ml_collections.ConfigDict) -> None:
     value = settings[name]
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f'{FIELD}.{name}', f'must be an integer >= 1, got {value!r}')
-  for name in ('learning_rate', 'lambda_min', 'lambda_max'):
+  for name in ('learning_rate', 'gate_learning_rate', 'lambda_min', 'lambda_max'):
     value = settings[name]
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < np.inf:
       raise ConfigError(f'{FIELD}.{name}', f'must be positive and finite, got {value!r}')
@@ -79,11 +78,6 @@ class SparseReconstruction:
 @functools.partial(jax.jit, static_argnums=0)
 def _open_gates(graphdef, params, rest):
   return nnx.merge(graphdef, params, rest).gates.open_count()
-
-
-@functools.lru_cache(maxsize=16)
-def _adam(learning_rate):
-  return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
 
 def choose_fit(open_gates: list[int], k: int) -> int:
@@ -120,7 +114,8 @@ def _fit(model, data, penalty, epochs, batch_size, config, *, seed, mesh, stage,
                    checkpoint_every=every)
   rows = {'x': data, 'penalty': np.full(len(data), penalty, np.float32)}
   workdir = None if workdir is None else os.path.join(workdir, stage)
-  return core.fit(model, SparseReconstruction(), _adam(config.learning_rate), rows, loop,
+  optimizer = core.adam_with_part_rate(config.learning_rate, 'gates', config.gate_learning_rate)
+  return core.fit(model, SparseReconstruction(), optimizer, rows, loop,
                   seed=seed, mesh=mesh, workdir=workdir,
                   identity={**identity, 'stage': stage, 'lambda': penalty},
                   evaluate=lambda params: {OPEN_GATES: _open_gates(graphdef, params, rest)},
@@ -133,7 +128,8 @@ def select(x: np.ndarray, k: int, config: ml_collections.ConfigDict, seed: int =
   """Selects k of x's columns (samples, genes) as in the module docstring.
 
   config: `config.selectors.persist` (hidden, epochs, finetune_epochs, batch_size,
-  learning_rate, bisection_steps, lambda_min, lambda_max). With a `workdir`, each fit
+  learning_rate, gate_learning_rate, bisection_steps, lambda_min, lambda_max). With a
+  `workdir`, each fit
   keeps its TensorBoard curves and resumable checkpoints in `<workdir>/bisection_<i>` or
   `<workdir>/finetune`, so a rerun resumes where an interrupted one stopped.
   """

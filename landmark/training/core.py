@@ -258,6 +258,25 @@ def _stream_epoch(state, objective, optimizer, stream, epoch, batch_size, seed, 
            batches.wait_seconds / (time.perf_counter() - started)})
 
 
+@functools.lru_cache(maxsize=32)
+def adam_with_part_rate(learning_rate: float, part: str, part_learning_rate: float
+                        ) -> optax.GradientTransformation:
+  """Adam at `part_learning_rate` for the parameters under the model's attribute `part` (a
+  selection layer's logits, which must travel far within one fit) and at `learning_rate`
+  for the others; the core sets and logs 'learning_rate'. Cached, so that one setting is
+  one optimizer object and reuses its compiled epoch."""
+  def labels(params):
+    return {name: jax.tree.map(lambda _: 'part' if name == part else 'rest', tree)
+            for name, tree in params.items()}
+
+  def two_rates(learning_rate, part_learning_rate):
+    return optax.multi_transform({'rest': optax.adam(learning_rate),
+                                  'part': optax.adam(part_learning_rate)}, labels)
+
+  return optax.inject_hyperparams(two_rates)(learning_rate=learning_rate,
+                                             part_learning_rate=part_learning_rate)
+
+
 def set_learning_rate(opt_state: optax.InjectStatefulHyperparamsState,
                       learning_rate: float) -> optax.InjectStatefulHyperparamsState:
   """`opt_state` of an `optax.inject_hyperparams` optimizer with a new learning rate.
