@@ -112,10 +112,10 @@ def test_ridge_picks_the_penalty_with_the_lowest_validation_error():
     chosen = regression.fit_ridge(x_train, y_train, x_val, y_val, grid)
     scale = np.mean(np.linalg.svd(x_train - x_train.mean(axis=0), compute_uv=False) ** 2)
     candidates = [regression.fit_linear(x_train, y_train, ridge=p * scale) for p in grid]
-  errors = [np.mean(np.abs(m.predict(x_val) - y_val)) for m in candidates]
-  best = candidates[int(np.argmin(errors))]
-  np.testing.assert_allclose(chosen.weights, best.weights, rtol=1e-8, atol=1e-10)
-  np.testing.assert_allclose(chosen.predict(x_val), best.predict(x_val), rtol=1e-8)
+    errors = [np.mean(np.abs(m.predict(x_val) - y_val)) for m in candidates]
+    best = candidates[int(np.argmin(errors))]
+    np.testing.assert_allclose(chosen.weights, best.weights, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(chosen.predict(x_val), best.predict(x_val), rtol=1e-8)
   assert np.argmin(errors) != 0   # noise this strong: least squares is not the pick
 
 
