@@ -491,7 +491,8 @@ def plot(path, summary, run):
   """
   models = summary['model'].unique()
   names = [n for n in summary['selector'].unique() if n not in ('l1000', 'random')]
-  colours = dict(zip(names, plt.get_cmap('tab20').colors))
+  palette = plt.get_cmap('tab20').colors
+  colours = dict(zip(names, palette[::2] + palette[1::2]))   # ten strong colours first
   markers = dict(zip(names, 'osD^v<>pPhX*d'))
   figure, axes = plt.subplots(len(METRICS), len(models), figsize=(5.5 * len(models) + 3, 8.5),
                               squeeze=False, layout='constrained')
