@@ -20,8 +20,10 @@ to rerun it), then
 `selectors_folds.tsv` (per fold, seeds averaged: mean and sd, largest t-test p over seeds),
 `selectors_summary.tsv` (mean over folds for each seed that covers them all, then mean and
 sd over seeds, and the number of folds where the selector beats or trails L1000 at
-p < evaluate.permutation_alpha for every seed; each gap to L1000 also in random-panel sds, `_gap_z`, with its empirical
-p-value among the random panels, `_gap_p`), `selectors.md` (those tables in Markdown, with
+p < evaluate.permutation_alpha for every seed; each gap to L1000 also in sds of the random
+panels' own gaps to L1000, `_gap_z`, with its empirical p among them, `_gap_p`; note that
+`evaluate.calibrated_gap`, which the pipeline's report uses, takes the sd of random-minus-
+random gaps, about √2 wider), `selectors.md` (those tables in Markdown, with
 whether each selector meets the goal against L1000), `selectors.png` and, with D-GEX,
 `dgex_curves.png`. --summarize_only tabulates the finished folds.
 
@@ -116,8 +118,6 @@ SELECTOR_FIELDS = {
 }
 METRICS = {'pcc': False, 'mae_centred': True}   # metric: lower is better
 LABELS = {'pcc': 'mean target PCC', 'mae_centred': 'mean target MAE, studies centred (log2)'}
-ATTRIBUTION = frozenset({'deeplift_ae', 'gradient_x_input', 'integrated_gradients',
-                         'deeplift_stratified', 'gradient_x_input_stratified'})
 
 
 def sizes_by_model(models, sizes, model_sizes):
@@ -150,7 +150,7 @@ def folds(config, workdir):
 def seeds_of(name, seeds):
   """The seeds selector `name` runs with; `seeds` maps 'stochastic', 'random' and 'ae' to
   counts (the attribution selectors' seed is their AE's)."""
-  if name in ATTRIBUTION:
+  if name in selectors.NEEDS_ENCODER:
     return range(seeds['ae'])
   if name == 'random':
     return range(seeds['random'])
@@ -209,13 +209,13 @@ def fold_panels(config, workdir, names, sizes, seeds, stale=frozenset()):
     context = selectors.SelectionContext(genes.genes, genes.train,
                                          panels_lib.read_symbols(config.data.dgex_landmarks),
                                          config, studies=genes.train_studies)
-    chosen = ranked_panels(context, [n for n in missing if n not in ATTRIBUTION], sizes, seeds)
-    if any(name in ATTRIBUTION for name in missing):
+    on_encoder = [name for name in missing if name in selectors.NEEDS_ENCODER]
+    chosen = ranked_panels(context, [n for n in missing if n not in on_encoder], sizes, seeds)
+    if on_encoder:
       for seed in seeds_of('deeplift_ae', seeds):
         encoder = trained_encoder(config, workdir, splits, annotation, seed)
-        for (name, _), by_size in ranked_panels(
-            dataclasses.replace(context, encoder=encoder),
-            [n for n in missing if n in ATTRIBUTION], sizes, dict(seeds, ae=1)).items():
+        for (name, _), by_size in ranked_panels(dataclasses.replace(context, encoder=encoder),
+                                                on_encoder, sizes, dict(seeds, ae=1)).items():
           chosen[name, seed] = by_size
     for key, by_size in chosen.items():
       kept[key] = {**kept.get(key, {}), **by_size}
