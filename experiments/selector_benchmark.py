@@ -20,10 +20,9 @@ to rerun it), then
 `selectors_folds.tsv` (per fold, seeds averaged: mean and sd, largest t-test p over seeds),
 `selectors_summary.tsv` (mean over folds for each seed that covers them all, then mean and
 sd over seeds, and the number of folds where the selector beats or trails L1000 at
-p < evaluate.permutation_alpha for every seed; each gap to L1000 also in sds of the random
-panels' own gaps to L1000, `_gap_z`, with its empirical p among them, `_gap_p`; note that
-`evaluate.calibrated_gap`, which the pipeline's report uses, takes the sd of random-minus-
-random gaps, about √2 wider), `selectors.md` (those tables in Markdown, with
+p < evaluate.permutation_alpha for every seed; each gap to L1000 also against the gaps
+between random panels, as the run reports judge it, `evaluate.gap_against_random`: z
+`_gap_z` and two-sided empirical p `_gap_p`), `selectors.md` (those tables in Markdown, with
 whether each selector meets the goal against L1000), `selectors.png` and, with D-GEX,
 `dgex_curves.png`. --summarize_only tabulates the finished folds.
 
@@ -372,10 +371,9 @@ def summarize(table, alpha):
   """(per-fold table, summary over folds); see the module docstring.
 
   A gap to L1000 is set against the gaps between random panels of the same fold, model and
-  k, the gaps that panels of equal quality show by chance: `<metric>_gap_z` is the gap over
-  the sd of the random panels' gaps (over folds: the fold-mean gap over the sd of the random
-  seeds' fold-mean gaps) and `<metric>_gap_p` the share of those gaps, taken about their
-  mean, at least as good (one-sided, counting the selector itself).
+  k, the gaps that panels of equal quality show by chance (`evaluate.gap_against_random` on
+  the random panels' gaps to L1000; over folds, on each random seed's fold-mean gap):
+  `<metric>_gap_z` is its z and `<metric>_gap_p` its two-sided empirical p.
   """
   table = table.copy()
   for metric, lower_is_better in METRICS.items():
@@ -401,18 +399,10 @@ def summarize(table, alpha):
       folds=('folds', 'min'), seeds=('seed', 'count'),
       **{name: (name, 'mean') for name in means},
       **{f'{name}_sd': (name, 'std') for name in spread})
-  _against_random(per_fold, ['fold', 'model', 'k'])
-  _against_random(summary, ['model', 'k'])
-  random_gaps = over_folds[over_folds['selector'] == 'random'].groupby(['model', 'k'])
+  _against_random(per_fold, table, ['fold', 'model', 'k'])
+  _against_random(summary, over_folds, ['model', 'k'])
   for metric, lower_is_better in METRICS.items():
     sign = -1 if lower_is_better else 1
-    # Gaps between panels of equal quality: the random panels' gaps about their mean.
-    null = {group: sign * (frame[f'{metric}_vs_l1000'] - frame[f'{metric}_vs_l1000'].mean()
-                           ).to_numpy() for group, frame in random_gaps}
-    summary[f'{metric}_gap_p'] = [
-        (1 + np.sum(null[model, k] >= sign * gap)) / (1 + len(null[model, k]))
-        if (model, k) in null and not np.isnan(gap) else np.nan
-        for model, k, gap in zip(summary['model'], summary['k'], summary[f'{metric}_vs_l1000'])]
     per_fold[f'{metric}_ahead'] = sign * per_fold[f'{metric}_vs_l1000'] > 0
   wins = per_fold.groupby(key, as_index=False, sort=False)[
       [f'{m}_{side}' for m in METRICS for side in ('better', 'worse', 'ahead')]].sum()
@@ -421,10 +411,11 @@ def summarize(table, alpha):
   return per_fold.sort_values(['fold', *key], ignore_index=True), summary
 
 
-def _against_random(frame, group):
+def _against_random(frame, seeds, group):
   """Adds `pcc_z_random` (mean PCC against the random panels' mean and sd) and each metric's
-  `_gap_z` (its gap to L1000 over the sd of the random panels' gaps) to `frame`, matching
-  rows on `group` (NaN where there are no random panels, inf where they do not vary)."""
+  `_gap_z` and `_gap_p` (its gap to L1000 against the gaps between the random panels of
+  `seeds`, one row per random seed) to `frame`, matching rows on `group`; NaN where there
+  are fewer than 3 random panels or no gap."""
   random = frame[frame['selector'] == 'random'].set_index(group)
   position = pd.MultiIndex.from_frame(frame[group])
   def of_random(column):
@@ -432,9 +423,14 @@ def _against_random(frame, group):
   with np.errstate(divide='ignore', invalid='ignore'):
     frame['pcc_z_random'] = ((frame['pcc_mean'].to_numpy() - of_random('pcc_mean'))
                              / of_random('pcc_mean_sd'))
-    for metric in METRICS:
-      frame[f'{metric}_gap_z'] = (frame[f'{metric}_vs_l1000'].to_numpy()
-                                  / of_random(f'{metric}_vs_l1000_sd'))
+  random_seeds = seeds[seeds['selector'] == 'random'].groupby(group)
+  for metric in METRICS:
+    null = {key: rows[f'{metric}_vs_l1000'].to_numpy() for key, rows in random_seeds}
+    against = [evaluate.gap_against_random(gap, null[key])
+               if key in null and len(null[key]) >= 3 and not np.isnan(gap) else {}
+               for key, gap in zip(position, frame[f'{metric}_vs_l1000'])]
+    frame[f'{metric}_gap_z'] = [result.get('z', np.nan) for result in against]
+    frame[f'{metric}_gap_p'] = [result.get('p_value', np.nan) for result in against]
 
 
 GOAL_Z = 2.0   # the goal: gaps of at least this many random-panel sds on both metrics...
@@ -446,8 +442,8 @@ def markdown(summary, run):
   each selector meets the goal (GOAL_Z, GOAL_FOLDS) against L1000."""
   lines = [f'# {run}: every selector against L1000 and random panels', '',
            'Means over the held-out folds (for each seed; ± sd over seeds). Gap: to L1000 on '
-           'the targets both leave out; z: the gap over the sd of the gaps between random '
-           'panels; p: the share of those gaps (and the selector\'s) as good. b/w/a: folds '
+           'the targets both leave out; z: the gap over the sd of the gaps between two random '
+           'panels; p: the two-sided share of those gaps as large. b/w/a: folds '
            'where the selector is better / worse at paired-t p < alpha for every seed / ahead '
            f'of L1000 on the fold mean. Goal: |z| >= {GOAL_Z:g} on both metrics and ahead in at '
            f'least {GOAL_FOLDS:.0%} of the folds on both.', '']
@@ -464,7 +460,7 @@ def markdown(summary, run):
                                                        f' ± {spread:.4f}'))
         gap = row[f'{metric}_vs_l1000']
         cells.append('—' if np.isnan(gap) else f"{gap:+.4f} ({row[f'{metric}_gap_z']:+.1f}, "
-                     f"{row[f'{metric}_gap_p']:.2f})")
+                     f"{row[f'{metric}_gap_p']:.3f})")
         cells.append('/'.join(str(int(row[f'folds_{metric}_{side}']))
                               for side in ('better', 'worse', 'ahead')))
       cells.append('yes' if meets_goal(row) else '')
@@ -483,8 +479,9 @@ def meets_goal(row):
 
 def plot(path, summary, run):
   """Each selector's gap to L1000 (on the targets both leave out) against k, per metric
-  (rows) and model (columns), beside the random panels' gaps (mean ± 2 sd, grey): a
-  selector beats L1000 where it lies clear of zero on the better side and of the band.
+  (rows) and model (columns), beside the random panels' gaps (mean ± 2 sd, grey): how far
+  panels of no special quality fall from L1000 (the gap z in the tables uses the wider
+  spread between two random panels).
   Bars: sd over seeds. Only selectors scored on every fold of the model are drawn.
 
   L1000 has at most 943 genes: above that the gaps are to its whole list.

@@ -9,7 +9,9 @@ also writes the AE-vs-per-study-mean diagnostic) and DeepLIFT ranks genes once p
 reference. Every panel infers all genes outside it on the held-out studies, with each model of
 `evaluate.models`; per-gene PCC and per-study-centred MAE are kept, and the summary judges
 all panels of a fold on their common targets (`read_cell`). Seeds run outermost,
-so an interrupted run has whole folds at fewer seeds; finished pieces are skipped on rerun.
+so an interrupted run has whole folds at fewer seeds; pieces finished under the same
+settings (`run_identity.results_identity`, recorded in the cell's `results.json`) are
+skipped on rerun, and those made under others are computed again and left out of tables.
 
 Writes per cell and model `<holdout>/<correction>/random_<model>.tsv.gz` and per seed
 `seed_<s>/metrics_<model>.tsv.gz`, then `study_effects_folds.tsv` (one row per fold, setting and
@@ -96,28 +98,47 @@ def prepare_cell(config, cell_dir, holdout, correction, annotation, universe, l1
   return splits, genes, context, fixed, pipeline.study_baselines(splits)
 
 
-def missing_models(config, cell_dir, seed):
-  """The models of `config.evaluate.models` that have not scored seed `seed` of a cell yet."""
+def seed_identity(config, holdout, correction, seed):
+  """What a cell's scores of seed `seed` depend on: its run's settings and files
+  (`run_identity.results_identity`) and the DeepLIFT references scored."""
+  return {**run_identity.results_identity(cell_config(config, holdout, correction, seed)),
+          'references': list(config.study_effects.references)}
+
+
+def random_identity(config, holdout, correction):
+  """What a cell's random panels' scores depend on."""
+  return run_identity.results_identity(cell_config(config, holdout, correction))
+
+
+def missing_models(config, cell_dir, holdout, correction, seed):
+  """The models of `config.evaluate.models` that have not scored seed `seed` of a cell under
+  the current settings yet."""
+  identity = seed_identity(config, holdout, correction, seed)
   return [kind for kind in config.evaluate.models
-          if not os.path.exists(os.path.join(cell_dir, f'seed_{seed}', f'metrics_{kind}.tsv.gz'))]
+          if not run_identity.result_is_current(cell_dir, metrics_file(seed, kind), identity)]
+
+
+def metrics_file(seed, kind):
+  return os.path.join(f'seed_{seed}', f'metrics_{kind}.tsv.gz')
 
 
 def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
   """Trains (or reloads) seed `seed`'s AE of one cell and scores its panels with every model
-  not scored yet; scores the cell's random panels the first time."""
+  not scored under the current settings yet, and the cell's random panels likewise."""
   splits, genes, context, fixed, baselines = prepared
   base, k = context.config, len(fixed['l1000'])
+  correction = base.preprocess.study_correction
+  identity = random_identity(config, holdout, correction)
   for kind in base.evaluate.models:
-    random_path = os.path.join(cell_dir, f'random_{kind}.tsv.gz')
-    if not os.path.exists(random_path):
-      fileio.write_table(random_path,
+    if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz', identity):
+      fileio.write_table(os.path.join(cell_dir, f'random_{kind}.tsv.gz'),
                          panels_lib.score_random_panels(base, context, genes, k, kind),
                          index=False)
-  missing = missing_models(config, cell_dir, seed)
+      run_identity.record_result(cell_dir, f'random_{kind}.tsv.gz', identity)
+  missing = missing_models(config, cell_dir, holdout, correction, seed)
   if not missing:
     return
   seed_dir = os.path.join(cell_dir, f'seed_{seed}')
-  correction = base.preprocess.study_correction
   seeded = cell_config(config, holdout, correction, seed)
   identity = run_identity.RunIdentity(seeded, seed_dir).identity(f'train/seed_{seed}')
   model, scaler, quality = pipeline.train_seed(seeded, seed_dir, splits, baselines, identity)
@@ -129,28 +150,38 @@ def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
     in_universe = ranking['symbol'][ranking['symbol'].isin(set(genes.genes))]
     panels[f'deeplift_{reference}'] = in_universe.tolist()[:k]
   panels.update(fixed)
+  identity = seed_identity(config, holdout, correction, seed)
   for kind in missing:
-    fileio.write_table(os.path.join(seed_dir, f'metrics_{kind}.tsv.gz'),
+    fileio.write_table(os.path.join(cell_dir, metrics_file(seed, kind)),
                        panels_lib.score_panels(seeded, genes, panels, seed, (kind,)),
                        index=False)
+    run_identity.record_result(cell_dir, metrics_file(seed, kind), identity)
   logging.info('%s / %s / seed %d: AE gain over per-study mean %.3f', holdout, correction, seed,
                quality['baselines']['gain_over_study'])
 
 
-def read_cell(cell_dir, kind):
+def read_cell(config, cell_dir, holdout, correction, kind):
   """(seeded, random) per-gene tables of one cell and model, restricted to common targets.
 
   Common targets are the genes outside every non-random panel of every seed: all panels
   are judged on them (random panels on those outside themselves, an unbiased sample), so
   a panel cannot look better by leaving easier genes to infer. Every seed scored so far
-  counts, whatever `study_effects.seeds` says now.
+  under the current settings counts, whatever `study_effects.seeds` says now; tables made
+  under other settings are left out.
   """
+  if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz',
+                                        random_identity(config, holdout, correction)):
+    return None, None
   seeded = []
   for path in sorted(glob.glob(os.path.join(cell_dir, 'seed_*', f'metrics_{kind}.tsv.gz'))):
     seed_dir = os.path.dirname(path)
+    seed = int(os.path.basename(seed_dir).split('_')[1])
+    if not run_identity.result_is_current(cell_dir, metrics_file(seed, kind),
+                                          seed_identity(config, holdout, correction, seed)):
+      logging.warning('%s: made under other settings; left out', path)
+      continue
     with open(os.path.join(seed_dir, 'ae_summary.json')) as f:
       gain = json.load(f)['baselines']['gain_over_study']
-    seed = int(os.path.basename(seed_dir).split('_')[1])
     seeded.append(pd.read_csv(path, sep='\t').assign(seed=seed, ae_gain_over_study=gain))
   if not seeded:
     return None, None
@@ -170,14 +201,14 @@ def test_studies(cell_dir):
     return '+'.join(sorted(json.load(f)['test']['studies']))
 
 
-def fold_rows(workdir, holdout, correction):
+def fold_rows(config, workdir, holdout, correction):
   """Summary rows of one cell (every model scored so far): every DeepLIFT setting and fixed
   panel against the random band."""
   cell_dir = os.path.join(workdir, holdout, correction)
   studies, rows = test_studies(cell_dir), []
   scored = glob.glob(os.path.join(cell_dir, 'random_*.tsv.gz'))
   for kind in sorted(os.path.basename(path)[len('random_'):-len('.tsv.gz')] for path in scored):
-    seeded, random = read_cell(cell_dir, kind)
+    seeded, random = read_cell(config, cell_dir, holdout, correction, kind)
     if seeded is None:
       continue
     band = random.groupby('panel')[list(METRICS)].mean()
@@ -218,7 +249,7 @@ def summarize(config, workdir):
   """The per-fold table and its mean over folds (by correction, model and panel)."""
   se = config.study_effects
   folds = pd.DataFrame([row for holdout in se.holdouts for correction in se.corrections
-                        for row in fold_rows(workdir, holdout, correction)])
+                        for row in fold_rows(config, workdir, holdout, correction)])
   if folds.empty:
     return folds, folds
   numeric = [c for c in folds.columns
@@ -285,7 +316,7 @@ def run_cells(config, workdir, cells):
   prepared, started, ran = {}, time.perf_counter(), 0
   for i, (seed, holdout, correction) in enumerate(cells):
     cell_dir = os.path.join(workdir, holdout, correction)
-    if not missing_models(config, cell_dir, seed):
+    if not missing_models(config, cell_dir, holdout, correction, seed):
       continue
     if (holdout, correction) not in prepared:
       prepared[holdout, correction] = prepare_cell(config, cell_dir, holdout, correction,
@@ -293,7 +324,7 @@ def run_cells(config, workdir, cells):
     run_cell(config, cell_dir, holdout, seed, prepared[holdout, correction], annotation)
     ran += 1
     elapsed = time.perf_counter() - started
-    left = sum(bool(missing_models(config, os.path.join(workdir, h, c), s))
+    left = sum(bool(missing_models(config, os.path.join(workdir, h, c), h, c, s))
                for s, h, c in cells[i + 1:])
     logging.info('Cell %d/%d done (held-out %s, %s, seed %d): %.0f s a cell over the %d run '
                  'now, %d left, ETA %.0f min', i + 1, len(cells), holdout, correction, seed,

@@ -9,7 +9,9 @@ L1000 and peel-off (`selectors`, all of L1000's size k in D-GEX's universe) and
 each model of `evaluate.models`; the summary judges all panels of a cell on their common
 targets (the genes in none of the three fixed panels; random panels on those outside
 themselves). Cells run draw by draw, sizes ascending, so an interrupted run has whole
-curves; a finished cell is skipped on rerun and an AE resumes from its checkpoint.
+curves; a cell finished under the same settings (`run_identity.results_identity`, recorded
+in its `results.json`) is skipped on rerun, one made under others is run again, and an AE
+resumes from its checkpoint.
 
 Writes per cell `draw_<d>/n_<n>/`: the run's files (`data_summary.json`, `seed_0/` with the
 AE, `ae_summary.json` and `landmarks.tsv`), `panels.tsv`, and per model
@@ -103,9 +105,11 @@ def cell_config(config, training):
   return cell
 
 
-def finished(config, directory) -> bool:
-  return all(os.path.exists(os.path.join(directory, f'{kind}_{model}.tsv.gz'))
-             for model in config.evaluate.models for kind in ('metrics', 'random'))
+def finished(directory, identity, models) -> bool:
+  """Whether every model's tables of a cell exist and were made under `identity` (the
+  cell's `run_identity.results_identity`)."""
+  return all(run_identity.result_is_current(directory, f'{kind}_{model}.tsv.gz', identity)
+             for model in models for kind in ('metrics', 'random'))
 
 
 class Steps:
@@ -146,13 +150,13 @@ def run_cell(config, directory, training, annotation, universe, l1000):
   fileio.write_table(os.path.join(directory, 'panels.tsv'), pd.DataFrame(
       [(name, rank, gene) for name, panel in panels.items() for rank, gene in enumerate(panel)],
       columns=['panel', 'rank', 'gene']), index=False)
+  identity = run_identity.results_identity(cell)
   for kind in cell.evaluate.models:
-    fileio.write_table(os.path.join(directory, f'random_{kind}.tsv.gz'),
-                       panels_lib.score_random_panels(cell, context, genes, k, kind),
-                       index=False)
-    fileio.write_table(os.path.join(directory, f'metrics_{kind}.tsv.gz'),
-                       panels_lib.score_panels(cell, genes, panels, cell.seed, (kind,)),
-                       index=False)
+    for name, table in (
+        (f'random_{kind}', panels_lib.score_random_panels(cell, context, genes, k, kind)),
+        (f'metrics_{kind}', panels_lib.score_panels(cell, genes, panels, cell.seed, (kind,)))):
+      fileio.write_table(os.path.join(directory, f'{name}.tsv.gz'), table, index=False)
+      run_identity.record_result(directory, f'{name}.tsv.gz', identity)
     steps.done('%d random and %d fixed panels scored with %s',
                panels_lib.random_panel_count(cell.evaluate, kind), len(panels), kind)
 
@@ -164,7 +168,9 @@ def run_cells(config, workdir, budget_minutes):
   l1000 = panels_lib.read_symbols(config.data.dgex_landmarks)
   grid = cells(config)
   todo = [(d, n, training) for d, n, training in grid
-          if not finished(config, cell_dir(workdir, d, n))]
+          if not finished(cell_dir(workdir, d, n),
+                          run_identity.results_identity(cell_config(config, training)),
+                          config.evaluate.models)]
   logging.info('%d of %d cells finished before; %d to run', len(grid) - len(todo), len(grid),
                len(todo))
   started = time.perf_counter()
@@ -185,21 +191,21 @@ def run_cells(config, workdir, budget_minutes):
                  ran + 1, left, elapsed / (ran + 1) * left / 60)
 
 
-def read_cell(directory, kind):
+def read_cell(directory, identity, kind):
   """(fixed, random) per-gene tables of a cell and model on the common targets (None, None
-  while unfinished)."""
-  paths = [os.path.join(directory, f'{name}_{kind}.tsv.gz') for name in ('metrics', 'random')]
-  if not all(map(os.path.exists, paths)):
+  while unfinished or made under another `identity`)."""
+  if not finished(directory, identity, (kind,)):
     return None, None
-  fixed, random = (pd.read_csv(path, sep='\t') for path in paths)
+  fixed, random = (pd.read_csv(os.path.join(directory, f'{name}_{kind}.tsv.gz'), sep='\t')
+                   for name in ('metrics', 'random'))
   common = set.intersection(*(set(group['target']) for _, group in fixed.groupby('panel')))
   return fixed[fixed['target'].isin(common)], random[random['target'].isin(common)]
 
 
-def cell_rows(directory, draw, n, kind):
+def cell_rows(directory, identity, draw, n, kind):
   """Rows of one cell and model: each fixed panel and the random band, with its z against
   the random panels and its gap to L1000 (calibrated by `evaluate.calibrated_gap`)."""
-  fixed, random = read_cell(directory, kind)
+  fixed, random = read_cell(directory, identity, kind)
   if fixed is None:
     return []
   with open(os.path.join(directory, 'data_summary.json')) as f:
@@ -234,9 +240,12 @@ def cell_rows(directory, draw, n, kind):
 
 def summarize(config, workdir):
   """The per-cell table and its mean and sd over draws (by model, n and panel)."""
-  per_cell = pd.DataFrame([row for d, n, _ in cells(config)
-                           for kind in config.evaluate.models
-                           for row in cell_rows(cell_dir(workdir, d, n), d, n, kind)])
+  rows = []
+  for d, n, training in cells(config):
+    identity = run_identity.results_identity(cell_config(config, training))
+    for kind in config.evaluate.models:
+      rows += cell_rows(cell_dir(workdir, d, n), identity, d, n, kind)
+  per_cell = pd.DataFrame(rows)
   if per_cell.empty:
     return per_cell, per_cell
   key = ['model', 'n_studies', 'panel']

@@ -10,12 +10,17 @@ stops the run with one line naming what changed, or, with `overwrite`, is recomp
 together with everything after it. The AutoEncoder's train identity is also stored in
 each orbax checkpoint's metadata, so a run killed during training is checked as well.
 
+Experiments that keep results of their own between invocations (tables per cell of a grid)
+record each one's identity digest in `results.json` beside it (`record_result`) and reuse
+it only while `result_is_current`.
+
 A lock file (`.lock`, an advisory `flock` released when the process ends, however it
 ends) stops a second run into a busy workdir at once.
 """
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -27,6 +32,7 @@ from landmark import fileio
 from landmark.errors import RunIdentityError
 
 STAGES_FILE = 'stages.json'
+RESULTS_FILE = 'results.json'   # experiments' kept results: name -> digest of identity
 LOCK_FILE = '.lock'
 MISSING = '<not set>'
 
@@ -69,11 +75,19 @@ def file_fingerprint(path: str) -> str:
     return ''
   if not os.path.isfile(path):
     return 'absent'
+  stat = os.stat(path)
+  return _fingerprint(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(path, size, mtime_ns):
+  """Hashes a file once per (path, size, mtime): grids ask for the same inputs many times."""
+  del mtime_ns   # part of the cache key only
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 22), b''):
       digest.update(block)
-  return f'{os.path.basename(path)} {os.path.getsize(path)} sha256:{digest.hexdigest()[:16]}'
+  return f'{os.path.basename(path)} {size} sha256:{digest.hexdigest()[:16]}'
 
 
 def _select(flat, prefixes, excluded=()):
@@ -197,6 +211,37 @@ def digest(identity: dict[str, Any]) -> str:
   later reader can tell whether the stage that made it is still the workdir's current one."""
   text = json.dumps(identity, sort_keys=True)
   return 'sha256:' + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def results_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """What an experiment's results from `config`'s run depend on: every stage's fields and
+  files (`evaluate`'s identity) except `evaluate.models`, as each model's results are kept
+  apart."""
+  identity = RunIdentity(config, '').identity('evaluate')
+  del identity['evaluate.models']
+  return identity
+
+
+def result_is_current(directory: str, name: str, identity: Mapping[str, Any]) -> bool:
+  """Whether file `name` in `directory` (an experiment's kept result, skipped on rerun)
+  exists and is recorded (`results.json`) as made under `identity`; one with no record is
+  not."""
+  path = os.path.join(directory, RESULTS_FILE)
+  if not (os.path.exists(path) and os.path.exists(os.path.join(directory, name))):
+    return False
+  with open(path) as f:
+    return json.load(f).get(name) == digest(dict(identity))
+
+
+def record_result(directory: str, name: str, identity: Mapping[str, Any]) -> None:
+  """Records file `name` in `directory` as made under `identity`; call after writing it."""
+  path = os.path.join(directory, RESULTS_FILE)
+  recorded = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)
+  recorded[name] = digest(dict(identity))
+  fileio.write_text(path, json.dumps(recorded, indent=1, sort_keys=True))
 
 
 def _files(flat, fields):

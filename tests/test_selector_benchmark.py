@@ -60,27 +60,28 @@ def test_gaps_are_set_against_the_random_panels_gaps(tmp_path):
   rows = [{'fold': fold, 'selector': 'random', 'seed': seed, 'pcc_vs_l1000': gap,
            'mae_centred_vs_l1000': -gap}
           for fold in ('fold_0', 'fold_1') for seed, gap in enumerate((-0.02, -0.01, 0.0, 0.01))]
-  rows += [{'fold': 'fold_0', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.03,
-            'mae_centred_vs_l1000': -0.03},
-           {'fold': 'fold_1', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.01,
-            'mae_centred_vs_l1000': -0.01}]
+  rows += [{'fold': 'fold_0', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.035,
+            'mae_centred_vs_l1000': -0.035},
+           {'fold': 'fold_1', 'selector': 'best', 'seed': 0, 'pcc_vs_l1000': 0.015,
+            'mae_centred_vs_l1000': -0.015}]
   table = pd.DataFrame(rows).assign(k=943, model='ridge', targets=50, pcc_mean=0.3,
                                     mae_centred_mean=0.5, mae_mean=1.0, pcc_vs_l1000_t_p=1.0,
                                     mae_centred_vs_l1000_t_p=1.0)
   per_fold, summary = selector_benchmark.summarize(table, alpha=0.01)
-  null_sd = np.std([-0.02, -0.01, 0.0, 0.01], ddof=1)
+  # Gaps between two random panels, over the 12 ordered pairs: ±0.01 (6), ±0.02 (4), ±0.03 (2).
+  null_sd = np.std(np.outer([1, -1], [0.01] * 3 + [0.02] * 2 + [0.03]), ddof=1)
   best = per_fold[per_fold['selector'] == 'best'].set_index('fold')
-  assert best.loc['fold_0', 'pcc_gap_z'] == pytest.approx(0.03 / null_sd)
-  assert best.loc['fold_1', 'mae_centred_gap_z'] == pytest.approx(-0.01 / null_sd)
+  assert best.loc['fold_0', 'pcc_gap_z'] == pytest.approx(0.035 / null_sd)
+  assert best.loc['fold_1', 'mae_centred_gap_z'] == pytest.approx(-0.015 / null_sd)
   row = summary.set_index('selector').loc['best']
-  assert row['pcc_gap_z'] == pytest.approx(0.02 / null_sd)
-  # The gaps between random panels, about their mean: -0.015 .. 0.015; none reaches 0.02.
-  assert row['pcc_gap_p'] == pytest.approx(1 / 5)
-  assert row['mae_centred_gap_p'] == pytest.approx(1 / 5)
-  # The random panels' own mean gap (-0.005) is 0.0 above that mean: two of four reach it.
-  assert summary.set_index('selector').loc['random', 'pcc_gap_p'] == pytest.approx(3 / 5)
+  assert row['pcc_gap_z'] == pytest.approx(0.025 / null_sd)
+  # Two of the twelve random-minus-random gaps are as large as 0.025 (both 0.03 in size).
+  assert row['pcc_gap_p'] == pytest.approx(3 / 13)
+  assert row['mae_centred_gap_p'] == pytest.approx(3 / 13)
+  # The random panels' own mean gap (-0.005) is smaller than every gap between two of them.
+  assert summary.set_index('selector').loc['random', 'pcc_gap_p'] == pytest.approx(1.0)
   assert list(best['pcc_ahead']) == [True, True]
-  # Ahead in both folds, but by 1.5 random-panel sds: short of the goal's 2.
+  # Ahead in both folds, but by 1.3 random-panel sds: short of the goal's 2.
   assert not selector_benchmark.meets_goal(row)
   stronger = row.copy()
   stronger['pcc_gap_z'], stronger['mae_centred_gap_z'] = 2.0, -2.0

@@ -15,13 +15,15 @@ from configs import common
 from configs import study_effects as study_effects_config
 from experiments import study_effects
 from landmark import fileio
+from landmark import run_identity
 
 GENES = [f'G{i}' for i in range(40)]
 
 
-def _write_cell(cell_dir, rng):
+def _write_cell(config, cell_dir, rng):
   """Two seeds of panels deeplift_zeros (genes 0-4 or 1-5) and l1000 (genes 10-14), and
-  four random panels, each scored on the genes outside it."""
+  four random panels, each scored on the genes outside it, recorded as made under `config`
+  for held-out chowdary, centred."""
   panels = {0: {'deeplift_zeros': GENES[0:5], 'l1000': GENES[10:15]},
             1: {'deeplift_zeros': GENES[1:6], 'l1000': GENES[10:15]}}
   for seed, by_name in panels.items():
@@ -33,23 +35,29 @@ def _write_cell(cell_dir, rng):
                        index=False)
     fileio.write_text(os.path.join(seed_dir, 'ae_summary.json'),
                       json.dumps({'baselines': {'gain_over_study': 0.1 * seed}}))
+    run_identity.record_result(cell_dir, study_effects.metrics_file(seed, 'ridge'),
+                               study_effects.seed_identity(config, 'chowdary', 'center', seed))
   rows = [{'target': g, 'mae': 1.0, 'pcc': 0.5 + 0.01 * i + 0.001 * j,
            'mae_centred': 0.4 + 0.01 * i,
            'model': 'ridge', 'panel': f'random_{i}'}
           for i in range(4) for j, g in enumerate(GENES) if j % 4 != i]
   fileio.write_table(os.path.join(cell_dir, 'random_ridge.tsv.gz'), pd.DataFrame(rows),
                      index=False)
+  run_identity.record_result(cell_dir, 'random_ridge.tsv.gz',
+                             study_effects.random_identity(config, 'chowdary', 'center'))
 
 
 def test_fold_rows_use_common_targets_and_the_random_band(tmp_path):
   rng = np.random.default_rng(0)
+  config = study_effects_config.get_config('models=ridge')
   cell_dir = tmp_path / 'chowdary' / 'center'
-  _write_cell(str(cell_dir), rng)
-  seeded, random = study_effects.read_cell(str(cell_dir), 'ridge')
+  _write_cell(config, str(cell_dir), rng)
+  seeded, random = study_effects.read_cell(config, str(cell_dir), 'chowdary', 'center', 'ridge')
   common = set(GENES) - set(GENES[0:6]) - set(GENES[10:15])
   assert set(seeded['target']) == common and set(random['target']) <= common
 
-  rows = {row['panel']: row for row in study_effects.fold_rows(str(tmp_path), 'chowdary', 'center')}
+  rows = {row['panel']: row
+          for row in study_effects.fold_rows(config, str(tmp_path), 'chowdary', 'center')}
   deeplift = seeded[seeded['panel'] == 'deeplift_zeros']
   per_seed = deeplift.groupby('seed')['pcc'].mean()
   band = random.groupby('panel')['pcc'].mean()
@@ -62,6 +70,26 @@ def test_fold_rows_use_common_targets_and_the_random_band(tmp_path):
   assert 'pcc_vs_l1000_gap_z' in row and 'pcc_vs_l1000_gap_z' not in rows['l1000']
   assert rows['l1000']['mae_centred_z_random'] == pytest.approx(
       (0.5 - 0.415) / np.std([0.4, 0.41, 0.42, 0.43], ddof=1))
+
+
+def test_scores_made_under_other_settings_are_neither_reused_nor_reported(tmp_path):
+  config = study_effects_config.get_config('models=ridge')
+  cell_dir = str(tmp_path / 'chowdary' / 'center')
+  _write_cell(config, cell_dir, np.random.default_rng(0))
+  assert study_effects.missing_models(config, cell_dir, 'chowdary', 'center', 1) == []
+  assert study_effects.missing_models(config, cell_dir, 'chowdary', 'center', 2) == ['ridge']
+  # Another ridge penalty grid: every table of the cell is stale.
+  changed = study_effects_config.get_config('models=ridge')
+  with changed.unlocked():
+    changed.evaluate.ridge_grid = (10.0, 100.0)
+  assert study_effects.missing_models(changed, cell_dir, 'chowdary', 'center', 0) == ['ridge']
+  assert study_effects.read_cell(changed, cell_dir, 'chowdary', 'center', 'ridge') == (None, None)
+  assert study_effects.fold_rows(changed, str(tmp_path), 'chowdary', 'center') == []
+  # Another set of DeepLIFT references: the seeds' panels differ, the random panels do not.
+  fewer = study_effects_config.get_config('models=ridge,reference=zeros')
+  assert study_effects.missing_models(fewer, cell_dir, 'chowdary', 'center', 0) == ['ridge']
+  assert run_identity.result_is_current(cell_dir, 'random_ridge.tsv.gz',
+                                        study_effects.random_identity(fewer, 'chowdary', 'center'))
 
 
 def test_versus_l1000_pairs_each_seed_with_its_own_l1000_scores():

@@ -11,6 +11,7 @@ import pytest
 from configs import study_scaling as scaling_config
 from experiments import study_scaling
 from landmark import fileio
+from landmark import run_identity
 from landmark.errors import ConfigError
 
 GENES = [f'G{i}' for i in range(40)]
@@ -35,9 +36,10 @@ def test_draws_are_nested_and_never_train_on_the_held_out_studies():
     study_scaling.draws(scaling_config.get_config('sizes=2+14'))
 
 
-def _write_cell(directory, shift):
+def _write_cell(directory, identity, shift):
   """Fixed panels deeplift (genes 0-4), l1000 (10-14), peel_off (20-24) and four random
-  panels; every PCC is `shift` plus a constant per panel."""
+  panels, recorded as made under `identity`; every PCC is `shift` plus a constant per
+  panel."""
   panels = {'deeplift': GENES[0:5], 'l1000': GENES[10:15], 'peel_off': GENES[20:25]}
   level = {'deeplift': 0.30, 'l1000': 0.40, 'peel_off': 0.45}
   rows = [{'target': g, 'pcc': shift + level[name], 'mae': 1.0, 'mae_centred': 0.5,
@@ -57,12 +59,19 @@ def _write_cell(directory, shift):
                     json.dumps({'train': {'samples': 50}}))
   fileio.write_text(os.path.join(directory, 'seed_0', 'ae_summary.json'),
                     json.dumps({'baselines': {'gain_over_study': 0.01}}))
+  for name in ('metrics_ridge.tsv.gz', 'random_ridge.tsv.gz'):
+    run_identity.record_result(directory, name, identity)
+
+
+def _identity(config, draw, n):
+  training = next(t for d, size, t in study_scaling.cells(config) if (d, size) == (draw, n))
+  return run_identity.results_identity(study_scaling.cell_config(config, training))
 
 
 def test_summary_averages_draws_and_sets_panels_against_random_and_l1000(tmp_path):
   config = scaling_config.get_config('sizes=2+4,draws=2')
   for d, shift in enumerate((0.0, 0.1)):
-    _write_cell(study_scaling.cell_dir(str(tmp_path), d, 2), shift)
+    _write_cell(study_scaling.cell_dir(str(tmp_path), d, 2), _identity(config, d, 2), shift)
   per_cell, summary = study_scaling.summarize(config, str(tmp_path))
   assert set(per_cell['n_studies']) == {2} and len(per_cell) == 2 * 4
   rows = summary.set_index('panel')
@@ -78,3 +87,14 @@ def test_summary_averages_draws_and_sets_panels_against_random_and_l1000(tmp_pat
   assert rows.loc['deeplift', 'targets'] == len(GENES) - 15
   assert np.isnan(rows.loc['l1000', 'pcc_gap_l1000_z'])
   assert rows.loc['deeplift', 'pcc_gap_l1000_z'] < 0 < rows.loc['peel_off', 'pcc_gap_l1000_z']
+
+
+def test_cells_made_under_other_settings_are_run_again_and_not_reported(tmp_path):
+  config = scaling_config.get_config('sizes=2+4,draws=2')
+  directory = study_scaling.cell_dir(str(tmp_path), 0, 2)
+  _write_cell(directory, _identity(config, 0, 2), 0.0)
+  assert study_scaling.finished(directory, _identity(config, 0, 2), ('ridge',))
+  assert not study_scaling.finished(directory, _identity(config, 1, 2), ('ridge',))
+  more_epochs = scaling_config.get_config('sizes=2+4,draws=2,epochs=7')
+  assert not study_scaling.finished(directory, _identity(more_epochs, 0, 2), ('ridge',))
+  assert study_scaling.summarize(more_epochs, str(tmp_path))[0].empty

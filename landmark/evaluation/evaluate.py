@@ -97,16 +97,25 @@ def calibrated_gap(metric_a: ArrayLike, metric_b: ArrayLike, random_metrics: Seq
   """The gap statistic(A) - statistic(B) against the same gap between random gene sets.
 
   random_metrics: per-gene metric vectors of random landmark sets of the same size as A
-  and B, evaluated by the caller the same way. The null distribution is the gap over all
-  ordered pairs (i, j), i != j, of random sets: the difference two uninformed sets show by
-  chance. Returns gap, null mean and sd, z = (gap - null mean) / null sd, and the two-sided
-  empirical p = (1 + #{|null gap| >= |gap|}) / (1 + #pairs); the pairs share sets, so p
-  and z are only as good as the number of random sets behind them.
+  and B, evaluated by the caller the same way. See `gap_against_random`.
   """
-  if len(random_metrics) < 3:
-    raise ValueError(f'need at least 3 random sets for a null, got {len(random_metrics)}')
   gap = statistic(np.asarray(metric_a)) - statistic(np.asarray(metric_b))
-  random_stats = np.array([statistic(np.asarray(m)) for m in random_metrics], dtype=np.float64)
+  return gap_against_random(gap, [statistic(np.asarray(m)) for m in random_metrics])
+
+
+def gap_against_random(gap: float, random_stats: ArrayLike) -> dict[str, float]:
+  """A gap between two panels' statistics against the gaps between random panels.
+
+  random_stats: the statistic of each random panel of the same size, measured as the gap's
+  two terms were. The null distribution is the gap over all ordered pairs (i, j), i != j, of
+  random panels: the difference two uninformed panels show by chance. Returns gap, null mean
+  and sd, z = (gap - null mean) / null sd, and the two-sided empirical p = (1 + #{|null gap|
+  >= |gap|}) / (1 + #pairs); the pairs share panels, so p and z are only as good as the
+  number of random panels behind them.
+  """
+  random_stats = np.asarray(random_stats, dtype=np.float64)
+  if len(random_stats) < 3:
+    raise ValueError(f'need at least 3 random sets for a null, got {len(random_stats)}')
   null = (random_stats[:, None] - random_stats[None, :])[~np.eye(len(random_stats), dtype=bool)]
   null_sd = null.std(ddof=1)
   return {

@@ -270,9 +270,9 @@ def calibrated_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
   panel, metric of `VERDICT_METRICS` (its name and `short` name) and `versus` ('L1000' or
   'random panels'): the panel's value, the reference value, the gap, the sd of the same gap
   among random panels (`null_sd`: random minus random panel for L1000, via
-  `evaluate.calibrated_gap`; random panel minus their mean for random panels), z = gap / null_sd
-  oriented so that positive means this panel is better, whether |z| >= SIGNIFICANT_Z, and the
-  verdict in words.
+  `evaluate.gap_against_random`; random panel minus their mean for random panels),
+  z = gap / null_sd oriented so that positive means this panel is better, whether
+  |z| >= SIGNIFICANT_Z, and the verdict in words.
   z is NaN where a model has fewer than 3 random panels.
   """
   rows = []
@@ -291,8 +291,7 @@ def calibrated_comparisons(summary: pd.DataFrame) -> pd.DataFrame:
           if len(randoms) < 3:
             null_sd = np.nan
           elif versus == 'L1000':
-            null_sd = evaluate.calibrated_gap([row[column]], [reference],
-                                              [[r] for r in randoms])['null_sd']
+            null_sd = evaluate.gap_against_random(gap, randoms)['null_sd']
           else:
             null_sd = randoms.std(ddof=1)
           z = sign * gap / null_sd
