@@ -119,6 +119,7 @@ def missing_models(config, cell_dir, holdout, correction, seed):
 
 
 def metrics_file(seed, kind):
+  """A seed's table of model `kind`, relative to its cell."""
   return os.path.join(f'seed_{seed}', f'metrics_{kind}.tsv.gz')
 
 
@@ -128,13 +129,13 @@ def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
   splits, genes, context, fixed, baselines = prepared
   base, k = context.config, len(fixed['l1000'])
   correction = base.preprocess.study_correction
-  identity = random_identity(config, holdout, correction)
+  of_random = random_identity(config, holdout, correction)
   for kind in base.evaluate.models:
-    if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz', identity):
+    if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz', of_random):
       fileio.write_table(os.path.join(cell_dir, f'random_{kind}.tsv.gz'),
                          panels_lib.score_random_panels(base, context, genes, k, kind),
                          index=False)
-      run_identity.record_result(cell_dir, f'random_{kind}.tsv.gz', identity)
+      run_identity.record_result(cell_dir, f'random_{kind}.tsv.gz', of_random)
   missing = missing_models(config, cell_dir, holdout, correction, seed)
   if not missing:
     return
@@ -150,12 +151,12 @@ def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
     in_universe = ranking['symbol'][ranking['symbol'].isin(set(genes.genes))]
     panels[f'deeplift_{reference}'] = in_universe.tolist()[:k]
   panels.update(fixed)
-  identity = seed_identity(config, holdout, correction, seed)
+  of_seed = seed_identity(config, holdout, correction, seed)
   for kind in missing:
     fileio.write_table(os.path.join(cell_dir, metrics_file(seed, kind)),
                        panels_lib.score_panels(seeded, genes, panels, seed, (kind,)),
                        index=False)
-    run_identity.record_result(cell_dir, metrics_file(seed, kind), identity)
+    run_identity.record_result(cell_dir, metrics_file(seed, kind), of_seed)
   logging.info('%s / %s / seed %d: AE gain over per-study mean %.3f', holdout, correction, seed,
                quality['baselines']['gain_over_study'])
 
