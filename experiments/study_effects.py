@@ -274,6 +274,8 @@ def plot(path, folds, run):
       for j, correction in enumerate(corrections):
         rows = folds[(folds['model'] == kind) & (folds['correction'] == correction) &
                      (folds['panel'] == panel)].set_index('holdout').reindex(holdouts)
+        if rows['pcc_z_random'].isna().all():
+          continue
         offset = (i * len(corrections) + j - len(panels) * len(corrections) / 2) * 0.06
         ax.plot(np.arange(len(holdouts)) + offset, rows['pcc_z_random'], 'os^D'[j % 4],
                 label=f'{panel} / {correction}', color=f'C{i}')

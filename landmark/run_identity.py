@@ -54,6 +54,33 @@ _EXPLAIN_FILES = ('data.l1000_landmarks',)
 _EVALUATE_FILES = ('data.dgex_landmarks', 'data.dgex_targets', 'data.go_gmt')
 
 
+# Fields added to the config after runs were recorded, with the value that keeps the
+# behaviour those runs had: a record made before a field existed reads as having that
+# value, so adding a field does not make every earlier result stale.
+ADDED_FIELDS = {'model.study_conditional': False}
+
+
+def matches(recorded: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> bool:
+  """Whether a recorded identity is `current` (fields it predates read as ADDED_FIELDS)."""
+  if recorded is None or current is None:
+    return recorded is None and current is None
+  return _upgraded(recorded, current) == current
+
+
+def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  """'field: recorded -> current' for each field where `recorded` differs from `current`."""
+  recorded = _upgraded(recorded, current)
+  return [f'{name}: {_show(recorded.get(name, MISSING))} -> {_show(current.get(name, MISSING))}'
+          for name in sorted(set(recorded) | set(current))
+          if recorded.get(name, MISSING) != current.get(name, MISSING)]
+
+
+def _upgraded(recorded, current):
+  """`recorded` with each ADDED_FIELDS field of `current` it lacks set to its old value."""
+  return {**{field: value for field, value in ADDED_FIELDS.items()
+             if field in current and field not in recorded}, **recorded}
+
+
 def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Dotted field name -> JSON value (tuples as lists) of every leaf of `config`."""
   flat = {}
@@ -135,14 +162,11 @@ class RunIdentity:
 
   def is_current(self, stage: str) -> bool:
     """Whether `stage`'s recorded identity equals what it is now: its results can be reused."""
-    return self.records().get(stage) == self.identity(stage)
+    return matches(self.records().get(stage), self.identity(stage))
 
   def changes(self, stage: str, recorded: dict[str, Any]) -> list[str]:
     """'field: recorded -> current' for each field where `recorded` differs from now."""
-    current = self.identity(stage)
-    return [f'{name}: {_show(recorded.get(name, MISSING))} -> {_show(current.get(name, MISSING))}'
-            for name in sorted(set(recorded) | set(current))
-            if recorded.get(name, MISSING) != current.get(name, MISSING)]
+    return differences(recorded, self.identity(stage))
 
   def stale(self, checkpoint_identities: dict[str, dict[str, Any] | None]) -> dict[str, list[str]]:
     """Stages whose results in the workdir were made under another identity: stage -> changes.
@@ -154,10 +178,10 @@ class RunIdentity:
     for stage, recorded in self.records().items():
       if stage not in self.stages():
         stale[stage] = ['it is not a stage of this config (config.seed, config.seeds)']
-      elif recorded != self.identity(stage):
+      elif not matches(recorded, self.identity(stage)):
         stale[stage] = self.changes(stage, recorded)
     for stage, recorded in checkpoint_identities.items():
-      if stage not in stale and recorded != self.identity(stage):
+      if stage not in stale and not matches(recorded, self.identity(stage)):
         stale[stage] = (self.changes(stage, recorded) if recorded is not None
                         else ['its checkpoints carry no run identity (an older version made them)'])
     return stale

@@ -64,6 +64,22 @@ def test_fields_that_change_no_result_do_not_make_a_stage_stale(tmp_path):
   assert run_identity.RunIdentity(config, str(tmp_path)).stale({}) == {}
 
 
+def test_a_record_older_than_an_added_field_reads_as_its_old_value(tmp_path):
+  """A run recorded before `model.study_conditional` existed trained an unconditional AE:
+  it is current while the field is False, stale (and named) once it is True."""
+  identity = run_identity.RunIdentity(_config(), str(tmp_path))
+  before = {f: v for f, v in identity.identity('train/seed_0').items()
+            if f != 'model.study_conditional'}
+  assert run_identity.matches(before, identity.identity('train/seed_0'))
+  assert identity.stale({'train/seed_0': before}) == {}
+  conditional = _config()
+  conditional.model.study_conditional = True
+  now = run_identity.RunIdentity(conditional, str(tmp_path)).identity('train/seed_0')
+  assert not run_identity.matches(before, now)
+  assert run_identity.differences(before, now) == ['model.study_conditional: false -> true']
+  assert not run_identity.matches(None, now) and run_identity.matches(None, None)
+
+
 def test_a_checkpoint_of_another_config_is_stale(tmp_path):
   identity = run_identity.RunIdentity(_config(), str(tmp_path))
   other = run_identity.RunIdentity(_config(l2=0.5), str(tmp_path))

@@ -40,6 +40,7 @@ import numpy as np
 import optax
 
 from landmark import errors
+from landmark import run_identity
 from landmark.data import splits
 from landmark.training import checkpointing
 from landmark.training import metric_writing
@@ -415,9 +416,12 @@ def _resume(manager, state, best, history, identity, loop):
   if not restored:
     return 0, state, best, history
   epoch, saved, metadata = restored
-  if metadata.get('identity') != identity:
+  recorded = metadata.get('identity')
+  if not run_identity.matches(recorded, identity):
+    changed = (run_identity.differences(recorded, identity)[:1] if recorded and identity
+               else ['no run identity on one side'])
     raise errors.RunIdentityError(manager.directory, 'these checkpoints were saved under another '
-                                  'config or other data; rerun with --overwrite')
+                                  f'config or other data ({changed[0]}); rerun with --overwrite')
   logging.info('%s: restored the checkpoint of epoch %d from %s.', loop.name, epoch,
                manager.directory)
   state = dataclasses.replace(state, params=saved['params'], opt_state=saved['opt_state'],
