@@ -291,7 +291,7 @@ def stale_results(config, workdir, current):
     return set(), set()
   with open(path) as f:
     recorded = json.load(f)
-  if recorded['fold'] != current['fold']:
+  if not run_identity.matches(recorded['fold'], current['fold']):
     changes = run_identity.RunIdentity(config, workdir).changes('consensus', recorded['fold'])
     raise ValueError(f'{workdir}: its data and AutoEncoders were made under another config or '
                      f'other data ({"; ".join(changes[:3])}); use another --workdir')
