@@ -111,18 +111,20 @@ def gap_against_random(gap: float, random_stats: ArrayLike) -> dict[str, float]:
   random panels: the difference two uninformed panels show by chance. Returns gap, null mean
   and sd, z = (gap - null mean) / null sd, and the two-sided empirical p = (1 + #{|null gap|
   >= |gap|}) / (1 + #pairs); the pairs share panels, so p and z are only as good as the
-  number of random panels behind them.
+  number of random panels behind them. z is inf or NaN where the random panels all agree.
   """
   random_stats = np.asarray(random_stats, dtype=np.float64)
   if len(random_stats) < 3:
     raise ValueError(f'need at least 3 random sets for a null, got {len(random_stats)}')
   null = (random_stats[:, None] - random_stats[None, :])[~np.eye(len(random_stats), dtype=bool)]
   null_sd = null.std(ddof=1)
+  with np.errstate(divide='ignore', invalid='ignore'):   # random panels all alike: inf or NaN
+    z = (gap - null.mean()) / null_sd
   return {
       'gap': float(gap),
       'null_mean': float(null.mean()),
       'null_sd': float(null_sd),
-      'z': float((gap - null.mean()) / null_sd),
+      'z': float(z),
       'p_value': float((1 + np.sum(np.abs(null) >= abs(gap))) / (1 + null.size)),
       'n_random_sets': len(random_stats),
   }
