@@ -296,7 +296,7 @@ def stale_results(config, workdir, current):
     raise ValueError(f'{workdir}: its data and AutoEncoders were made under another config or '
                      f'other data ({"; ".join(changes[:3])}); use another --workdir')
   def changed(was, now):   # a field no longer part of an identity does not count
-    return any(was.get(field, run_identity.MISSING) != value for field, value in now.items())
+    return not run_identity.matches({f: v for f, v in was.items() if f in now}, now)
   selectors_now, scores_now = current['selectors'], current['scores']
   return ({name for name, fields in recorded['selectors'].items()
            if name in selectors_now and changed(fields, selectors_now[name])},

@@ -123,6 +123,11 @@ def metrics_file(seed, kind):
   return os.path.join(f'seed_{seed}', f'metrics_{kind}.tsv.gz')
 
 
+def random_file(kind):
+  """The cell's table of its random panels through model `kind`, relative to the cell."""
+  return f'random_{kind}.tsv.gz'
+
+
 def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
   """Trains (or reloads) seed `seed`'s AE of one cell and scores its panels with every model
   not scored under the current settings yet, and the cell's random panels likewise."""
@@ -131,11 +136,11 @@ def run_cell(config, cell_dir, holdout, seed, prepared, annotation):
   correction = base.preprocess.study_correction
   of_random = random_identity(config, holdout, correction)
   for kind in base.evaluate.models:
-    if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz', of_random):
-      fileio.write_table(os.path.join(cell_dir, f'random_{kind}.tsv.gz'),
+    if not run_identity.result_is_current(cell_dir, random_file(kind), of_random):
+      fileio.write_table(os.path.join(cell_dir, random_file(kind)),
                          panels_lib.score_random_panels(base, context, genes, k, kind),
                          index=False)
-      run_identity.record_result(cell_dir, f'random_{kind}.tsv.gz', of_random)
+      run_identity.record_result(cell_dir, random_file(kind), of_random)
   missing = missing_models(config, cell_dir, holdout, correction, seed)
   if not missing:
     return
@@ -170,7 +175,7 @@ def read_cell(config, cell_dir, holdout, correction, kind):
   under the current settings counts, whatever `study_effects.seeds` says now; tables made
   under other settings are left out.
   """
-  if not run_identity.result_is_current(cell_dir, f'random_{kind}.tsv.gz',
+  if not run_identity.result_is_current(cell_dir, random_file(kind),
                                         random_identity(config, holdout, correction)):
     return None, None
   seeded = []
@@ -189,7 +194,7 @@ def read_cell(config, cell_dir, holdout, correction, kind):
   seeded = pd.concat(seeded, ignore_index=True)
   common = set.intersection(*(set(group['target'])
                               for _, group in seeded.groupby(['panel', 'seed'])))
-  random = pd.read_csv(os.path.join(cell_dir, f'random_{kind}.tsv.gz'), sep='\t')
+  random = pd.read_csv(os.path.join(cell_dir, random_file(kind)), sep='\t')
   return seeded[seeded['target'].isin(common)], random[random['target'].isin(common)]
 
 

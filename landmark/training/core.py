@@ -418,10 +418,10 @@ def _resume(manager, state, best, history, identity, loop):
   epoch, saved, metadata = restored
   recorded = metadata.get('identity')
   if not run_identity.matches(recorded, identity):
-    changed = (run_identity.differences(recorded, identity)[:1] if recorded and identity
-               else ['no run identity on one side'])
+    changed = (run_identity.differences(recorded, identity)[0] if recorded and identity
+               else 'no run identity on one side')
     raise errors.RunIdentityError(manager.directory, 'these checkpoints were saved under another '
-                                  f'config or other data ({changed[0]}); rerun with --overwrite')
+                                  f'config or other data ({changed}); rerun with --overwrite')
   logging.info('%s: restored the checkpoint of epoch %d from %s.', loop.name, epoch,
                manager.directory)
   state = dataclasses.replace(state, params=saved['params'], opt_state=saved['opt_state'],
