@@ -11,8 +11,8 @@ together with everything after it. The AutoEncoder's train identity is also stor
 each orbax checkpoint's metadata, so a run killed during training is checked as well.
 
 Experiments that keep results of their own between invocations (tables per cell of a grid)
-record each one's identity digest in `results.json` beside it (`record_result`) and reuse
-it only while `result_is_current`.
+record each one's identity in `results.json` beside it (`record_result`) and reuse it only
+while `result_is_current`.
 
 A lock file (`.lock`, an advisory `flock` released when the process ends, however it
 ends) stops a second run into a busy workdir at once.
@@ -32,7 +32,7 @@ from landmark import fileio
 from landmark.errors import RunIdentityError
 
 STAGES_FILE = 'stages.json'
-RESULTS_FILE = 'results.json'   # experiments' kept results: name -> digest of identity
+RESULTS_FILE = 'results.json'   # experiments' kept results: name -> identity
 LOCK_FILE = '.lock'
 MISSING = '<not set>'
 
@@ -248,24 +248,33 @@ def results_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def result_is_current(directory: str, name: str, identity: Mapping[str, Any]) -> bool:
   """Whether file `name` in `directory` (an experiment's kept result, skipped on rerun)
-  exists and is recorded (`results.json`) as made under `identity`; one with no record is
-  not."""
-  path = os.path.join(directory, RESULTS_FILE)
-  if not (os.path.exists(path) and os.path.exists(os.path.join(directory, name))):
+  exists and is recorded (`results.json`) as made under `identity` (`matches`); one with no
+  record is not."""
+  if not os.path.exists(os.path.join(directory, name)):
     return False
-  with open(path) as f:
-    return json.load(f).get(name) == digest(dict(identity))
+  return matches(results_recorded(directory).get(name), identity)
+
+
+def results_recorded(directory: str) -> dict[str, dict[str, Any]]:
+  """Kept result name -> the identity it was made under, as `results.json` in `directory`
+  records them ({} without one)."""
+  path = os.path.join(directory, RESULTS_FILE)
+  if not os.path.exists(path):
+    return {}
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise RunIdentityError(path, f'unreadable ({e}); remove it to recompute its results'
+                           ) from None
 
 
 def record_result(directory: str, name: str, identity: Mapping[str, Any]) -> None:
   """Records file `name` in `directory` as made under `identity`; call after writing it."""
-  path = os.path.join(directory, RESULTS_FILE)
-  recorded = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      recorded = json.load(f)
-  recorded[name] = digest(dict(identity))
-  fileio.write_text(path, json.dumps(recorded, indent=1, sort_keys=True))
+  recorded = results_recorded(directory)
+  recorded[name] = dict(identity)
+  fileio.write_text(os.path.join(directory, RESULTS_FILE),
+                    json.dumps(recorded, indent=1, sort_keys=True))
 
 
 def _files(flat, fields):

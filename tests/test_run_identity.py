@@ -80,6 +80,24 @@ def test_a_record_older_than_an_added_field_reads_as_its_old_value(tmp_path):
   assert not run_identity.matches(None, now) and run_identity.matches(None, None)
 
 
+def test_a_kept_result_is_current_only_under_the_identity_it_was_made_with(tmp_path):
+  """An experiment's kept table (results.json) is reused under its identity, and under one
+  that only adds a field at its old value; another value, or a missing table, is not."""
+  directory = str(tmp_path)
+  identity = run_identity.results_identity(_config())
+  before = {f: v for f, v in identity.items() if f != 'model.study_conditional'}
+  (tmp_path / 'metrics.tsv').write_text('target\tpcc\n')
+  run_identity.record_result(directory, 'metrics.tsv', before)
+  assert run_identity.result_is_current(directory, 'metrics.tsv', identity)
+  assert not run_identity.result_is_current(directory, 'metrics.tsv',
+                                            {**identity, 'model.study_conditional': True})
+  assert not run_identity.result_is_current(
+      directory, 'metrics.tsv', run_identity.results_identity(_config(learning_rate=0.01)))
+  assert not run_identity.result_is_current(directory, 'random.tsv', identity)
+  (tmp_path / 'metrics.tsv').unlink()
+  assert not run_identity.result_is_current(directory, 'metrics.tsv', identity)
+
+
 def test_a_checkpoint_of_another_config_is_stale(tmp_path):
   identity = run_identity.RunIdentity(_config(), str(tmp_path))
   other = run_identity.RunIdentity(_config(l2=0.5), str(tmp_path))
