@@ -16,9 +16,9 @@ configs/quick.py's (`epochs=N` overrides its epochs).
   python -m experiments.study_effects --config=configs/study_effects.py --workdir=runs/study_effects
   python -m experiments.study_effects --config=configs/study_effects.py:holdout=chowdary,seeds=1 \
       --workdir=runs/study_effects_chowdary
-  # models run separately share the AEs: ridge over every seed first, D-GEX on seed 0 later
+  # models run separately share the AEs: ridge over every seed first, D-GEX later
   python -m experiments.study_effects --config=configs/study_effects.py:models=ridge ...
-  python -m experiments.study_effects --config=configs/study_effects.py:models=dgex,seeds=1 ...
+  python -m experiments.study_effects --config=configs/study_effects.py:models=dgex ...
   # 17 studies, grouped 5-fold CV by study:
   python -m experiments.study_effects \
       --config=configs/study_effects.py:studies=compendium,folds=5,models=ridge \
