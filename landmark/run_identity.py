@@ -219,15 +219,19 @@ class RunIdentity:
 
 def records(workdir: str) -> dict[str, dict[str, Any]]:
   """The identities recorded in `workdir` (`stages.json`) by the stages that completed."""
-  path = os.path.join(workdir, STAGES_FILE)
+  return _read_records(os.path.join(workdir, STAGES_FILE),
+                       'remove it and rerun with --overwrite')
+
+
+def _read_records(path, remedy):
+  """The JSON object in `path` ({} if there is none); RunIdentityError if it is unreadable."""
   if not os.path.exists(path):
     return {}
   try:
     with open(path) as f:
       return json.load(f)
   except (OSError, ValueError) as e:
-    raise RunIdentityError(path, f'unreadable ({e}); remove it and rerun with --overwrite'
-                           ) from None
+    raise RunIdentityError(path, f'unreadable ({e}); {remedy}') from None
 
 
 def digest(identity: dict[str, Any]) -> str:
@@ -252,26 +256,18 @@ def result_is_current(directory: str, name: str, identity: Mapping[str, Any]) ->
   record is not."""
   if not os.path.exists(os.path.join(directory, name)):
     return False
-  return matches(results_recorded(directory).get(name), identity)
+  return matches(_results_recorded(directory).get(name), identity)
 
 
-def results_recorded(directory: str) -> dict[str, dict[str, Any]]:
-  """Kept result name -> the identity it was made under, as `results.json` in `directory`
-  records them ({} without one)."""
-  path = os.path.join(directory, RESULTS_FILE)
-  if not os.path.exists(path):
-    return {}
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise RunIdentityError(path, f'unreadable ({e}); remove it to recompute its results'
-                           ) from None
+def _results_recorded(directory):
+  """Kept result name -> the identity it was made under (`results.json` in `directory`)."""
+  return _read_records(os.path.join(directory, RESULTS_FILE),
+                       'remove it to recompute its results')
 
 
 def record_result(directory: str, name: str, identity: Mapping[str, Any]) -> None:
   """Records file `name` in `directory` as made under `identity`; call after writing it."""
-  recorded = results_recorded(directory)
+  recorded = _results_recorded(directory)
   recorded[name] = dict(identity)
   fileio.write_text(os.path.join(directory, RESULTS_FILE),
                     json.dumps(recorded, indent=1, sort_keys=True))

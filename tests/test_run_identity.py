@@ -98,6 +98,18 @@ def test_a_kept_result_is_current_only_under_the_identity_it_was_made_with(tmp_p
   assert not run_identity.result_is_current(directory, 'metrics.tsv', identity)
 
 
+def test_a_damaged_record_stops_with_its_path(tmp_path):
+  directory = str(tmp_path)
+  (tmp_path / 'metrics.tsv').write_text('target\tpcc\n')
+  readers = {run_identity.STAGES_FILE: lambda: run_identity.records(directory),
+             run_identity.RESULTS_FILE:
+                 lambda: run_identity.result_is_current(directory, 'metrics.tsv', {})}
+  for name, read in readers.items():
+    (tmp_path / name).write_text('{"data": ')
+    with pytest.raises(errors.RunIdentityError, match=f'{name}.*unreadable'):
+      read()
+
+
 def test_a_checkpoint_of_another_config_is_stale(tmp_path):
   identity = run_identity.RunIdentity(_config(), str(tmp_path))
   other = run_identity.RunIdentity(_config(l2=0.5), str(tmp_path))
