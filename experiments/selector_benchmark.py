@@ -289,8 +289,7 @@ def stale_results(config, workdir, current):
       raise ValueError(f'{workdir}: its panels carry no {IDENTITY_FILE} (settings unknown); '
                        'use another --workdir')
     return set(), set()
-  with open(path) as f:
-    recorded = json.load(f)
+  recorded = run_identity.read_records(path, 'use another --workdir')
   if not run_identity.matches(recorded['fold'], current['fold']):
     changes = run_identity.RunIdentity(config, workdir).changes('consensus', recorded['fold'])
     raise ValueError(f'{workdir}: its data and AutoEncoders were made under another config or '
@@ -307,10 +306,8 @@ def stale_results(config, workdir, current):
 def record_identity(workdir, current):
   """Records `current`'s selectors and models as those the fold's results now hold."""
   path = os.path.join(workdir, IDENTITY_FILE)
-  recorded = {'selectors': {}, 'scores': {}}
-  if os.path.exists(path):
-    with open(path) as f:
-      recorded = json.load(f)
+  recorded = {'selectors': {}, 'scores': {},
+              **run_identity.read_records(path, 'use another --workdir')}
   fileio.write_text(path, json.dumps(
       {'fold': current['fold'],
        'selectors': {**recorded['selectors'], **current['selectors']},

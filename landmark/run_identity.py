@@ -219,12 +219,13 @@ class RunIdentity:
 
 def records(workdir: str) -> dict[str, dict[str, Any]]:
   """The identities recorded in `workdir` (`stages.json`) by the stages that completed."""
-  return _read_records(os.path.join(workdir, STAGES_FILE),
+  return read_records(os.path.join(workdir, STAGES_FILE),
                        'remove it and rerun with --overwrite')
 
 
-def _read_records(path, remedy):
-  """The JSON object in `path` ({} if there is none); RunIdentityError if it is unreadable."""
+def read_records(path: str, remedy: str) -> dict[str, Any]:
+  """The JSON object of identities in `path` ({} if there is none); RunIdentityError, naming
+  the file and `remedy`, if it is unreadable."""
   if not os.path.exists(path):
     return {}
   try:
@@ -261,7 +262,7 @@ def result_is_current(directory: str, name: str, identity: Mapping[str, Any]) ->
 
 def _results_recorded(directory):
   """Kept result name -> the identity it was made under (`results.json` in `directory`)."""
-  return _read_records(os.path.join(directory, RESULTS_FILE),
+  return read_records(os.path.join(directory, RESULTS_FILE),
                        'remove it to recompute its results')
 
 
