@@ -104,6 +104,8 @@ def base_config():
   config.data.prefetch = 4                 # stream: batches read ahead on a background thread
   config.data.stream_eval_samples = 20000  # stream: training rows read into memory for the
                                            # panel and clustering stages (0 = all)
+  config.data.study_field = ''             # stream: the GCTX column-metadata field naming
+                                           # each profile's study ('' = the file is one study)
 
   config.preprocess = ml_collections.ConfigDict()
   config.preprocess.log2 = 'auto'          # 'auto' (max > linear_threshold), 'always', 'never'
@@ -190,6 +192,15 @@ def base_config():
   config.dgex.std_epsilon = 1e-3
   config.dgex.compute_dtype = 'float32'    # or 'bfloat16' (GPUs); parameters stay float32
 
+  config.method = 'deeplift'   # how the run designs its panel: 'deeplift' (the paper:
+                                 # AutoEncoders, then DeepLIFT) or a selector that needs no
+                                 # AutoEncoder (e.g. 'greedy_ridge_standardised': configs/panel.py)
+  config.panel = ml_collections.ConfigDict()   # a selector method's panel (config.method)
+  config.panel.k = 943                     # genes in panel.tsv (the report compares panels of
+                                           # L1000's size in the universe)
+  config.panel.universe = 'all'            # 'all' annotated genes of the data, or 'dgex'
+                                           # (D-GEX's 10,463 genes)
+
   config.selector = ''   # a landmark selector (selection/selectors.py) whose panel the run scores
                          # beside the paper's DeepLIFT panel, e.g. 'greedy_ridge_standardised'
   config.selectors = ml_collections.ConfigDict()   # landmark selectors beside the paper's
@@ -207,6 +218,8 @@ def base_config():
   config.selectors.greedy_ridge_validation_k = 943   # panel size of that validation
   config.selectors.greedy_ridge_validation_folds = 3   # groups of training studies held out
                                            # in turn by that validation
+  config.selectors.greedy_ridge_dtype = 'auto'   # 'auto' (float64 on CPU, float32 on
+                                           # accelerators), 'float32' or 'float64'
   config.selectors.concrete = ml_collections.ConfigDict()
   config.selectors.concrete.hidden = (512,)
   config.selectors.concrete.epochs = 1000

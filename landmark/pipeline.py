@@ -1,4 +1,6 @@
-"""The run a config describes: data -> AutoEncoder -> DeepLIFT landmarks -> evaluation.
+"""The run a config describes: data -> AutoEncoder -> DeepLIFT landmarks -> evaluation
+(the paper's method), or data -> designed panel -> evaluation (`config.method` a selector,
+e.g. greedy_ridge_standardised: no AutoEncoder).
 
 Each stage writes its results into the workdir and the next stage reads them, so a run
 can be resumed or continued stage by stage with `--mode`. The AE and DeepLIFT are
@@ -41,6 +43,7 @@ from landmark.evaluation import reconstruction
 from landmark.evaluation import report
 from landmark.inference import saved_models
 from landmark.models import autoencoder
+from landmark.selection import design
 from landmark.selection import selectors
 from landmark.training import checkpointing
 from landmark.training import metric_writing
@@ -50,6 +53,8 @@ from landmark.training import train
 MODES = ('all', 'prepare', 'train', 'explain', 'evaluate', 'sweep', 'dry_run', 'infer')
 LANDMARKS_FILE = 'landmarks.tsv'
 ASSAY_PANEL_FILE = 'panel_deeplift.tsv'
+PANEL_FILE = 'panel.tsv'        # a selector method's ranked panel, assay-ready, with gains
+PANEL_GMT = 'panel.gmt'
 DGEX_CURVES = 'dgex_curves'     # TensorBoard runs of the named panels' D-GEX fits
 TENSORBOARD = 'tensorboard'     # the run's figures and report, as TensorBoard images and text
 # What each stage writes (globs; seed stages' relative to seed_<s>/): removed, with the
@@ -61,6 +66,7 @@ STAGE_OUTPUTS = {
               'ae_gene_metrics.tsv', 'ae_density.png', 'ae_summary.json'),
     'explain': (LANDMARKS_FILE, 'l1000_overlap.json', 'deeplift'),
     'consensus': ('ae_summary.json', LANDMARKS_FILE, 'l1000_overlap.json', ASSAY_PANEL_FILE),
+    'panel': (PANEL_FILE, PANEL_GMT, 'l1000_overlap.json'),
     'evaluate': ('panel_study_effects.tsv', 'panel_summary.tsv', 'panel_gene_metrics.tsv',
                  'panel_comparisons.tsv', 'panels.tsv', 'panels.gmt', 'fig3_*.png',
                  'go_*.tsv', 'go_*.png', 'clustering*.tsv', 'clustering_*.png', 'report.md',
@@ -283,23 +289,32 @@ def consensus_stage(config: ml_collections.ConfigDict, workdir: str,
   return ranking
 
 
+def panel_universe(config: ml_collections.ConfigDict) -> list[str] | None:
+  """The genes a run's panels are chosen from and judged on: D-GEX's universe for the paper's
+  method and `panel.universe='dgex'`; None (every annotated gene) for `panel.universe='all'`."""
+  if config.method == design.PAPER_METHOD or config.panel.universe == 'dgex':
+    return panels_lib.dgex_universe(config.data)
+  return None
+
+
 def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
                           splits: preprocess.Splits,
                           annotation: pd.DataFrame, ranking: pd.DataFrame,
                           seed_rankings: Sequence[pd.DataFrame],
                           evaluate_identity: dict[str, Any]) -> dict[str, Any]:
-  """Target-gene inference from DeepLIFT (the consensus and, with several seeds, each seed's
-  own panel `deeplift_seed_<s>`), `config.selector`'s panel if one is named, L1000,
-  top-variance and random panels.
+  """Target-gene inference from the run's panel (DeepLIFT's consensus and, with several
+  seeds, each seed's own panel `deeplift_seed_<s>`; or `config.method`'s), `config.selector`'s
+  panel if one is named, L1000, top-variance and random panels.
 
   The linear, ridge and D-GEX models of the named panels are saved for `--mode=infer`
   (`_save_model`), marked with `evaluate_identity` (the stage's run identity).
   """
   ev = config.evaluate
-  genes = panels_lib.gene_splits(splits, annotation, panels_lib.dgex_universe(config.data))
+  genes = panels_lib.gene_splits(splits, annotation, panel_universe(config))
+  k = config.deeplift.top_k if config.method == design.PAPER_METHOD else config.panel.k
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
-                                       config.deeplift.top_k, ev.random_sets, config.seed)
+                                       k, ev.random_sets, config.seed, config.method)
   if config.selector:
     context = selectors.SelectionContext(
         genes.genes, genes.train, panels_lib.read_symbols(config.data.dgex_landmarks), config,
@@ -333,7 +348,8 @@ def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
   per_gene = pd.concat({key: frame for key, frame in results.items()
                         if not key[1].startswith('random_')}, names=['model', 'panel'])
   fileio.write_table(os.path.join(workdir, 'panel_gene_metrics.tsv'), per_gene)
-  comparisons = panels_lib.compare_panels(results, ev.models, ev.permutation_alpha, workdir)
+  comparisons = panels_lib.compare_panels(results, ev.models, ev.permutation_alpha, workdir,
+                                          config.method)
   fileio.write_table(os.path.join(workdir, 'panel_comparisons.tsv'), comparisons, index=False)
   return {'summary': summary, 'comparisons': comparisons, 'study_effects': study_effects,
           'n_targets': len(targets),
@@ -356,16 +372,43 @@ def _save_model(config, workdir, genes, gene_ids, identity, kind, name, panel, m
       quantile_reference=reference if os.path.exists(reference) else '')
 
 
+def panel_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
+                annotation: pd.DataFrame) -> pd.DataFrame:
+  """Designs the run's panel with `config.method` (landmark.selection.design) and writes it:
+  `panel.tsv` (rank, symbol, entrez, probes, gain, in_l1000, shares_probe_with), `panel.gmt`
+  and `l1000_overlap.json`. Returns the panel (rank, symbol, entrez, probes, ...)."""
+  table = design.design(splits.train, annotation, config, panel_universe(config),
+                        panels_lib.read_symbols(config.data.dgex_landmarks))
+  universe = table.attrs['universe']
+  order = pd.Series(0.0, index=universe)
+  order[table['symbol']] = np.arange(len(table), 0, -1)   # the panel first, in its order
+  ranking = ranking_lib.rank_genes(order.to_numpy(), universe, annotation).drop(columns='score')
+  panel = ranking_lib.assay_panel(ranking, len(table), config.data.l1000_landmarks)
+  if 'gain' in table:
+    panel.insert(panel.columns.get_loc('probes') + 1, 'gain', table['gain'].to_numpy())
+  fileio.write_table(os.path.join(workdir, PANEL_FILE), panel, index=False)
+  ranking_lib.write_gmt(os.path.join(workdir, PANEL_GMT), {config.method: list(panel['symbol'])},
+                        f'{config.method} panel of {len(panel)} genes, {workdir}')
+  overlap = ranking_lib.l1000_overlap(list(panel['symbol']), config.data.l1000_landmarks,
+                                      ranking)
+  fileio.write_text(os.path.join(workdir, 'l1000_overlap.json'), json.dumps(overlap, indent=2))
+  logging.info('%s panel of %d genes (%s): first %s; %d shared with L1000 (expected by chance '
+               '%.1f)', config.method, len(panel), os.path.join(workdir, PANEL_FILE),
+               list(panel['symbol'][:5]), overlap['count'], overlap['expected'])
+  return panel
+
+
 def go_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess.Splits,
              annotation: pd.DataFrame, ranking: pd.DataFrame) -> dict[str, pd.DataFrame]:
-  """GO molecular-function enrichment of the DeepLIFT and L1000 landmarks."""
+  """GO molecular-function enrichment of the run's panel and the L1000 landmarks."""
   measured = annotation[annotation['probe'].isin(splits.train.features)]['symbol']
   universe = sorted({g.strip() for s in measured for g in s.split(readers.GENE_SEPARATOR)
                      if g.strip()})
   gene_sets = evaluate.read_gmt(config.data.go_gmt)
   ev = config.evaluate
   tables = {}
-  for name, genes in (('deeplift', ranking_lib.select_landmarks(ranking, config.deeplift.top_k)),
+  k = config.deeplift.top_k if config.method == design.PAPER_METHOD else config.panel.k
+  for name, genes in ((config.method, ranking_lib.select_landmarks(ranking, k)),
                       ('l1000', panels_lib.read_symbols(config.data.dgex_landmarks))):
     table = evaluate.go_enrichment(genes, universe, gene_sets, ev.go_min_size, ev.go_max_size)
     fileio.write_table(os.path.join(workdir, f'go_{name}.tsv'), table, index=False)
@@ -414,8 +457,11 @@ def clustering_stage(config: ml_collections.ConfigDict, workdir: str, splits: pr
 
 
 def _checkpoint_identities(config, workdir):
-  """train/seed_<s> -> the run identity in that seed's newest checkpoint, for seeds with one."""
+  """train/seed_<s> -> the run identity in that seed's newest checkpoint, for seeds with one
+  (none for a selector method: it trains no AutoEncoder)."""
   found = {}
+  if config.method != design.PAPER_METHOD:
+    return found
   for seeded, seed_dir in seed_runs(config, workdir):
     metadata = checkpointing.latest_metadata(os.path.join(seed_dir, 'checkpoints'))
     if metadata is not None:
@@ -456,6 +502,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'all',
     return dry_run.run(config, workdir)
   if mode == 'infer':
     return saved_models.run_infer(config, workdir)
+  if mode == 'train' and config.method != design.PAPER_METHOD:
+    raise errors.ConfigError('--mode', f'train: config.method={config.method!r} trains no '
+                             'AutoEncoder; --mode=explain designs its panel, all runs it all')
   validation.check_files(config)
   with run_identity.lock(workdir):
     identity = run_identity.RunIdentity(config, workdir)
@@ -486,7 +535,7 @@ def write_report_to_tensorboard(config: ml_collections.ConfigDict, workdir: str)
 def _run_stages(config, workdir, mode, identity, stale):
   """The stages of `mode`; the outputs of `stale` ones are removed once the data are read and
   prepared, so bad input never costs a result (the data stage rewrites its own)."""
-  stages = _Progress(mode)
+  stages = _Progress(mode, identity.designs_panel)
   stages.stage('prepare: reading and normalising the compendium')
   splits = prepare_data(config, workdir)
   identity.forget(list(stale))
@@ -496,6 +545,9 @@ def _run_stages(config, workdir, mode, identity, stale):
   fileio.write_text(os.path.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   identity.mark_done('data')
   if mode == 'prepare':
+    return
+  if identity.designs_panel:
+    _design_stages(config, workdir, mode, identity, splits, stages)
     return
   stages.stage(f'train: {config.seeds} AutoEncoder(s)')
   trained, quality = train_stage(config, workdir, splits, identity)
@@ -534,13 +586,43 @@ def _run_stages(config, workdir, mode, identity, stale):
   logging.info('Done in %s; the report: %s', stages.elapsed(), os.path.join(workdir, 'report.md'))
 
 
+def _design_stages(config, workdir, mode, identity, splits, stages):
+  """A selector method's stages after the data: the panel (`panel_stage`), then its
+  evaluation and report (`report.write_panel_report`); no AutoEncoder, no DeepLIFT."""
+  annotation = readers.read_probe_annotation(config.data.annotation)
+  if identity.is_current('panel'):
+    stages.stage(f'panel: the {config.method} panel is current ({PANEL_FILE})')
+    ranking = ranking_lib.read_landmarks(os.path.join(workdir, PANEL_FILE))
+  else:
+    stages.stage(f'panel: designing it with {config.method}')
+    ranking = panel_stage(config, workdir, splits, annotation)
+    identity.mark_done('panel')
+  if mode == 'explain':
+    return
+  if identity.is_current('evaluate'):
+    logging.info('The evaluation of this panel is current (%s); nothing to do.',
+                 os.path.join(workdir, 'report.md'))
+    return
+  stages.stage('evaluate: target-gene inference from each panel, GO, report')
+  splits = in_memory(config, splits)
+  panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, [],
+                                 identity.identity('evaluate'))
+  go_tables = go_stage(config, workdir, splits, annotation, ranking)
+  report.write_panel_report(config, workdir, ranking, panels, go_tables)
+  write_report_to_tensorboard(config, workdir)
+  identity.mark_done('evaluate')
+  logging.info('Done in %s; the report: %s', stages.elapsed(), os.path.join(workdir, 'report.md'))
+
+
 class _Progress:
   """'Stage i of n' log lines with the time each took and the time since the start."""
 
   STAGES = {'prepare': 1, 'train': 2, 'explain': 3, 'evaluate': 4, 'all': 4}
+  DESIGN_STAGES = {'prepare': 1, 'explain': 2, 'evaluate': 3, 'all': 3}
 
-  def __init__(self, mode):
-    self.total, self.done, self.started = self.STAGES[mode], 0, time.monotonic()
+  def __init__(self, mode, designs_panel=False):
+    total = (self.DESIGN_STAGES if designs_panel else self.STAGES)[mode]
+    self.total, self.done, self.started = total, 0, time.monotonic()
 
   def stage(self, what: str) -> None:
     """Logs the start of the next stage, `what`."""

@@ -40,13 +40,17 @@ MISSING = '<not set>'
 # those of every stage before it. Fields that change no result are left out: how often to
 # checkpoint or log, memory bounds, devices, the dry run.
 _DATA_FIELDS = ('seed', 'data.max_samples', 'data.stream', 'data.chunk_samples',
-                'data.shuffle_buffer_chunks', 'data.stream_eval_samples', 'preprocess.')
+                'data.shuffle_buffer_chunks', 'data.stream_eval_samples', 'data.study_field',
+                'preprocess.')
 _TRAIN_FIELDS = ('model.', 'train.')
 _TRAIN_NO_EFFECT = ('train.checkpoint_every_epochs', 'train.keep_checkpoints',
                     'train.log_every_epochs')
 _EXPLAIN_FIELDS = ('deeplift.',)
 _EXPLAIN_NO_EFFECT = ('deeplift.max_chunk_mb',)
 _EVALUATE_FIELDS = ('evaluate.', 'dgex.', 'selector', 'selectors.')
+# A selector method's panel stage (config.method other than the paper's 'deeplift').
+_PANEL_FIELDS = ('method', 'panel.', 'selectors.')
+_PANEL_FILES = ('data.l1000_landmarks', 'data.dgex_landmarks', 'data.dgex_targets')
 # Input files, by the stage that first reads them: fingerprinted by name, size and content
 # (not by path, so a run can be continued from a clone elsewhere).
 _DATA_FILES = ('data.studies', 'data.samples_table', 'data.annotation')
@@ -57,7 +61,7 @@ _EVALUATE_FILES = ('data.dgex_landmarks', 'data.dgex_targets', 'data.go_gmt')
 # Fields added to the config after runs were recorded, with the value that keeps the
 # behaviour those runs had: a record made before a field existed reads as having that
 # value, so adding a field does not make every earlier result stale.
-ADDED_FIELDS = {'model.study_conditional': False}
+ADDED_FIELDS = {'model.study_conditional': False, 'data.study_field': ''}
 
 
 def matches(recorded: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> bool:
@@ -134,10 +138,15 @@ class RunIdentity:
     self._explain = {**_select(flat, _EXPLAIN_FIELDS, _EXPLAIN_NO_EFFECT),
                      **_files(flat, _EXPLAIN_FILES)}
     self._evaluate = {**_select(flat, _EVALUATE_FIELDS), **_files(flat, _EVALUATE_FILES)}
+    self._panel = {**_select(flat, _PANEL_FIELDS), **_files(flat, _PANEL_FILES)}
+    self.designs_panel = config.method != 'deeplift'   # a selector method: no AutoEncoder
     self.seeds = list(range(config.seed, config.seed + config.seeds))
 
   def stages(self) -> list[str]:
-    """Every stage of the run, in order."""
+    """Every stage of the run, in order: a selector method's data, panel, evaluate; the
+    paper's data, train and explain per seed, consensus, evaluate."""
+    if self.designs_panel:
+      return ['data', 'panel', 'evaluate']
     return (['data'] + [f'train/seed_{s}' for s in self.seeds]
             + [f'explain/seed_{s}' for s in self.seeds] + ['consensus', 'evaluate'])
 
@@ -145,6 +154,9 @@ class RunIdentity:
     """The fields and file fingerprints that determine `stage`'s results."""
     if stage == 'data':
       return dict(self._data)
+    if self.designs_panel and stage in ('panel', 'evaluate'):
+      panel = {**self._data, **self._panel}
+      return panel if stage == 'panel' else {**panel, **self._evaluate}
     kind, _, seed = stage.partition('/seed_')
     if kind == 'train':
       return {**self._data, **self._train, 'model_seed': int(seed)}
@@ -177,7 +189,8 @@ class RunIdentity:
     stale = {}
     for stage, recorded in self.records().items():
       if stage not in self.stages():
-        stale[stage] = ['it is not a stage of this config (config.seed, config.seeds)']
+        stale[stage] = ['it is not a stage of this config (config.method, config.seed, '
+                         'config.seeds)']
       elif not matches(recorded, self.identity(stage)):
         stale[stage] = self.changes(stage, recorded)
     for stage, recorded in checkpoint_identities.items():

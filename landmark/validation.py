@@ -10,6 +10,7 @@ import ml_collections
 
 from landmark.data import preprocess
 from landmark.errors import ConfigError
+from landmark.selection import design
 from landmark.selection import selectors
 from landmark.training import train
 
@@ -65,6 +66,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('config.data.studies', 'names no study file')
   preprocess.check_config(config.preprocess)
   train.check_config(config)
+  design.check_config(config)
   _check_selector(config)
 
 

@@ -16,6 +16,7 @@ from landmark.attribution import deeplift
 from landmark.attribution import ranking
 from landmark.errors import ConfigError
 from landmark.evaluation import panels
+from landmark.selection import greedy_ridge
 from landmark.selection import selectors
 
 N_DRIVERS = 10
@@ -26,7 +27,7 @@ def make_config(**selector_overrides):
   config.selectors = ml_collections.ConfigDict(dict(
       ig_steps=16, ig_rule='trapezoid', pca_variance=0.9, pca_components=0,
       peel_off_restarts=4, stratified_aggregate='mean', greedy_ridge_alphas=(1e-2, 1e-1, 1.0),
-      greedy_ridge_validation_k=943, greedy_ridge_validation_folds=3,
+      greedy_ridge_validation_k=943, greedy_ridge_validation_folds=3, greedy_ridge_dtype='auto',
       concrete=dict(hidden=(64,), epochs=200, batch_size=50, learning_rate=1e-2,
                     selector_learning_rate=1e-2, start_temperature=10.0, end_temperature=0.01),
       persist=dict(hidden=(16,), epochs=20, finetune_epochs=5, batch_size=32, learning_rate=1e-2,
@@ -335,22 +336,34 @@ def test_greedy_ridge_finds_the_drivers_under_study_offsets():
   assert len(genes & set(selectors.select('greedy_ridge', pooled, N_DRIVERS))) < 5
 
 
-def test_greedy_ridge_penalty_is_chosen_leaving_studies_out():
+def chosen_alpha(values, studies, alphas, k, n_folds, standardise, space='auto'):
+  moments = greedy_ridge.in_memory(values, studies.astype(str), n_folds, space, 'float64')
+  return greedy_ridge.select(moments, k, alphas, k, standardise)[1]
+
+
+@pytest.mark.parametrize('space', ['samples', 'genes'])
+def test_greedy_ridge_penalty_is_chosen_leaving_studies_out(space):
   values, drivers = planted_drivers(n_samples=400)
   studies = np.repeat(np.arange(4), 100)
   # A penalty of 10 mean squared gene norms shrinks every prediction towards zero.
   for alphas in [(10.0, 1e-2), (1e-2, 10.0)]:
     for n_folds in (2, 4):   # pairs of studies held out; each study alone
       for standardise in (False, True):
-        assert selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS,
-                                                    n_folds, standardise) == 1e-2
-  # The held-out error is that of an explicit ridge fit in gene space.
-  train, test, chosen, penalty = values[:300] - 8, values[300:] - 8, drivers, 50.0
+        assert chosen_alpha(values, studies, alphas, N_DRIVERS, n_folds, standardise,
+                            space) == 1e-2
+  # The held-out error is that of an explicit ridge fit in gene space, in either space.
+  moments = greedy_ridge.in_memory(values, (np.arange(400) >= 300).astype(str), 2, space,
+                                   'float64')
+  fit = greedy_ridge.fit_of(moments, 1, standardise=True)
+  centred = [values[:300] - values[:300].mean(axis=0), values[300:] - values[300:].mean(axis=0)]
+  train, test = (c / fit.scale for c in centred)
+  assert fit.scale == pytest.approx(centred[0].std(axis=0))
+  chosen, penalty = drivers, 50.0
   targets = np.setdiff1d(np.arange(values.shape[1]), chosen)
   b = np.linalg.solve(train[:, chosen].T @ train[:, chosen] + penalty * np.eye(len(chosen)),
                       train[:, chosen].T @ train[:, targets])
-  assert selectors._ridge_error(train, test, chosen, targets, penalty) == pytest.approx(
-      np.sum((test[:, targets] - test[:, chosen] @ b) ** 2), rel=1e-6)
+  assert greedy_ridge.held_out_error(moments, 1, fit, chosen, targets, penalty) == (
+      pytest.approx(np.sum((test[:, targets] - test[:, chosen] @ b) ** 2), rel=1e-6))
   one_study = selectors.SelectionContext(symbols(values.shape[1]), values, [], make_config(),
                                          studies=np.zeros(len(values)))
   with pytest.raises(ValueError, match='at least two studies'):
@@ -387,16 +400,16 @@ def test_greedy_ridge_standardised_finds_drivers_of_small_variance():
 
 def test_greedy_ridge_penalties_are_compared_on_common_targets(monkeypatch):
   """Each penalty's held-out error counts the same genes: those outside every panel."""
-  values, drivers = planted_drivers(n_samples=200)
+  values, _ = planted_drivers(n_samples=200)
   studies = np.repeat(np.arange(4), 50)
-  alphas = (1e-2, 10.0)
   errors = []
-  original = selectors._ridge_error
-  def recording(train, test, chosen, targets, penalty):
+  original = greedy_ridge.held_out_error
+  def recording(moments, held_out, fit, chosen, targets, penalty):
     errors.append((set(chosen), tuple(targets)))
-    return original(train, test, chosen, targets, penalty)
-  monkeypatch.setattr(selectors, '_ridge_error', recording)
-  selectors._alpha_on_held_out_studies(values, studies, alphas, N_DRIVERS, 2, True)
+    return original(moments, held_out, fit, chosen, targets, penalty)
+  monkeypatch.setattr(greedy_ridge, 'held_out_error', recording)
+  chosen_alpha(values, studies, (1e-2, 10.0), N_DRIVERS, 2, True)
+  assert len(errors) == 4   # 2 groups x 2 penalties
   for (panel_a, targets_a), (panel_b, targets_b) in zip(errors[::2], errors[1::2]):
     assert targets_a == targets_b
     assert not (panel_a | panel_b) & set(targets_a)

@@ -416,28 +416,54 @@ def prepare(compendium: readers.Compendium, config: ml_collections.ConfigDict, s
   return splits
 
 
-def collapse_to_genes(compendium: readers.Compendium, annotation: pd.DataFrame,
-                      genes: Sequence[str] | np.ndarray | None = None) -> readers.Compendium:
-  """Probe -> gene matrix: a gene's value is the mean of its probes (method.md §1).
+@dataclasses.dataclass
+class GeneCollapse:
+  """Probe -> gene values of one feature list: a gene's value is the mean of its probes
+  (method.md §1). Applies to any chunk of rows with those features (a stream's included)."""
 
-  `annotation` is `data.read_probe_annotation`'s table. Probes annotated to several genes
-  or none are left out. `genes` optionally restricts and orders the output (e.g. D-GEX's
-  10,463 genes); genes without a probe in the data are dropped with a log line.
+  genes: np.ndarray     # the output's gene symbols, in order
+  columns: np.ndarray   # input columns used, grouped by gene (in `genes` order)
+  starts: np.ndarray    # where each gene's group begins in `columns`
+  counts: np.ndarray    # probes per gene
+
+  def __call__(self, values: np.ndarray) -> np.ndarray:
+    """(rows, features) -> (rows, genes) float32 gene means."""
+    sums = np.add.reduceat(np.asarray(values, np.float64)[:, self.columns], self.starts, axis=1)
+    return (sums / self.counts).astype(np.float32)
+
+
+def gene_collapse(features: Sequence[str] | np.ndarray, annotation: pd.DataFrame,
+                  genes: Sequence[str] | np.ndarray | None = None,
+                  source: str = 'data') -> GeneCollapse:
+  """The `GeneCollapse` of `features` under `annotation` (`data.read_probe_annotation`).
+
+  Probes annotated to several genes or none are left out. `genes` optionally restricts and
+  orders the output (e.g. D-GEX's 10,463 genes); genes without a probe in the data are
+  dropped with a log line. Without `genes`, the genes come sorted by symbol.
   """
-  symbols = annotation.set_index('probe')['symbol'].reindex(compendium.features).fillna('')
+  symbols = annotation.set_index('probe')['symbol'].reindex(np.asarray(features)).fillna('')
   usable = ((symbols != '') & ~symbols.str.contains(readers.GENE_SEPARATOR)).to_numpy()
   if not usable.any():
-    raise DataError(compendium.source, 'no feature is a probe of the annotation')
-  symbols = symbols.to_numpy()[usable]
-  frame = pd.DataFrame(compendium.values[:, usable].T, index=symbols)
-  gene_values = frame.groupby(level=0, sort=True).mean()
+    raise DataError(source, 'no feature is a probe of the annotation')
+  by_gene = pd.Series(np.flatnonzero(usable), index=symbols.to_numpy()[usable])
+  order = sorted(set(by_gene.index))
   if genes is not None:
-    present = [g for g in genes if g in gene_values.index]
-    if not present:
-      raise DataError(compendium.source, 'none of the requested genes has a probe')
-    if len(present) < len(genes):
+    present = set(order)
+    order = [g for g in dict.fromkeys(genes) if g in present]
+    if not order:
+      raise DataError(source, 'none of the requested genes has a probe')
+    if len(order) < len(set(genes)):
       logging.info('%d of %d requested genes have no probe in the data',
-                   len(genes) - len(present), len(genes))
-    gene_values = gene_values.loc[present]
-  return dataclasses.replace(compendium, values=gene_values.to_numpy(np.float32).T,
-                             features=gene_values.index.to_numpy(str))
+                   len(set(genes)) - len(order), len(set(genes)))
+  groups = by_gene.groupby(level=0, sort=False).agg(list)[order]
+  counts = groups.map(len).to_numpy()
+  return GeneCollapse(np.asarray(order, str), np.concatenate(groups.to_numpy()).astype(int),
+                      np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int), counts)
+
+
+def collapse_to_genes(compendium: readers.Compendium, annotation: pd.DataFrame,
+                      genes: Sequence[str] | np.ndarray | None = None) -> readers.Compendium:
+  """The compendium's probes collapsed to genes (`gene_collapse`)."""
+  collapse = gene_collapse(compendium.features, annotation, genes, compendium.source)
+  return dataclasses.replace(compendium, values=collapse(compendium.values),
+                             features=collapse.genes)

@@ -141,7 +141,7 @@ class SampleStream:
   resident = False   # the training core steps through `batches`, prefetched
 
   def __init__(self, path, rows=None, feature_index=None, *, chunk_samples=512,
-               shuffle_buffer_chunks=4, prefetch=4, transform=None):
+               shuffle_buffer_chunks=4, prefetch=4, transform=None, study_field=''):
     if chunk_samples < 1 or shuffle_buffer_chunks < 1 or prefetch < 0:
       raise ValueError(f'chunk_samples ({chunk_samples}) and shuffle_buffer_chunks '
                        f'({shuffle_buffer_chunks}) must be positive, prefetch ({prefetch}) >= 0')
@@ -155,12 +155,17 @@ class SampleStream:
       self.features = (reader.features if feature_index is None
                        else reader.features[self.feature_index])
       self.samples = reader.samples[rows]
-      self.meta = readers._meta(  # pylint: disable=protected-access
-          self.samples, readers._study_name(path),  # pylint: disable=protected-access
-          reader.sample_meta().iloc[rows])
+      sample_meta = reader.sample_meta().iloc[rows]
+      study = readers._study_name(path)  # pylint: disable=protected-access
+      if study_field:
+        if study_field not in sample_meta:
+          raise readers.DataError(path, f'no column-metadata field {study_field!r} '
+                                  f'(config.data.study_field); fields: {list(sample_meta)}')
+        study = sample_meta[study_field].astype(str).to_numpy()
+      self.meta = readers._meta(self.samples, study, sample_meta)  # pylint: disable=protected-access
     self.path, self.rows = path, rows
     self.chunk_samples, self.shuffle_buffer_chunks = chunk_samples, shuffle_buffer_chunks
-    self.prefetch, self.transform = prefetch, transform
+    self.prefetch, self.transform, self.study_field = prefetch, transform, study_field
     self._stats = None
 
   def __len__(self):
@@ -278,7 +283,7 @@ class SampleStream:
     rows = np.sort(np.random.default_rng(seed).choice(self.rows, n, replace=False))
     return SampleStream(self.path, rows, self.feature_index, chunk_samples=self.chunk_samples,
                         shuffle_buffer_chunks=self.shuffle_buffer_chunks, prefetch=self.prefetch,
-                        transform=self.transform)
+                        transform=self.transform, study_field=self.study_field)
 
   def to_memory(self, limit: int = 0, seed: int = 0) -> readers.Compendium:
     """The rows read into memory as a `data.Compendium`: a seeded random `limit` of them
@@ -357,7 +362,7 @@ def prepare_splits(config: ml_collections.ConfigDict) -> preprocess.Splits:
   streams = [SampleStream(path, rows[index], feature_index,
                           chunk_samples=data_config.chunk_samples,
                           shuffle_buffer_chunks=data_config.shuffle_buffer_chunks,
-                          prefetch=data_config.prefetch)
+                          prefetch=data_config.prefetch, study_field=data_config.study_field)
              for index in preprocess.random_split(len(rows), pre.val_fraction,
                                                   pre.test_fraction, config.seed)]
   return preprocess.Splits(streams[0], streams[1].to_memory(), streams[2].to_memory())

@@ -69,10 +69,10 @@ def dgex_universe(data_config: ml_collections.ConfigDict) -> list[str]:
 
 def reference_panels(data: GeneSplits, ranked_symbols: Iterable[str],
                      l1000_symbols: Sequence[str], k: int, n_random: int,
-                     seed: int) -> dict[str, list[str]]:
+                     seed: int, ranked_name: str = 'deeplift') -> dict[str, list[str]]:
   """The panels every run compares, all of size min(k, L1000 genes in the universe).
 
-  `deeplift`: the top-k ranked genes; the others are `selectors.select`'s: `l1000`: L1000's
+  `ranked_name` (the run's method, 'deeplift' for the paper's): the top-k ranked genes; the others are `selectors.select`'s: `l1000`: L1000's
   landmarks; `variance`: the k most variable training genes; `random_i`: the uniform random
   draw of seed `seed + i` (the noise floor).
   """
@@ -82,7 +82,7 @@ def reference_panels(data: GeneSplits, ranked_symbols: Iterable[str],
   l1000 = selectors.select('l1000', context, min(k, len(data.genes)))
   k = len(l1000)
   universe = set(data.genes)
-  panels = {'deeplift': [g for g in ranked_symbols if g in universe][:k], 'l1000': l1000,
+  panels = {ranked_name: [g for g in ranked_symbols if g in universe][:k], 'l1000': l1000,
             'variance': selectors.select('variance', context, k)}
   for i in range(n_random):
     panels[f'random_{i}'] = selectors.select('random', context, k, seed + i)
@@ -182,26 +182,32 @@ def summarize(results: Mapping[tuple[str, str], pd.DataFrame], alpha: float) -> 
   return summary
 
 
-FIXED_PAIRS = (('deeplift', 'l1000'), ('deeplift', 'variance'), ('l1000', 'variance'))
+def fixed_pairs(method: str = 'deeplift') -> tuple[tuple[str, str], ...]:
+  """The pairs every run compares: its own panel (`method`'s) against L1000 and top-variance
+  genes, and L1000 against top-variance genes."""
+  return ((method, 'l1000'), (method, 'variance'), ('l1000', 'variance'))
 
 
 def compare_panels(results: Mapping[tuple[str, str], pd.DataFrame], kinds: Iterable[str],
-                   alpha: float, workdir: str | os.PathLike) -> pd.DataFrame:
-  """Paired tests and noise-calibrated gaps between the fixed panels (and of a selector's
-  panel, `config.selector`, against L1000), per model kind.
+                   alpha: float, workdir: str | os.PathLike,
+                   method: str = 'deeplift') -> pd.DataFrame:
+  """Paired tests and noise-calibrated gaps between the fixed panels (`fixed_pairs` of the
+  run's `method`; and of a selector's panel, `config.selector`, against L1000), per model.
 
   Each gap is set beside the same gap between random panels of equal size (z-score and
-  empirical p from `evaluate.calibrated_gap`). Writes the paper's Fig. 3 for DeepLIFT vs
-  L1000 as `fig3_<model>.png` and the permutation-test failures as `perm_failures_<model>.tsv`.
+  empirical p from `evaluate.calibrated_gap`). Writes the paper's Fig. 3 for the run's panel
+  vs L1000 as `fig3_<model>.png` and the permutation-test failures as
+  `perm_failures_<model>.tsv`.
   """
   rows = []
+  pairs = fixed_pairs(method)
   for kind in kinds:
     randoms = [frame for (k, name), frame in results.items()
                if k == kind and name.startswith('random_')]
-    fixed = {name for pair in FIXED_PAIRS for name in pair}
+    fixed = {name for pair in pairs for name in pair}
     chosen = [(name, 'l1000') for k, name in results if k == kind and name not in fixed
               and not name.startswith(('random_', 'deeplift_seed_'))]
-    for a, b in (*FIXED_PAIRS, *chosen):
+    for a, b in (*pairs, *chosen):
       summary, failing = evaluate.compare_landmark_sets(results[kind, a], results[kind, b],
                                                         (a, b), alpha)
       common = results[kind, a].index.intersection(results[kind, b].index, sort=False)
@@ -215,7 +221,7 @@ def compare_panels(results: Mapping[tuple[str, str], pd.DataFrame], kinds: Itera
                       'null_z': gap['z'], 'null_p_value': gap['p_value'],
                       'n_random_panels': gap['n_random_sets']})
         rows.append(row)
-      if (a, b) == FIXED_PAIRS[0]:
+      if (a, b) == pairs[0]:
         evaluate.plot_comparison(f'{workdir}/fig3_{kind}.png', results[kind, a],
                                  results[kind, b], (a, b), kind)
         fileio.write_table(f'{workdir}/perm_failures_{kind}.tsv', failing, index=False)

@@ -263,3 +263,58 @@ def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         if name.startswith('clustering_') and name.endswith('.png')], '',
   ]
   fileio.write_text(os.path.join(workdir, 'report.md'), '\n'.join(lines))
+
+
+def write_panel_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                       panel: pd.DataFrame, panels: Mapping[str, Any],
+                       go_tables: Mapping[str, pd.DataFrame]) -> None:
+  """Writes `<workdir>/report.md` for a designed panel (config.method a selector): the
+  verdict on it against L1000 and random panels first, then the panel and the details."""
+  with open(os.path.join(workdir, 'data_summary.json')) as f:
+    data_summary = json.load(f)
+  with open(os.path.join(workdir, 'l1000_overlap.json')) as f:
+    overlap = json.load(f)
+  method, summary = config.method, panels['summary']
+  size = panels['panel_size']
+  universe = ("D-GEX's gene universe" if config.panel.universe == 'dgex'
+              else 'every annotated gene of the data')
+  head = panel.head(TOP_GENES)[[c for c in ('rank', 'symbol', 'entrez', 'gain', 'in_l1000')
+                                if c in panel]]
+  comparisons = panels['comparisons']
+  lines = [
+      f"# landmark panel report: {evaluate.run_name(os.path.join(workdir, 'report.md'))}", '',
+      f'## Verdict: does the {method} panel infer the transcriptome better than L1000, and '
+      'than random genes?', '',
+      f"`{method}` chose {len(panel)} genes from {panels['n_genes']} ({universe}) on "
+      f"{data_summary['train']['samples']} training profiles "
+      f"({_link(workdir, 'panel.tsv', 'panel.tsv')}). Panels are compared at {size} genes, "
+      f"the L1000 landmarks present among those genes; each infers {panels['n_targets']} "
+      f"target genes on {data_summary['test']['samples']} held-out profiles. A gap is judged "
+      'by the spread of the same gap among random panels of the same size: z = gap ÷ its sd '
+      'among random panels, positive = better (for PCC higher, for MAE lower); '
+      f'|z| ≥ {panels_lib.SIGNIFICANT_Z:g} counts as significant.', '',
+      *_verdict_tables(workdir, summary),
+      '## The panel', '',
+      f"The first {len(head)} of {len(panel)} genes (`gain`: the fraction of the training "
+      "data's sum of squares the gene's step explained, in the units chosen in):", '',
+      _table(head), '',
+      f"The {len(panel)} genes share {overlap['count']} with L1000's landmarks (expected by "
+      f"chance {overlap['expected']:.1f}, hypergeometric p = {overlap['p_value']:.3g}). GMT: "
+      f"{_link(workdir, 'panel.gmt', 'panel.gmt')}; every panel compared: "
+      f"{_link(workdir, 'panels.gmt', 'panels.gmt')}. Saved inference models "
+      '(`--mode=infer`): `models/`.', '',
+      '## Details', '',
+      _table(summary[~summary['panel'].str.startswith('random_')]), '',
+      *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == method) &
+                                                (comparisons['set_b'] == 'l1000')].iterrows()], '',
+      f"All pairs: {_link(workdir, 'panel_comparisons.tsv', 'panel_comparisons.tsv')}; "
+      f"per-gene metrics: {_link(workdir, 'panel_gene_metrics.tsv', 'panel_gene_metrics.tsv')}.",
+      '',
+      *[_link(workdir, f'fig3_{kind}.png', f'Fig. 3, {kind}', image=True)
+        for kind in config.evaluate.models], '',
+      '### GO molecular-function enrichment', '',
+      *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
+        f"terms significant (BH < {config.evaluate.go_fdr}); top: "
+        f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '',
+  ]
+  fileio.write_text(os.path.join(workdir, 'report.md'), '\n'.join(lines))
