@@ -33,6 +33,20 @@ every measurement alike and the ratios stay fair on a shared machine:
             data (`stream_data_wait_fraction`). The file is deleted afterwards; it was just
             written, so it is read from the page cache, not the disk.
 
+  selector  greedy ridge, measured once in fresh subprocesses (not interleaved): (a) the
+            17 studies' fold-0 training split (361 x 9,403 D-GEX genes), k = 943 with the
+            penalty validation (3 held-out groups x 4 penalties): the numpy path it replaced
+            (experiments/numpy_greedy_ridge.py) against the JAX one in float64 and float32,
+            wall time and peak RSS, `selector_speedup` (numpy / JAX float64) and whether the
+            panels are the same; (b) a generated --selector_rows x --selector_genes float32
+            GCTX of --selector_studies studies (low-rank structure, study offsets, a 'study'
+            column field) streamed once into the gene-space cross-product (float32,
+            --selector_chunk rows a read) and the greedy path to --selector_k at one
+            penalty: wall times, peak RSS, the pass's data-wait fraction and GFLOP/s over
+            a matmul of its shapes, and the greedy step's GFLOP/s over the matrix-vector
+            product at its shapes (C @ w, genes x genes: the step's dominant term) and
+            over the machine's matmul peak.
+
 FLOP count of one step, batch B, layer sizes (in, out): forward F = 2 B sum(in * out);
 backward = 2 F minus the input layer's input gradient (2 B n_inputs hidden, never needed:
 the input is data), so a step needs 3 F - 2 B n h matmul FLOPs (28.66 GFLOP at the paper's
@@ -45,6 +59,7 @@ Timings are best-of---repeats wall times; the JSON records the load average as w
   python -m experiments.benchmark --sections=matmul,ae_step --batch=512 --out=/tmp/b.json
   python -m experiments.benchmark --sections=matmul,dgex_step --merge --out=runs/benchmark.json
   python -m experiments.benchmark --sections=stream --merge --out=runs/benchmark.json
+  python -m experiments.benchmark --sections=selector --merge --out=runs/benchmark.json
 """
 
 import dataclasses
@@ -74,12 +89,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import common
+from configs import compendium
+from experiments import numpy_greedy_ridge
 from landmark import fileio
+from landmark import pipeline
 from landmark.attribution import deeplift
 from landmark.data import readers
 from landmark.data import streaming
+from landmark.evaluation import panels as panels_lib
 from landmark.inference import regression
 from landmark.models import dgex
+from landmark.selection import greedy_ridge
 from landmark.training import core
 from landmark.training import sharding
 from landmark.training import train
@@ -103,6 +123,12 @@ _DGEX_WIDTHS = flags.DEFINE_list('dgex_widths', ['943', '9000', '9000', '9000', 
                                  "D-GEX's layer widths: landmarks, hidden..., targets.")
 _DGEX_BATCH = flags.DEFINE_integer('dgex_batch', 200, "D-GEX's batch size (the paper's 200).")
 _DGEX_STEPS = flags.DEFINE_integer('dgex_steps', 2, 'D-GEX steps per timed repeat.')
+_SELECTOR_ROWS = flags.DEFINE_integer('selector_rows', 100000, 'Profiles in the generated '
+                                      'GCTX of the selector section.')
+_SELECTOR_GENES = flags.DEFINE_integer('selector_genes', 12600, 'Genes in that GCTX.')
+_SELECTOR_STUDIES = flags.DEFINE_integer('selector_studies', 200, 'Studies in that GCTX.')
+_SELECTOR_K = flags.DEFINE_integer('selector_k', 1000, 'Genes the streamed greedy path takes.')
+_SELECTOR_CHUNK = flags.DEFINE_integer('selector_chunk', 4096, 'Rows per read of that pass.')
 _MERGE = flags.DEFINE_bool('merge', False, 'Update the keys of an existing --out JSON '
                            'instead of replacing it.')
 flags.mark_flag_as_required('out')
@@ -316,6 +342,32 @@ def write_random_gctx(path, n_samples, n_features, chunk_samples=1024):
                      data=np.array([f'sample_{i}' for i in range(n_samples)], 'S'))
 
 
+def write_studied_gctx(path, n_samples, n_features, n_studies, chunk_samples=4096, rank=20):
+  """A GCTX of log2-like float32 profiles in `n_studies` equal studies, written chunk by
+  chunk: 8 + a per-study offset per gene + rank-`rank` structure + noise, with the study of
+  each profile in the column field 'study' (config.data.study_field)."""
+  import h5py  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  loadings = rng.normal(size=(rank, n_features)).astype(np.float32) / np.sqrt(rank)
+  offsets = rng.normal(scale=0.5, size=(n_studies, n_features)).astype(np.float32)
+  noise_sd = rng.uniform(0.2, 1.0, n_features).astype(np.float32)
+  study = np.arange(n_samples) * n_studies // n_samples
+  with h5py.File(path, 'w') as f:
+    matrix = f.create_dataset(readers.GCTX_MATRIX, (n_samples, n_features), np.float32,
+                              chunks=(min(chunk_samples, n_samples), n_features))
+    for start in range(0, n_samples, chunk_samples):
+      stop = min(start + chunk_samples, n_samples)
+      factors = rng.normal(size=(stop - start, rank)).astype(np.float32)
+      noise = rng.standard_normal((stop - start, n_features), np.float32) * noise_sd
+      matrix[start:stop] = 8 + offsets[study[start:stop]] + factors @ loadings + noise
+    f.create_dataset(f'{readers.GCTX_ROW_META}/id',
+                     data=np.array([f'gene_{j}' for j in range(n_features)], 'S'))
+    f.create_dataset(f'{readers.GCTX_COL_META}/id',
+                     data=np.array([f'sample_{i}' for i in range(n_samples)], 'S'))
+    f.create_dataset(f'{readers.GCTX_COL_META}/study',
+                     data=np.array([f'study_{s}' for s in study], 'S'))
+
+
 def _current_rss_mb():
   """This process's resident memory now (Linux), in MiB."""
   with open('/proc/self/status') as status:
@@ -398,6 +450,140 @@ def stream_section():
   return results
 
 
+SELECTOR_ALPHAS = (1.0, 10.0, 100.0, 1000.0)   # the default config.selectors grid
+SELECTOR_K17 = 943
+
+
+def _peak_rss_mb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def _selector_17(data_path, implementation):
+  """In a fresh process: the 17 studies' selection at k = 943 with validation, by
+  `implementation` ('numpy', 'float64' or 'float32'); seconds, peak RSS, the panel."""
+  logging.set_verbosity(logging.INFO)
+  data = np.load(data_path)
+  values, studies = data['values'], data['studies']
+  jax.block_until_ready(jnp.zeros(1))
+  baseline = _peak_rss_mb()
+  started = time.perf_counter()
+  if implementation == 'numpy':
+    order = numpy_greedy_ridge.selection(values, studies, SELECTOR_ALPHAS, SELECTOR_K17,
+                                         SELECTOR_K17, 3, True)
+  else:
+    moments = greedy_ridge.in_memory(values, studies, 3, dtype=implementation)
+    order = greedy_ridge.select(moments, SELECTOR_K17, SELECTOR_ALPHAS, SELECTOR_K17,
+                                True)[0].order[0]
+  return {'seconds': time.perf_counter() - started, 'peak_rss_mb': _peak_rss_mb(),
+          'baseline_rss_mb': baseline, 'order': np.asarray(order).tolist()}
+
+
+def _best_seconds(call, repeats=3):
+  jax.block_until_ready(call())
+  best = float('inf')
+  for _ in range(repeats):
+    started = time.perf_counter()
+    jax.block_until_ready(call())
+    best = min(best, time.perf_counter() - started)
+  return best
+
+
+def _selector_stream_run(path, k, chunk):
+  """In a fresh process: one streamed pass into the gene-space cross-product, then the
+  greedy path to k; times, peak RSS, data wait, and rates against matmuls of its shapes."""
+  logging.set_verbosity(logging.INFO)
+  jax.block_until_ready(jnp.zeros(1))
+  baseline = _peak_rss_mb()
+  stream = streaming.SampleStream(path, chunk_samples=chunk, prefetch=2, study_field='study')
+  rows, genes = stream.shape
+  arrays = stream.arrays()
+  started = time.perf_counter()
+  moments = greedy_ridge.accumulate(arrays, stream.meta['study'].to_numpy(), genes, 1,
+                                    'genes', 'float32')
+  jax.block_until_ready(moments.cross)
+  pass_seconds = time.perf_counter() - started
+  pass_rss = _peak_rss_mb()
+  greedy_ridge.greedy_paths(moments, [greedy_ridge.ALL_ROWS], [10.0],   # compiles the step
+                            greedy_ridge.STEPS_PER_CALL, True)
+  started = time.perf_counter()
+  paths, _ = greedy_ridge.greedy_paths(moments, [greedy_ridge.ALL_ROWS], [10.0], k, True)
+  greedy_seconds = time.perf_counter() - started
+  # The step: C @ w (2 genes² FLOP) and four products of the path's history with a vector
+  # (2 t genes each at step t): k (2 g² ) + 4 g k² in all.
+  greedy_flops = 2.0 * k * genes ** 2 + 4.0 * genes * k ** 2
+  cross = moments.cross[0]
+  vector = jnp.ones((1, cross.shape[0]), jnp.float32)
+  matvec = jax.jit(lambda c, v: jax.lax.fori_loop(
+      0, 16, lambda i, v: (c @ v[0])[None] * 1e-6 + v, v))
+  matvec_gflops = 16 * 2.0 * cross.shape[0] ** 2 / _best_seconds(
+      lambda: matvec(cross, vector)) / 1e9
+  block = jax.random.normal(jax.random.key(0), (chunk, cross.shape[0]), jnp.float32)
+  gram = jax.jit(lambda x: x.T @ x)
+  pass_matmul_gflops = 2.0 * chunk * cross.shape[0] ** 2 / _best_seconds(
+      lambda: gram(block)) / 1e9
+  pass_gflops = 2.0 * rows * genes ** 2 / pass_seconds / 1e9
+  greedy_gflops = greedy_flops / greedy_seconds / 1e9
+  return {
+      'selector_stream_rows': rows, 'selector_stream_genes': genes, 'selector_stream_k': k,
+      'selector_stream_pass_seconds': pass_seconds,
+      'selector_stream_pass_data_wait_fraction': arrays.wait_seconds / pass_seconds,
+      'selector_stream_pass_gflops': pass_gflops,
+      'selector_stream_pass_ratio': pass_gflops / pass_matmul_gflops,
+      'selector_stream_greedy_seconds': greedy_seconds,
+      'selector_stream_total_seconds': pass_seconds + greedy_seconds,
+      'selector_stream_greedy_gflops': greedy_gflops,
+      'selector_stream_matvec_gflops': matvec_gflops,
+      'selector_greedy_step_ratio': greedy_gflops / matvec_gflops,
+      'selector_stream_pass_peak_rss_mb': pass_rss,
+      'selector_stream_peak_rss_mb': _peak_rss_mb(),
+      'selector_stream_baseline_rss_mb': baseline,
+      'selector_stream_first_genes': paths.order[0, :5].tolist(),
+  }
+
+
+def selector_section():
+  """Greedy ridge: the 17 studies, old path against new, then a generated compendium
+  streamed and selected (see top); every measurement in a fresh process."""
+  directory = tempfile.mkdtemp(prefix='selector_benchmark_')
+  results = {}
+  try:
+    config = compendium.get_config('folds=5,fold=0')
+    splits = pipeline.prepare_data(config, directory)
+    genes = panels_lib.gene_splits(splits, readers.read_probe_annotation(config.data.annotation),
+                                   panels_lib.dgex_universe(config.data))
+    data_path = os.path.join(directory, 'fold0.npz')
+    np.savez(data_path, values=genes.train, studies=genes.train_studies.astype(str))
+    runs = {}
+    for implementation in ('numpy', 'float64', 'float32'):
+      with multiprocessing.get_context('spawn').Pool(1) as pool:
+        runs[implementation] = pool.apply(_selector_17, (data_path, implementation))
+      logging.info('selector, 17 studies, %s: %.1f s', implementation,
+                   runs[implementation]['seconds'])
+    for implementation, run in runs.items():
+      results[f'selector17_{implementation}_seconds'] = run['seconds']
+      results[f'selector17_{implementation}_peak_rss_mb'] = run['peak_rss_mb']
+    results['selector17_shape'] = list(genes.train.shape)
+    results['selector_speedup'] = runs['numpy']['seconds'] / runs['float64']['seconds']
+    results['selector_speedup_float32'] = runs['numpy']['seconds'] / runs['float32']['seconds']
+    results['selector17_float64_same_panel'] = runs['float64']['order'] == runs['numpy']['order']
+    results['selector17_float32_shared_genes'] = len(set(runs['float32']['order'])
+                                                     & set(runs['numpy']['order']))
+    path = os.path.join(directory, 'compendium.gctx')
+    started = time.perf_counter()
+    write_studied_gctx(path, _SELECTOR_ROWS.value, _SELECTOR_GENES.value,
+                       _SELECTOR_STUDIES.value, _SELECTOR_CHUNK.value)
+    logging.info('Wrote %s (%.0f MB) in %.0f s', path, os.path.getsize(path) / 2**20,
+                 time.perf_counter() - started)
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+      results.update(pool.apply(_selector_stream_run, (path, _SELECTOR_K.value,
+                                                       _SELECTOR_CHUNK.value)))
+    results['selector_stream_file_mb'] = os.path.getsize(path) / 2**20
+    results['selector_load_average_1min'] = os.getloadavg()[0]
+  finally:
+    shutil.rmtree(directory)
+  return results
+
+
 def summarize(timers, seconds):
   """Per-timer seconds and GFLOP/s, and the headline ratios between sections."""
   gflops = {name: timers[name].flops / seconds[name] / 1e9 for name in timers}
@@ -446,7 +632,7 @@ def main(argv):
     raise app.UsageError('Too many command-line arguments.')
   timers = {}
   for name in _SECTIONS.value:
-    if name != 'stream':
+    if name not in ('stream', 'selector'):
       timers.update(SECTIONS[name]())
   results = {'device': str(jax.devices()[0]), 'jax_version': jax.__version__,
              'batch': _BATCH.value, 'layers': layer_sizes(),
@@ -458,6 +644,8 @@ def main(argv):
                    **summarize(timers, seconds))
   if 'stream' in _SECTIONS.value:
     results.update(stream_section())
+  if 'selector' in _SECTIONS.value:
+    results.update(selector_section())
   print(table(results))
   if _MERGE.value and os.path.exists(_OUT.value):
     with open(_OUT.value) as f:

@@ -155,4 +155,7 @@ def test_two_processes_match_one_device(tmp_path):
     assert len(glob.glob(str(tmp_path / workdir / 'tensorboard' / 'events.*'))) == 2, workdir
     table = pd.read_csv(tmp_path / workdir / 'ae_gene_metrics.tsv', sep='\t')
     assert list(table.columns) == list(single.columns) and len(table) == 64
-    np.testing.assert_allclose(table[['mae', 'pcc']], single[['mae', 'pcc']], atol=1e-4)
+    np.testing.assert_allclose(table['mae'], single['mae'], atol=1e-4)
+    # A weakly reconstructed gene's PCC (a ratio of small covariances) amplifies float32
+    # reduction-order differences between device layouts: 2.7e-4 seen on one x86 CPU.
+    np.testing.assert_allclose(table['pcc'], single['pcc'], atol=2e-3)

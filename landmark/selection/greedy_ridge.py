@@ -23,6 +23,7 @@ compendia whose float64 cross-product would not fit.
 """
 
 import dataclasses
+import functools
 import time
 from typing import Iterable, Sequence
 
@@ -98,7 +99,7 @@ class Moments:
     return np.bincount(self.groups, self.counts, self.n_groups)
 
 
-@jax.jit
+@functools.partial(jax.jit, donate_argnums=(0,))
 def _add_cross(cross, rows):
   """cross + rowsᵀ rows, accumulated in cross's dtype (rows split over the mesh's batch
   axis: the contraction's partial sums are reduced across it)."""
@@ -134,21 +135,22 @@ def accumulate(chunks: Iterable[np.ndarray], row_studies: Sequence[str], n_genes
       cross = [jax.device_put(jnp.zeros((padded, padded), dtype), _gene_rows(mesh))
                for _ in range(int(groups.max()) + 1)]
     for chunk in chunks:
-      chunk = np.asarray(chunk, np.float64)
+      chunk = np.asarray(chunk, np.float64 if rows is not None else dtype)
       if chunk.shape[1] != n_genes:
         raise ValueError(f'a chunk of {chunk.shape[1]} genes, expected {n_genes}')
       labels = study_of_row[done:done + len(chunk)]
       if len(labels) < len(chunk):
         raise ValueError(f'more rows than the {n_rows} study labels')
       if shift is None:
-        shift = chunk.mean(axis=0)
-      shifted = chunk - shift
-      np.add.at(sums, labels, shifted)
+        shift = chunk.mean(axis=0, dtype=np.float64)
+      shifted = chunk - shift.astype(chunk.dtype)
+      for study in np.unique(labels):
+        sums[study] += shifted[labels == study].sum(axis=0, dtype=np.float64)
       if rows is not None:
         rows[done:done + len(chunk)] = chunk
       else:
         for group in np.unique(groups[labels]):
-          part = shifted[groups[labels] == group].astype(dtype)
+          part = shifted[groups[labels] == group]
           part = np.pad(part, ((0, sharding.round_up(len(part), mesh.size) - len(part)),
                                (0, padded - n_genes)))
           cross[group] = _add_cross(cross[group], jax.device_put(
