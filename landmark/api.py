@@ -1,15 +1,17 @@
-"""Notebook entry points: the landmark genes of an expression matrix, and the verdict on a
-finished run's panels, as DataFrames instead of files to read."""
+"""Notebook entry points: a gene panel designed from an expression matrix, the paper's
+DeepLIFT landmarks of one, and the verdict on a finished run's panels, as DataFrames
+instead of files to read."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import ml_collections
 import pandas as pd
 
+from configs import panel as panel_config
 from configs import quick
 from landmark import fileio
 from landmark import pipeline
@@ -20,7 +22,8 @@ from landmark.evaluation import report
 if TYPE_CHECKING:   # anndata is an optional dependency: never imported at run time
   import anndata
 
-INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to find_landmarks, as the run reads it
+INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to the API, as the run reads it
+STUDIES_FILE = 'input_studies.tsv'   # the study of each of its samples (design_panel)
 
 
 def _expression_file(data, workdir: str) -> str:
@@ -70,6 +73,55 @@ def find_landmarks(data: str | os.PathLike | pd.DataFrame | anndata.AnnData, k: 
             .set_index('symbol')['score'] for _, seed_dir in pipeline.seed_runs(config, workdir)]
   table.insert(table.columns.get_loc('in_L1000'), 'score',
                pd.concat(scores, axis=1).mean(axis=1).reindex(table['symbol']).to_numpy())
+  table.attrs['workdir'] = workdir
+  return table
+
+
+def design_panel(data: str | os.PathLike | pd.DataFrame | anndata.AnnData, k: int = 943,
+                 studies: Sequence[str] | str | None = None,
+                 config: ml_collections.ConfigDict | None = None,
+                 workdir: str | None = None) -> pd.DataFrame:
+  """Designs a k-gene panel from `data` with the panel designer (configs/panel.py:
+  greedy ridge on per-study-centred, unit-sd genes; no AutoEncoder), the run's
+  `--mode=explain`, and returns it ranked.
+
+  data: a path to an expression file data.read_any reads, a samples x genes DataFrame
+  (genes as HG-U133A probe IDs or gene symbols) or an AnnData. studies: the study (batch)
+  of each sample, in order, or the name of an AnnData `obs` column holding it; profiles are
+  centred within their study, and the ridge penalty is chosen on held-out groups of studies
+  (with one study, give one penalty: `config.selectors.greedy_ridge_alphas`). config: a run
+  config (default configs/panel.py's); its data files are replaced by `data`. workdir:
+  where the run writes (a new temporary folder by default; a rerun reuses its stages).
+
+  Returns k rows, best first: rank, symbol, entrez, probes, gain (the fraction of the
+  training data's sum of squares the gene's step explained), in_l1000, shares_probe_with;
+  `.attrs['workdir']` names the run (its panel.tsv and panel.gmt).
+  """
+  config = (config or panel_config.get_config()).copy_and_resolve_references()
+  workdir = workdir or tempfile.mkdtemp(prefix='landmark_')
+  os.makedirs(workdir, exist_ok=True)
+  if isinstance(studies, str):
+    if type(data).__name__ != 'AnnData' or studies not in data.obs:
+      raise ValueError(f'studies={studies!r} names no obs column of an AnnData')
+    studies = data.obs[studies].astype(str).tolist()
+  config.data.studies = (_expression_file(data, workdir),)
+  config.data.samples_table = ()
+  if studies is not None:
+    samples = (data.obs_names if type(data).__name__ == 'AnnData' else data.index
+               if isinstance(data, pd.DataFrame) else None)
+    if samples is None or len(samples) != len(studies):
+      raise ValueError(f'studies: {len(studies)} labels for '
+                       f'{"a file" if samples is None else f"{len(samples)} samples"}; give one '
+                       'per sample of a DataFrame or AnnData')
+    path = os.path.join(workdir, STUDIES_FILE)
+    fileio.write_table(path, pd.DataFrame({'sample': [str(s) for s in samples],
+                                           'study': [str(s) for s in studies]}), index=False)
+    config.data.samples_table = (path,)
+  config.panel.k = k
+  pipeline.run(config, workdir, mode='explain')
+  table = pd.read_csv(os.path.join(workdir, pipeline.PANEL_FILE), sep='\t',
+                      dtype={'symbol': str, 'entrez': str, 'probes': str,
+                             'shares_probe_with': str}, keep_default_na=False, na_values={})
   table.attrs['workdir'] = workdir
   return table
 

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from landmark import progress
+from landmark.training import core
 from landmark.training import sharding
 
 SPACES = ('auto', 'samples', 'genes')
@@ -106,16 +107,24 @@ def _add_cross(cross, rows):
   return cross + jnp.einsum('ri,rj->ij', rows, rows, preferred_element_type=cross.dtype)
 
 
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _centre_cross(cross, offsets):
+  """cross - offsetsᵀ offsets: shifted cross-products to study-centred ones (offsets: each
+  study's mean less the shift, times √rows)."""
+  return cross - offsets.T @ offsets
+
+
 def accumulate(chunks: Iterable[np.ndarray], row_studies: Sequence[str], n_genes: int,
                n_folds: int = 1, space: str = 'auto', dtype: str = 'auto',
                mesh: Mesh | None = None) -> Moments:
   """The `Moments` of rows arriving as `chunks` (rows x genes, in order), one pass.
 
   `row_studies` is the study of every row, in the same order; the studies are dealt into
-  `n_folds` validation groups (`validation_groups`). Gene space accumulates, per group, the
-  cross-product of the rows shifted by the first chunk's mean (so that float32 sums lose
-  little to cancellation), split over `mesh`'s batch axis, and corrects it to study
-  centring from the per-study sums at the end.
+  `n_folds` validation groups (`validation_groups`). Sample space keeps the rows (float64,
+  centred at the end). Gene space accumulates, per group and in `dtype`, the cross-product
+  of the rows shifted by the first chunk's mean (so that float32 sums lose little to
+  cancellation), their rows split over `mesh`'s batch axis, and corrects it to study
+  centring from the per-study sums (float64) at the end.
   """
   dtype = resolve_dtype(dtype)
   row_studies = np.asarray(row_studies).astype(str)
@@ -155,6 +164,9 @@ def accumulate(chunks: Iterable[np.ndarray], row_studies: Sequence[str], n_genes
                                (0, padded - n_genes)))
           cross[group] = _add_cross(cross[group], jax.device_put(
               part, NamedSharding(mesh, P(sharding.BATCH_AXIS))))
+        # One chunk in flight: the reader's prefetch overlaps the product, and the chunks
+        # do not queue up in memory behind an asynchronous dispatch.
+        jax.block_until_ready(cross)
       done += len(chunk)
       if time.monotonic() - logged > PROGRESS_SECONDS:
         logged = time.monotonic()
@@ -171,7 +183,7 @@ def accumulate(chunks: Iterable[np.ndarray], row_studies: Sequence[str], n_genes
       in_group = groups == group
       offsets = np.pad(means[in_group] * np.sqrt(counts[in_group])[:, None],
                        ((0, 0), (0, padded - n_genes)))
-      cross[group] = cross[group] - jnp.asarray(offsets.T @ offsets, dtype)
+      cross[group] = _centre_cross(cross[group], jnp.asarray(offsets, dtype))
     return Moments(names, counts, groups, dtype, n_genes,
                    cross=jax.device_put(jnp.stack(cross), _gene_rows(mesh, stacked=True)))
 
@@ -269,8 +281,9 @@ def greedy_paths(moments: Moments, held_out: Sequence[int], alphas: Sequence[flo
     state = init(*data, jnp.asarray(scales, dtype), jnp.asarray(penalties, dtype), k, n)
     started = time.monotonic()
     for first in range(0, k, STEPS_PER_CALL):
-      state = step(state, *data, jnp.asarray(scales, dtype), jnp.asarray(penalties, dtype),
-                   first, min(STEPS_PER_CALL, k - first))
+      state = _jitted_step(step)(state, *data, jnp.asarray(scales, dtype),
+                                 jnp.asarray(penalties, dtype), first,
+                                 min(STEPS_PER_CALL, k - first))
       done = min(first + STEPS_PER_CALL, k)
       if k > STEPS_PER_CALL:
         jax.block_until_ready(state)
@@ -279,6 +292,14 @@ def greedy_paths(moments: Moments, held_out: Sequence[int], alphas: Sequence[flo
                      done, k, done / max(elapsed, 1e-9), progress.eta(started, done, k))
     order, drop = np.asarray(state['order']), np.asarray(state['drop'], np.float64)
   return Paths(order, drop / totals[:, None]), fits
+
+
+@functools.cache
+def _jitted_step(step):
+  """`step` jitted, its state donated and updated in place (built on first use: the XLA:CPU
+  option that lets the loop do so needs the backend, which is not queried at import)."""
+  return jax.jit(step, static_argnums=(6,), donate_argnums=(0,),
+                 compiler_options=core.compiler_options())
 
 
 def _pick(state, t):
@@ -314,7 +335,6 @@ def _sample_init(x, masks, scales, penalties, k, n):
   return state
 
 
-@jax.jit(static_argnums=(6,), donate_argnums=(0,))
 def _sample_step(state, x, masks, scales, penalties, first, steps):
   """`steps` greedy steps of every path in sample space; one read of x per step for all."""
   del penalties
@@ -339,16 +359,19 @@ def _fit_product(cross, held_out, y):
   """C_p y_p for every path p: the fit's cross-product (every group's but the held-out
   one's) times the path's vector. Each group's C is read once for all paths, as a
   (genes, genes) @ (genes, paths) product."""
-  per_group = jnp.einsum('gij,pj->gpi', cross, y)
+  groups, genes, _ = cross.shape
+  per_group = (cross.reshape(groups * genes, genes) @ y.T).reshape(groups, genes, -1)
+  per_group = per_group.transpose(0, 2, 1)   # (groups, paths, genes); C row-major as stored
   paths = jnp.arange(len(held_out))
   held = per_group[jnp.maximum(held_out, 0), paths]
   return per_group.sum(axis=0) - jnp.where((held_out >= 0)[:, None], held, 0)
 
 
 def _fit_columns(cross, held_out, best):
-  """Column `best[p]` of path p's fit cross-product."""
-  total = jnp.sum(cross[:, :, best], axis=0).T
-  held = cross[jnp.maximum(held_out, 0), :, best]
+  """Column `best[p]` of path p's fit cross-product, read as its row (C is symmetric; a
+  column gather would transpose C every step)."""
+  total = jnp.sum(cross[:, best, :], axis=0)
+  held = cross[jnp.maximum(held_out, 0), best, :]
   return total - jnp.where((held_out >= 0)[:, None], held, 0)
 
 
@@ -367,7 +390,6 @@ def _gene_init(cross, held_out, scales, penalties, k, n):
   return state
 
 
-@jax.jit(static_argnums=(6,), donate_argnums=(0,))
 def _gene_step(state, cross, held_out, scales, penalties, first, steps):
   """`steps` greedy steps of every path in gene space; C read once per step for all."""
   paths = jnp.arange(len(penalties))
