@@ -6,11 +6,13 @@ WORKDIR ?= runs/demo
 
 .PHONY: demo test clean
 
-# The package, editable, with its test extras (pyproject.toml): `landmark` on the venv's PATH.
-$(STAMP): pyproject.toml
+# The pinned environment the tests pass in (requirements.txt), then the package itself,
+# editable and without resolving its ranges again: `landmark` on the venv's PATH.
+$(STAMP): pyproject.toml requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)

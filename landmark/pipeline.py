@@ -297,6 +297,11 @@ def panel_universe(config: ml_collections.ConfigDict) -> list[str] | None:
   return None
 
 
+def panel_size(config: ml_collections.ConfigDict) -> int:
+  """The genes of the run's panel: `deeplift.top_k` (the paper's method) or `panel.k`."""
+  return config.deeplift.top_k if config.method == design.PAPER_METHOD else config.panel.k
+
+
 def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
                           splits: preprocess.Splits,
                           annotation: pd.DataFrame, ranking: pd.DataFrame,
@@ -311,7 +316,7 @@ def landmark_panels_stage(config: ml_collections.ConfigDict, workdir: str,
   """
   ev = config.evaluate
   genes = panels_lib.gene_splits(splits, annotation, panel_universe(config))
-  k = config.deeplift.top_k if config.method == design.PAPER_METHOD else config.panel.k
+  k = panel_size(config)
   panels = panels_lib.reference_panels(genes, ranking['symbol'],
                                        panels_lib.read_symbols(config.data.dgex_landmarks),
                                        k, ev.random_sets, config.seed, config.method)
@@ -407,7 +412,7 @@ def go_stage(config: ml_collections.ConfigDict, workdir: str, splits: preprocess
   gene_sets = evaluate.read_gmt(config.data.go_gmt)
   ev = config.evaluate
   tables = {}
-  k = config.deeplift.top_k if config.method == design.PAPER_METHOD else config.panel.k
+  k = panel_size(config)
   for name, genes in ((config.method, ranking_lib.select_landmarks(ranking, k)),
                       ('l1000', panels_lib.read_symbols(config.data.dgex_landmarks))):
     table = evaluate.go_enrichment(genes, universe, gene_sets, ev.go_min_size, ev.go_max_size)

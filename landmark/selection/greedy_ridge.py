@@ -278,11 +278,11 @@ def greedy_paths(moments: Moments, held_out: Sequence[int], alphas: Sequence[flo
             _gene_rows(mesh, stacked=True))
       data = (cross, jnp.asarray(np.repeat(np.asarray(held_out), len(alphas))))
       init, step = _gene_init, _gene_step
-    state = init(*data, jnp.asarray(scales, dtype), jnp.asarray(penalties, dtype), k, n)
+    scales, penalties = jnp.asarray(scales, dtype), jnp.asarray(penalties, dtype)
+    state = init(*data, scales, penalties, k, n)
     started = time.monotonic()
     for first in range(0, k, STEPS_PER_CALL):
-      state = _jitted_step(step)(state, *data, jnp.asarray(scales, dtype),
-                                 jnp.asarray(penalties, dtype), first,
+      state = _jitted_step(step)(state, *data, scales, penalties, first,
                                  min(STEPS_PER_CALL, k - first))
       done = min(first + STEPS_PER_CALL, k)
       if k > STEPS_PER_CALL:
