@@ -17,6 +17,14 @@ meant for new studies:
   python main.py --config=configs/panel.py:k=470 --workdir=runs/panel470
   python main.py --config=configs/panel.py:folds=5,fold=0 --workdir=runs/panel_fold0
   python main.py --config=configs/panel.py --config.panel.universe=dgex --workdir=runs/panel_dgex
+
+`gctx=PATH` designs from a GCTX compendium left on disk instead (`data.stream`): its values
+already log2 and normalised, the study of each profile in the column field `study_field`.
+The greedy pass streams every training profile (no `data.stream_eval_samples` cut; the
+evaluation reads that many into memory):
+
+  python main.py --config=configs/panel.py:gctx=/data/compendium.gctx,study_field=study \
+      --workdir=runs/panel_gctx
 """
 
 from configs import common
@@ -25,10 +33,15 @@ from configs import compendium
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, k=943, dgex_epochs=40, seed=0, folds=0, fold=-1,
-                         method='greedy_ridge_standardised')
+                         method='greedy_ridge_standardised', gctx='', study_field='')
   config = compendium.get_config(f'dgex_epochs={arg.dgex_epochs},seed={arg.seed},'
                                  f'folds={arg.folds},fold={arg.fold}')
   config.method = arg.method
   config.panel.k = arg.k
   config.selector = ''   # the run's own panel is the selector's
+  if arg.gctx:
+    config.data.studies, config.data.samples_table = (arg.gctx,), ()
+    config.data.stream, config.data.study_field = True, arg.study_field
+    config.preprocess.log2, config.preprocess.quantile_normalize = 'never', False
+    config.preprocess.dedup, config.preprocess.study_correction = False, 'none'
   return config
