@@ -41,7 +41,6 @@ from landmark import progress
 from landmark.training import core
 from landmark.training import sharding
 
-SPACES = ('auto', 'samples', 'genes')
 DTYPES = ('auto', 'float32', 'float64')
 ALL_ROWS = -1        # a path's held-out group when it fits on every row
 STEPS_PER_CALL = 64  # greedy steps per jitted call: progress is logged between calls
@@ -86,10 +85,6 @@ class Moments:
   rows: np.ndarray | None = None
   row_groups: np.ndarray | None = None
   cross: jax.Array | None = None
-
-  @property
-  def space(self) -> str:
-    return 'samples' if self.rows is not None else 'genes'
 
   @property
   def n_groups(self) -> int:
