@@ -20,8 +20,9 @@ def pytest_configure(config):
 
 # The slowest modules, slowest first. `make test` hands whole modules to its two workers in
 # collection order, so these start at once and the quick ones fill in around them.
-SLOWEST_MODULES = ('test_multihost.py', 'test_pipeline.py', 'test_streaming.py',
-                   'test_sharding.py', 'test_dry_run.py')
+SLOWEST_MODULES = ('test_multihost.py', 'test_pipeline.py', 'test_greedy_ridge.py',
+                   'test_panel_run.py', 'test_streaming.py', 'test_sharding.py',
+                   'test_dry_run.py')
 
 
 def pytest_collection_modifyitems(items):
