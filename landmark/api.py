@@ -26,13 +26,18 @@ INPUT_FILE = 'input.tsv'   # a DataFrame (or AnnData) given to the API, as the r
 STUDIES_FILE = 'input_studies.tsv'   # the study of each of its samples (design_panel)
 
 
+def _is_anndata(data) -> bool:
+  """Whether `data` is an AnnData, told without importing anndata (an optional dependency)."""
+  return type(data).__name__ == 'AnnData'
+
+
 def _expression_file(data, workdir: str) -> str:
   """The path of a supported expression file holding `data`: `data` itself when it is a path;
   a samples x genes DataFrame (an AnnData via its `to_df`) written as `<workdir>/input.tsv`,
   genes in rows as data.read_table expects."""
   if isinstance(data, (str, os.PathLike)):
     return os.path.abspath(os.fspath(data))
-  if type(data).__name__ == 'AnnData':   # no anndata import: it is an optional dependency
+  if _is_anndata(data):
     data = data.to_df()
   if not isinstance(data, pd.DataFrame):
     raise TypeError(f'data must be a path, a samples x genes DataFrame or an AnnData, '
@@ -101,13 +106,13 @@ def design_panel(data: str | os.PathLike | pd.DataFrame | anndata.AnnData, k: in
   workdir = workdir or tempfile.mkdtemp(prefix='landmark_')
   os.makedirs(workdir, exist_ok=True)
   if isinstance(studies, str):
-    if type(data).__name__ != 'AnnData' or studies not in data.obs:
+    if not _is_anndata(data) or studies not in data.obs:
       raise ValueError(f'studies={studies!r} names no obs column of an AnnData')
     studies = data.obs[studies].astype(str).tolist()
   config.data.studies = (_expression_file(data, workdir),)
   config.data.samples_table = ()
   if studies is not None:
-    samples = (data.obs_names if type(data).__name__ == 'AnnData' else data.index
+    samples = (data.obs_names if _is_anndata(data) else data.index
                if isinstance(data, pd.DataFrame) else None)
     if samples is None or len(samples) != len(studies):
       raise ValueError(f'studies: {len(studies)} labels for '

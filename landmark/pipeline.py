@@ -575,17 +575,29 @@ def _run_stages(config, workdir, mode, identity, stale):
   identity.mark_done('consensus')
   if mode == 'explain':
     return
+
+  def write(splits, panels, go_tables):
+    clustering = clustering_stage(config, workdir, splits, *trained[0])
+    report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
+
+  _evaluate_stage(config, workdir, identity, stages, splits, annotation, ranking,
+                  seed_rankings, write, 'these landmarks', 'GO, clustering, report')
+
+
+def _evaluate_stage(config, workdir, identity, stages, splits, annotation, ranking,
+                    seed_rankings, write_report, what, parts):
+  """The evaluation of the run's panel (`ranking`) unless it is current: target-gene
+  inference from each panel, GO, then `write_report(splits, panels, go_tables)` (the
+  method's report), its TensorBoard copy and the stage's record."""
   if identity.is_current('evaluate'):
-    logging.info('The evaluation of these landmarks is current (%s); nothing to do.',
+    logging.info('The evaluation of %s is current (%s); nothing to do.', what,
                  os.path.join(workdir, 'report.md'))
     return
-  stages.stage('evaluate: target-gene inference from each panel, GO, clustering, report')
+  stages.stage(f'evaluate: target-gene inference from each panel, {parts}')
   splits = in_memory(config, splits)
   panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, seed_rankings,
                                  identity.identity('evaluate'))
-  go_tables = go_stage(config, workdir, splits, annotation, ranking)
-  clustering = clustering_stage(config, workdir, splits, *trained[0])
-  report.write_report(config, workdir, quality, ranking, panels, go_tables, clustering)
+  write_report(splits, panels, go_stage(config, workdir, splits, annotation, ranking))
   write_report_to_tensorboard(config, workdir)
   identity.mark_done('evaluate')
   logging.info('Done in %s; the report: %s', stages.elapsed(), os.path.join(workdir, 'report.md'))
@@ -604,19 +616,10 @@ def _design_stages(config, workdir, mode, identity, splits, stages):
     identity.mark_done('panel')
   if mode == 'explain':
     return
-  if identity.is_current('evaluate'):
-    logging.info('The evaluation of this panel is current (%s); nothing to do.',
-                 os.path.join(workdir, 'report.md'))
-    return
-  stages.stage('evaluate: target-gene inference from each panel, GO, report')
-  splits = in_memory(config, splits)
-  panels = landmark_panels_stage(config, workdir, splits, annotation, ranking, [],
-                                 identity.identity('evaluate'))
-  go_tables = go_stage(config, workdir, splits, annotation, ranking)
-  report.write_panel_report(config, workdir, ranking, panels, go_tables)
-  write_report_to_tensorboard(config, workdir)
-  identity.mark_done('evaluate')
-  logging.info('Done in %s; the report: %s', stages.elapsed(), os.path.join(workdir, 'report.md'))
+  _evaluate_stage(config, workdir, identity, stages, splits, annotation, ranking, [],
+                  lambda _, panels, go_tables: report.write_panel_report(
+                      config, workdir, ranking, panels, go_tables),
+                  'this panel', 'GO, report')
 
 
 class _Progress:

@@ -87,6 +87,27 @@ def expression():
   return (values - low) / np.where(high > low, high - low, 1.0)
 
 
+def _brute_force_greedy(x, k, penalty):
+  """Greedy forward selection by explicit ridge fits: each step tries every remaining gene
+  and keeps the one with the lowest ridge loss ||x - x_S B||² + penalty ||B||²."""
+  chosen = []
+  for _ in range(k):
+    losses = {}
+    for j in sorted(set(range(x.shape[1])) - set(chosen)):
+      panel = x[:, chosen + [j]]
+      b = np.linalg.solve(panel.T @ panel + penalty * np.eye(panel.shape[1]), panel.T @ x)
+      losses[j] = np.sum((x - panel @ b) ** 2) + penalty * np.sum(b ** 2)
+    chosen.append(min(losses, key=losses.get))
+  return chosen
+
+
+@pytest.fixture
+def brute_force_greedy():
+  """The greedy ridge selection by brute force (x, k, penalty) -> chosen columns: the
+  independent implementation both greedy ridge test modules compare with."""
+  return _brute_force_greedy
+
+
 @pytest.fixture
 def crash_on_call(monkeypatch):
   """install(module, name, n): `module.name` raises KeyboardInterrupt (a crash in the middle

@@ -94,23 +94,10 @@ def test_float32_path_agrees_with_float64(fold0):
   assert len(set(single) & set(exact)) >= 0.95 * 300
 
 
-def brute_force_greedy(x, k, penalty):
-  """Greedy forward selection by explicit ridge fits: each step tries every remaining gene
-  and keeps the one with the lowest ridge loss ||x - x_S B||² + penalty ||B||²."""
-  chosen = []
-  for _ in range(k):
-    losses = {}
-    for j in sorted(set(range(x.shape[1])) - set(chosen)):
-      panel = x[:, chosen + [j]]
-      b = np.linalg.solve(panel.T @ panel + penalty * np.eye(panel.shape[1]), panel.T @ x)
-      losses[j] = np.sum((x - panel @ b) ** 2) + penalty * np.sum(b ** 2)
-    chosen.append(min(losses, key=losses.get))
-  return chosen
-
-
 @pytest.mark.parametrize('space', ['samples', 'genes'])
 @pytest.mark.parametrize('n_samples, n_genes, k', [(30, 8, 5), (6, 12, 10)])
-def test_both_spaces_are_the_brute_force_greedy(space, n_samples, n_genes, k):
+def test_both_spaces_are_the_brute_force_greedy(space, n_samples, n_genes, k,
+                                                brute_force_greedy):
   rng = np.random.default_rng(n_genes)
   values = (rng.normal(size=(n_samples, 3)) @ rng.normal(size=(3, n_genes))
             + rng.normal(size=(n_samples, n_genes)) * rng.uniform(0.2, 2.0, n_genes) + 8)

@@ -288,22 +288,8 @@ def test_reference_panels_are_the_selectors_panels():
   assert len({tuple(made[f'random_{i}']) for i in range(3)}) == 3
 
 
-def brute_force_greedy(x, k, penalty):
-  """Greedy forward selection by explicit ridge fits: each step tries every remaining gene
-  and keeps the one with the lowest ridge loss ||x - x_S B||² + penalty ||B||²."""
-  chosen = []
-  for _ in range(k):
-    losses = {}
-    for j in sorted(set(range(x.shape[1])) - set(chosen)):
-      panel = x[:, chosen + [j]]
-      b = np.linalg.solve(panel.T @ panel + penalty * np.eye(panel.shape[1]), panel.T @ x)
-      losses[j] = np.sum((x - panel @ b) ** 2) + penalty * np.sum(b ** 2)
-    chosen.append(min(losses, key=losses.get))
-  return chosen
-
-
 @pytest.mark.parametrize('n_genes, n_samples, k', [(8, 30, 3), (12, 6, 10)])
-def test_greedy_ridge_is_the_brute_force_greedy(n_genes, n_samples, k):
+def test_greedy_ridge_is_the_brute_force_greedy(n_genes, n_samples, k, brute_force_greedy):
   rng = np.random.default_rng(n_genes)
   values = (rng.normal(size=(n_samples, 3)) @ rng.normal(size=(3, n_genes))
             + rng.normal(size=(n_samples, n_genes)) * rng.uniform(0.2, 2.0, n_genes) + 8)
@@ -370,7 +356,8 @@ def test_greedy_ridge_penalty_is_chosen_leaving_studies_out(space):
     selectors.select('greedy_ridge', one_study, 5)
 
 
-def test_greedy_ridge_standardised_is_the_brute_force_greedy_on_unit_sd_genes():
+def test_greedy_ridge_standardised_is_the_brute_force_greedy_on_unit_sd_genes(
+    brute_force_greedy):
   rng = np.random.default_rng(3)
   values = (rng.normal(size=(30, 3)) @ rng.normal(size=(3, 8))
             + rng.normal(size=(30, 8)) * rng.uniform(0.2, 2.0, 8) + 8)

@@ -158,6 +158,23 @@ def _paper_differences(config, data_summary, panels):
   return ' '.join(lines)
 
 
+def _paired_tests_and_go(config, workdir, comparisons, panel, go_tables):
+  """Report lines: `panel` against L1000 in paired tests per model, links to every pair,
+  the per-gene metrics and Fig. 3, then the GO enrichment of each panel in `go_tables`."""
+  return [
+      *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == panel) &
+                                                (comparisons['set_b'] == 'l1000')].iterrows()], '',
+      f"All pairs: {_link(workdir, 'panel_comparisons.tsv', 'panel_comparisons.tsv')}; "
+      f"per-gene metrics: {_link(workdir, 'panel_gene_metrics.tsv', 'panel_gene_metrics.tsv')}.",
+      '',
+      *[_link(workdir, f'fig3_{kind}.png', f'Fig. 3, {kind}', image=True)
+        for kind in config.evaluate.models], '',
+      '### GO molecular-function enrichment', '',
+      *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
+        f"terms significant (BH < {config.evaluate.go_fdr}); top: "
+        f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '']
+
+
 def top_genes(ranking: pd.DataFrame, n: int, l1000_table_path: str) -> pd.DataFrame:
   """The n best-ranked genes of `ranking` with rank, symbol, Entrez ID, their score (`score`,
   the DeepLIFT score, in a seed's ranking; `mean_rank` over the seeds in a consensus) and
@@ -241,17 +258,7 @@ def write_report(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       _table(panels['study_effects'][~panels['study_effects']['panel'].str.startswith('random_')]),
       '',
       '### DeepLIFT vs L1000, paired tests over target genes', '',
-      *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == 'deeplift') &
-                                                (comparisons['set_b'] == 'l1000')].iterrows()], '',
-      f"All pairs: {_link(workdir, 'panel_comparisons.tsv', 'panel_comparisons.tsv')}; "
-      f"per-gene metrics: {_link(workdir, 'panel_gene_metrics.tsv', 'panel_gene_metrics.tsv')}.",
-      '',
-      *[_link(workdir, f'fig3_{kind}.png', f'Fig. 3, {kind}', image=True)
-        for kind in config.evaluate.models], '',
-      '### GO molecular-function enrichment', '',
-      *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
-        f"terms significant (BH < {config.evaluate.go_fdr}); top: "
-        f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '',
+      *_paired_tests_and_go(config, workdir, comparisons, 'deeplift', go_tables),
       *[_link(workdir, f'go_{name}.png', f'GO enrichment of the {name} panel', image=True)
         for name in go_tables], '',
       '### Clustering labelled samples', '',
@@ -305,16 +312,6 @@ def write_panel_report(config: ml_collections.ConfigDict, workdir: str | os.Path
       '(`--mode=infer`): `models/`.', '',
       '## Details', '',
       _table(summary[~summary['panel'].str.startswith('random_')]), '',
-      *[_verdict(row) for _, row in comparisons[(comparisons['set_a'] == method) &
-                                                (comparisons['set_b'] == 'l1000')].iterrows()], '',
-      f"All pairs: {_link(workdir, 'panel_comparisons.tsv', 'panel_comparisons.tsv')}; "
-      f"per-gene metrics: {_link(workdir, 'panel_gene_metrics.tsv', 'panel_gene_metrics.tsv')}.",
-      '',
-      *[_link(workdir, f'fig3_{kind}.png', f'Fig. 3, {kind}', image=True)
-        for kind in config.evaluate.models], '',
-      '### GO molecular-function enrichment', '',
-      *[f"- {name}: {int((t['p_adjusted'] < config.evaluate.go_fdr).sum())} of {len(t)} tested "
-        f"terms significant (BH < {config.evaluate.go_fdr}); top: "
-        f"{', '.join(t['name'].head(3))}" for name, t in go_tables.items()], '',
+      *_paired_tests_and_go(config, workdir, comparisons, method, go_tables),
   ]
   fileio.write_text(os.path.join(workdir, 'report.md'), '\n'.join(lines))

@@ -20,7 +20,6 @@ from landmark.training import sharding
 
 PAPER_METHOD = 'deeplift'   # config.method of the paper: AutoEncoders, then DeepLIFT
 UNIVERSES = ('all', 'dgex')
-STREAMED = {'greedy_ridge': False, 'greedy_ridge_standardised': True}   # -> standardise
 
 
 def methods() -> list[str]:
@@ -53,7 +52,7 @@ def design(split: splits_lib.Split, annotation: pd.DataFrame, config: ml_collect
     raise ConfigError('config.panel.k', f'{k} genes asked for, but the data have only '
                       f'{len(collapse.genes)} annotated genes in universe '
                       f'{config.panel.universe!r}')
-  if config.method in STREAMED:
+  if config.method in selectors.GREEDY_RIDGE:
     settings = config.selectors
     mesh = sharding.device_mesh(config.mesh.devices)
     logging.info('%s: one pass over %d training profiles, %d genes', config.method,
@@ -63,7 +62,7 @@ def design(split: splits_lib.Split, annotation: pd.DataFrame, config: ml_collect
         len(collapse.genes),
         settings.greedy_ridge_validation_folds, dtype=settings.greedy_ridge_dtype, mesh=mesh)
     table = greedy_ridge.panel_table(moments, collapse.genes, k, settings,
-                                     STREAMED[config.method], mesh)
+                                     selectors.GREEDY_RIDGE[config.method], mesh)
   else:
     memory = split.to_memory(config.data.stream_eval_samples, config.seed)
     context = selectors.SelectionContext(collapse.genes, collapse(memory.values), l1000, config,

@@ -286,6 +286,7 @@ def greedy_ridge_panel(context: SelectionContext, k: int, standardise: bool) -> 
   return greedy_ridge_lib.panel_table(moments, context.genes, k, settings, standardise, mesh)
 
 
+GREEDY_RIDGE = {'greedy_ridge': False, 'greedy_ridge_standardised': True}   # -> standardise
 SELECTORS = {
     'deeplift_ae': functools.partial(_attribution_ranking, 'deeplift'),
     'gradient_x_input': functools.partial(_attribution_ranking, 'gradient_x_input'),
@@ -297,8 +298,8 @@ SELECTORS = {
     'variance': variance,
     'pca_loadings': pca_loadings,
     'peel_off': peel_off,
-    'greedy_ridge': greedy_ridge,
-    'greedy_ridge_standardised': functools.partial(greedy_ridge, standardise=True),
+    **{name: functools.partial(greedy_ridge, standardise=standardise)
+       for name, standardise in GREEDY_RIDGE.items()},
     'deeplift_stratified': functools.partial(_stratified_ranking, 'deeplift'),
     'gradient_x_input_stratified': functools.partial(_stratified_ranking, 'gradient_x_input'),
 }
